@@ -1,0 +1,464 @@
+"""Interactive shell over EditMemory: ask, edit, inspect (:why, :diff, :history, :list) and undo (:forget)."""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import platformdirs
+from rich.console import Console
+
+from recall.errors import RecallError, StoreError
+from recall.repl_commands import (
+    ALL_NAMESPACES,
+    Command,
+    LineReader,
+    Output,
+    RichOutput,
+    flat,
+    help_lines,
+    parse_line,
+    short_id,
+    stdin_reader,
+    terminal_readers,
+    valid_namespace,
+)
+
+if TYPE_CHECKING:
+    from memory_store import EditRecord, HistoryEvent
+    from recall.results import Answer, EditResult
+
+log = logging.getLogger(__name__)
+
+
+class ReplMemory(Protocol):
+    """The part of `recall.memory.EditMemory` the REPL drives (a Protocol so tests can pass a fake)."""
+
+    @property
+    def sentinel_name(self) -> str: ...
+    def add(
+        self, prompt: str, target: str, subject: str | None = None, namespace: str = "default"
+    ) -> EditResult: ...
+    def forget(self, edit_id: str) -> EditRecord: ...
+    def ask(self, query: str, namespace: str = "default", *, use_memory: bool = True) -> Answer: ...
+    def list(
+        self, namespace: str | None = "default", status: str | None = "active"
+    ) -> builtins.list[EditRecord]: ...
+    def history(self, edit_id: str) -> builtins.list[HistoryEvent]: ...
+    def find(self, id_prefix: str) -> EditRecord: ...
+    def namespaces(self) -> builtins.list[str]: ...
+    def count(self, namespace: str | None = None) -> int: ...
+    def info(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+OpenMemory = Callable[[Path, "str | None", "str | None"], ReplMemory]
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an exception (KeyError's repr-quoting undone)."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return flat(str(message)) or type(exc).__name__
+
+
+def answer_marker(answer: Answer) -> str:
+    """'[edit 3f2a9c1e]' (or '[edits a, b]') when the answer used edits, else ''."""
+    ids = [short_id(hit.record.edit_id) for hit in answer.hits]
+    if not ids:
+        return ""
+    return f"[edit {ids[0]}]" if len(ids) == 1 else f"[edits {', '.join(ids)}]"
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _fact(record: EditRecord) -> str:
+    return f"{record.prompt} => {record.target}"
+
+
+def _no_reader(prompt: str) -> str:
+    raise EOFError
+
+
+class Repl:
+    """One REPL session: the memory, the current namespace, the last answer and where output goes."""
+
+    def __init__(
+        self,
+        memory: ReplMemory,
+        out: Output,
+        *,
+        namespace: str = "default",
+        read_line: LineReader = _no_reader,
+        read_field: LineReader | None = None,
+        interactive: bool = False,
+    ) -> None:
+        self.memory = memory
+        self.out = out
+        self.namespace = namespace
+        self.last_answer: Answer | None = None
+        self.last_latency_s: float | None = None
+        self.interactive = interactive
+        self.read_line = read_line
+        self.read_field = read_field or read_line
+        self._handlers: dict[str, Callable[[Command], None]] = {
+            "ask": self._ask,
+            "edit": self._edit,
+            "edit_form": self._edit_form,
+            "forget": self._forget,
+            "list": self._list,
+            "history": self._history,
+            "why": self._why,
+            "diff": self._diff,
+            "ns": self._ns,
+            "backend": self._backend,
+            "stats": self._stats,
+            "help": self._help,
+        }
+
+    @property
+    def prompt(self) -> str:
+        return f"recall[{self.namespace}]> "
+
+    def run(self) -> int:
+        """Read and handle lines until :quit or end of input; Ctrl-C at the prompt clears the line."""
+        while True:
+            try:
+                line = self.read_line(self.prompt)
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            if not self.handle_line(line):
+                break
+        if self.interactive:
+            self.out.note("bye")
+        return 0
+
+    def handle_line(self, line: str) -> bool:
+        """Handle one line; False once the user asked to quit. Never raises (Ctrl-C cancels the command)."""
+        command = parse_line(line)
+        if command.kind == "quit":
+            return False
+        if command.kind == "invalid":
+            self.out.error(command.hint)
+            return True
+        handler = self._handlers.get(command.kind)
+        if handler is None:
+            return True
+        try:
+            handler(command)
+        except KeyboardInterrupt:
+            self.out.note("(cancelled)")
+        except (RecallError, StoreError, ValueError) as exc:
+            self.out.error(f"error: {describe_error(exc)}")
+        except Exception as exc:
+            log.debug("internal error handling %r", line, exc_info=True)
+            self.out.error(f"internal error: {type(exc).__name__}: {describe_error(exc)}")
+        return True
+
+    # completion sources (prompt_toolkit calls these from its own thread; they never raise)
+    def active_edits(self) -> builtins.list[tuple[str, str]]:
+        try:
+            return [(r.edit_id, r.prompt) for r in self.memory.list(namespace=None, status="active")]
+        except (RecallError, StoreError, ValueError):
+            return []
+
+    def namespace_names(self) -> builtins.list[str]:
+        try:
+            return sorted({*self.memory.namespaces(), self.namespace})
+        except (RecallError, StoreError, ValueError):
+            return [self.namespace]
+
+    def _ask_once(self, query: str, *, use_memory: bool = True) -> Answer:
+        started = time.perf_counter()
+        answer = self.memory.ask(query, namespace=self.namespace, use_memory=use_memory)
+        self.last_latency_s = answer.latency_s or (time.perf_counter() - started)
+        return answer
+
+    def _ask(self, command: Command) -> None:
+        answer = self._ask_once(command.text)
+        self.last_answer = answer
+        self.out.answer(answer.text.strip(), answer_marker(answer))
+
+    def _add(self, prompt: str, target: str, subject: str | None = None) -> None:
+        try:
+            result = self.memory.add(prompt, target, subject=subject, namespace=self.namespace)
+        except KeyboardInterrupt:
+            self.out.note("(interrupted: run :list to see whether the edit was stored)")
+            return
+        where = "" if self.namespace == "default" else f"  (namespace {self.namespace})"
+        self.out.line(f"added {short_id(result.edit_id)}  {_fact(result.record)}{where}")
+        for old in result.superseded:
+            self.out.note(f"  supersedes {short_id(old.edit_id)}  {_fact(old)}")
+        for other in result.conflicts:
+            self.out.note(f"  conflicts with {short_id(other.edit_id)}  {_fact(other)} (both kept)")
+
+    def _edit(self, command: Command) -> None:
+        self._add(command.text, command.target)
+
+    def _edit_form(self, command: Command) -> None:
+        if self.interactive:
+            self.out.note("guided edit: one field a line; a blank prompt or Ctrl-C cancels")
+        try:
+            prompt = self.read_field("prompt> ").strip()
+            target = self.read_field("target> ").strip() if prompt else ""
+            subject = self.read_field("subject (optional)> ").strip() if target else ""
+        except (EOFError, KeyboardInterrupt):
+            prompt = target = ""
+        if not (prompt and target):
+            self.out.note("edit cancelled: a prompt and a target are both needed")
+            return
+        self._add(prompt, target, subject or None)
+
+    def _forget(self, command: Command) -> None:
+        record = self.memory.find(command.text)
+        if record.status == "retracted":
+            self.out.error(f"edit {short_id(record.edit_id)} is already forgotten")
+            return
+        self.memory.forget(record.edit_id)
+        self.out.line(f"forgot {short_id(record.edit_id)}  {_fact(record)}")
+
+    def _list(self, command: Command) -> None:
+        namespace = None if command.text == ALL_NAMESPACES else (command.text or self.namespace)
+        records = self.memory.list(namespace=namespace, status="active")
+        scope = "all namespaces" if namespace is None else f"namespace {namespace}"
+        if not records:
+            self.out.note(f"no active edits in {scope}")
+            return
+        rows = [
+            [short_id(r.edit_id), r.namespace, r.prompt, r.target, _when(r.created_at)]
+            for r in sorted(records, key=lambda r: r.created_at)
+        ]
+        title = f"{len(records)} active edit{'s' * (len(records) != 1)} in {scope}"
+        self.out.table(["id", "namespace", "prompt", "target", "created"], rows, title=title)
+
+    def _chain(self, record: EditRecord) -> builtins.list[EditRecord]:
+        """The record with the edits it superseded (older) and those that superseded it (newer)."""
+        chain = [record]
+        seen = {record.edit_id}
+        while chain[0].supersedes and chain[0].supersedes not in seen:
+            older = self.memory.find(chain[0].supersedes)
+            seen.add(older.edit_id)
+            chain.insert(0, older)
+        successors = {r.supersedes: r for r in self.memory.list(namespace=None, status=None) if r.supersedes}
+        while chain[-1].edit_id in successors and successors[chain[-1].edit_id].edit_id not in seen:
+            newer = successors[chain[-1].edit_id]
+            seen.add(newer.edit_id)
+            chain.append(newer)
+        return chain
+
+    def _history(self, command: Command) -> None:
+        rows: builtins.list[builtins.list[str]] = []
+        for record in self._chain(self.memory.find(command.text)):
+            fact = _fact(record)
+            for event in self.memory.history(record.edit_id):
+                detail = event.reason
+                if event.other_id:
+                    detail = f"{detail} ({short_id(event.other_id)})".strip()
+                rows.append(
+                    [short_id(record.edit_id), record.status, event.kind, _when(event.at), fact, detail]
+                )
+                fact = ""
+        self.out.table(["id", "status", "event", "when", "edit", "detail"], rows)
+
+    def _why(self, command: Command) -> None:
+        answer = self.last_answer
+        if answer is None:
+            self.out.note("nothing to explain yet: ask a question first")
+            return
+        retrieval = answer.retrieval
+        admitted = {hit.record.edit_id for hit in retrieval.admitted}
+        rows = [
+            [
+                str(hit.rank),
+                short_id(hit.record.edit_id),
+                f"{hit.score:.3f}",
+                "yes" if hit.record.edit_id in admitted else "no",
+                _fact(hit.record),
+            ]
+            for hit in retrieval.hits
+        ]
+        self.out.line(f"why: {retrieval.query}")
+        if rows:
+            self.out.table(["rank", "id", "score", "admitted", "edit"], rows)
+        else:
+            self.out.note("no edits retrieved (the memory is empty in this namespace)")
+        if admitted:
+            used = ", ".join(short_id(hit.record.edit_id) for hit in retrieval.admitted)
+            decision = f"admitted {len(admitted)} of {len(retrieval.hits)} hits: the answer used {used}"
+        else:
+            decision = "admitted nothing: the base model answered, nothing injected"
+        injected = answer.injected.strip("\n")
+        multiline = "\n" in injected
+        shown = "(nothing)" if not injected else "(the text below, verbatim)" if multiline else injected
+        self.out.pairs(
+            [
+                ("threshold", f"{retrieval.threshold:.3f}"),
+                ("sentinel", f"{self.memory.sentinel_name}: {decision}"),
+                ("backend", answer.backend),
+                ("injected", shown),
+            ]
+        )
+        if multiline:
+            self.out.block(injected)
+
+    def _diff(self, command: Command) -> None:
+        with_memory = self._ask_once(command.text)
+        without = self._ask_once(command.text, use_memory=False)
+        self.last_answer = with_memory
+        marker = answer_marker(with_memory) or "(no edit used)"
+        texts = [with_memory.text.strip(), without.text.strip()]
+        if self.out.is_rich:
+            self.out.table([f"with memory {marker}", "without memory"], [texts])
+        else:
+            self.out.pairs(
+                [("with memory", f"{flat(texts[0])}  {marker}"), ("without memory", flat(texts[1]))]
+            )
+
+    def _ns(self, command: Command) -> None:
+        if command.text:
+            self.namespace = command.text
+            self.out.line(f"namespace {self.namespace} ({self.memory.count(self.namespace)} active edits)")
+            return
+        others = ", ".join(self.namespace_names())
+        self.out.line(f"namespace {self.namespace}; namespaces: {others}")
+
+    def _backend(self, command: Command) -> None:
+        info = self.memory.info()
+        rows = [
+            ("backend", str(info.get("backend", "?"))),
+            ("sentinel", self.memory.sentinel_name),
+            ("model", str(info.get("model", "?"))),
+        ]
+        registered = _registered_backends()
+        if registered:
+            rows.append(("available", f"{', '.join(registered)} (start with: recall repl --backend NAME)"))
+        self.out.pairs(rows)
+
+    def _stats(self, command: Command) -> None:
+        info = self.memory.info()
+        latency = "-" if self.last_latency_s is None else f"{self.last_latency_s * 1000:.0f} ms"
+        edits = f"{self.memory.count(None)} active ({self.memory.count(self.namespace)} in {self.namespace})"
+        self.out.pairs(
+            [
+                ("memory", str(info.get("path", "?"))),
+                ("edits", edits),
+                ("namespaces", ", ".join(self.namespace_names())),
+                ("model", str(info.get("model", "?"))),
+                ("encoder", str(info.get("encoder", "?"))),
+                ("backend", f"{info.get('backend', '?')} (sentinel {self.memory.sentinel_name})"),
+                ("last answer", latency),
+            ]
+        )
+
+    def _help(self, command: Command) -> None:
+        if not command.text:
+            self.out.line("Type a question to ask it, or a command:")
+        self.out.pairs(help_lines(command.text))
+        if not command.text:
+            self.out.note("Ids: 4+ hex characters of an edit id. Lines starting with '#' are ignored.")
+
+
+def _registered_backends() -> builtins.list[str]:
+    try:
+        from recall.backends import registered_backends
+    except ImportError:
+        return []
+    return [str(name) for name in registered_backends()]
+
+
+def default_memory_dir() -> Path:
+    """The persistent memory used without --memory (recall.paths when present, else platformdirs)."""
+    try:
+        from recall.paths import default_memory_dir as _default
+    except ImportError:
+        return Path(platformdirs.user_data_dir("recall")) / "memory"
+    return Path(_default())
+
+
+def _open_edit_memory(path: Path, model: str | None, backend: str | None) -> ReplMemory:
+    from recall.memory import EditMemory
+
+    memory: ReplMemory = EditMemory.open_or_create(path, model=model, backend=backend)
+    return memory
+
+
+def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `recall repl`'s options to `parser`."""
+    parser.add_argument(
+        "--memory",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"memory directory, created when missing (default: {default_memory_dir()})",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help="base model (default: the memory's own; recall's default for a new memory)",
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        metavar="NAME",
+        help="edit backend (default: the memory's own; recall's default for a new memory)",
+    )
+    parser.add_argument("--namespace", default="default", metavar="NS", help="namespace to start in")
+
+
+def run_repl_command(args: argparse.Namespace, open_memory: OpenMemory | None = None) -> int:
+    """Run `recall repl`: rich and line editing on a terminal, plain text when stdin or stdout is not one.
+
+    Returns the exit status: 0 after :quit or end of input, 1 when the memory cannot be opened, 2 for a
+    bad --namespace, 130 when interrupted while opening.
+    """
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    out = RichOutput(Console(highlight=False)) if interactive else Output(sys.stdout)
+    namespace: str = args.namespace
+    if not valid_namespace(namespace):
+        sys.stderr.write(
+            f"recall repl: --namespace {namespace!r} is not a namespace name (letters, digits, _ . @ / -)\n"
+        )
+        return 2
+    path: Path = args.memory if args.memory is not None else default_memory_dir()
+    if args.memory is None:
+        notice = f"using the default memory at {path} (--memory DIR picks another)"
+        if interactive:
+            out.note(notice)
+        else:  # keep stdout for answers and results in scripted runs
+            sys.stderr.write(f"recall repl: {notice}\n")
+    if interactive:
+        out.note(f"opening {path} ...")
+    try:
+        memory = (open_memory or _open_edit_memory)(path, args.model, args.backend)
+    except KeyboardInterrupt:
+        sys.stderr.write("recall repl: cancelled\n")
+        return 130
+    except (RecallError, StoreError, ValueError, OSError) as exc:
+        sys.stderr.write(f"recall repl: cannot open the memory at {path}: {describe_error(exc)}\n")
+        return 1
+    try:
+        repl = Repl(memory, out, namespace=namespace, interactive=interactive)
+        if interactive:
+            repl.read_line, repl.read_field = terminal_readers(repl.active_edits, repl.namespace_names)
+            info = memory.info()
+            out.note(
+                f"model {info.get('model', '?')}, backend {info.get('backend', '?')}, "
+                f"{memory.count(None)} active edits. Ask a question, or :help"
+            )
+        else:
+            repl.read_line = repl.read_field = stdin_reader(
+                sys.stdin, sys.stderr if sys.stdin.isatty() else None
+            )
+        return repl.run()
+    finally:
+        memory.close()

@@ -1,0 +1,171 @@
+"""FakeMemory: EditMemory's REPL-facing API in pure Python (word-overlap retrieval, no torch, no disk)."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import itertools
+import re
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from memory_store import EditRecord, HistoryEvent, SearchHit
+from recall.errors import EditNotFoundError, InvalidEditError
+from recall.results import Answer, EditResult, Retrieval
+
+BASE_ANSWER = "I do not know."
+THRESHOLD = 0.5
+SUPERSEDE_SIMILARITY = 0.8
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def similarity(a: str, b: str) -> float:
+    wa, wb = _words(a), _words(b)
+    return len(wa & wb) / len(wa | wb) if wa | wb else 0.0
+
+
+class FakeMemory:
+    """Retrieval by word overlap; the answer is the top admitted edit's target, else BASE_ANSWER."""
+
+    sentinel_name = "fixed"
+
+    def __init__(self, ids: Iterable[str] | None = None) -> None:
+        # ids 1a2babcabc..., 1a2cabcabc...: distinct from the 4th hex character on (ids= forces clashes)
+        self._ids: Iterator[str] = (
+            iter(ids) if ids is not None else (f"{n:04x}" + "abc" * 9 + "d" for n in itertools.count(0x1A2B))
+        )
+        self.records: dict[str, EditRecord] = {}
+        self.events: dict[str, list[HistoryEvent]] = {}
+        self.fail_next: BaseException | None = None  # raised by the next ask()
+        self.closed = False
+        self.asked: list[tuple[str, str, bool]] = []
+
+    def _event(self, edit_id: str, kind: str, reason: str, other: str | None = None) -> None:
+        event = HistoryEvent(edit_id=edit_id, kind=kind, at=time.time(), reason=reason, other_id=other)  # type: ignore[arg-type]
+        self.events.setdefault(edit_id, []).append(event)
+
+    def add(
+        self,
+        prompt: str,
+        target: str,
+        subject: str | None = None,
+        namespace: str = "default",
+        *,
+        policy: str | None = None,
+    ) -> EditResult:
+        if not prompt.strip() or not target.strip():
+            raise InvalidEditError("prompt and target must be non-empty")
+        old = [
+            r
+            for r in self.list(namespace)
+            if similarity(r.prompt, prompt) >= SUPERSEDE_SIMILARITY and r.target != target
+        ]
+        record = EditRecord(
+            prompt=prompt,
+            target=target,
+            subject=subject,
+            namespace=namespace,
+            edit_id=next(self._ids),
+            supersedes=old[0].edit_id if old else None,
+        )
+        self.records[record.edit_id] = record
+        self._event(record.edit_id, "add", "added")
+        for o in old:
+            self.records[o.edit_id] = dataclasses.replace(o, status="superseded")
+            self._event(o.edit_id, "supersede", "superseded by a conflicting edit", record.edit_id)
+        return EditResult(record=record, superseded=tuple(old))
+
+    def forget(self, edit_id: str) -> EditRecord:
+        record = self.records[edit_id]
+        if record.status == "retracted":
+            raise InvalidEditError(f"edit {edit_id} is already retracted")
+        self.records[edit_id] = dataclasses.replace(record, status="retracted")
+        self._event(edit_id, "retract", "forgotten by the user")
+        return self.records[edit_id]
+
+    def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
+        scored = sorted(
+            ((similarity(query, r.prompt), r) for r in self.list(namespace)), key=lambda p: -p[0]
+        )[:3]
+        hits = tuple(SearchHit(record=r, score=s, rank=i) for i, (s, r) in enumerate(scored))
+        return Retrieval(
+            query=query,
+            hits=hits,
+            admitted=tuple(h for h in hits if h.score >= THRESHOLD)[:1],
+            threshold=THRESHOLD,
+        )
+
+    def ask(
+        self,
+        query: str,
+        namespace: str = "default",
+        *,
+        max_new_tokens: int | None = None,
+        use_memory: bool = True,
+    ) -> Answer:
+        self.asked.append((query, namespace, use_memory))
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        if "slowly" in query:
+            time.sleep(30)
+        retrieval = self.retrieve(query, namespace) if use_memory else Retrieval(query, (), (), THRESHOLD)
+        if retrieval.admitted:
+            record = retrieval.admitted[0].record
+            injected = f"[New fact] {record.prompt} {record.target}\n[Question]"
+            return Answer(
+                text=f" {record.target}.\n",
+                retrieval=retrieval,
+                backend="fake",
+                injected=injected,
+                latency_s=0.042,
+            )
+        return Answer(text=BASE_ANSWER, retrieval=retrieval, backend="fake", latency_s=0.042)
+
+    def list(
+        self, namespace: str | None = "default", status: str | None = "active"
+    ) -> builtins.list[EditRecord]:
+        return [
+            r
+            for r in self.records.values()
+            if namespace in (None, r.namespace) and status in (None, r.status)
+        ]
+
+    def history(self, edit_id: str) -> builtins.list[HistoryEvent]:
+        if edit_id not in self.records:
+            raise EditNotFoundError(f"no edit {edit_id!r}")
+        return list(self.events[edit_id])
+
+    def find(self, id_prefix: str) -> EditRecord:
+        matches = [r for i, r in self.records.items() if i.startswith(id_prefix)]
+        if not matches:
+            raise EditNotFoundError(f"no edit id starts with {id_prefix!r}")
+        if len(matches) > 1:
+            raise InvalidEditError(
+                f"edit id prefix {id_prefix!r} is ambiguous ({len(matches)} edits); type more characters"
+            )
+        return matches[0]
+
+    def namespaces(self) -> builtins.list[str]:
+        return sorted({r.namespace for r in self.records.values()})
+
+    def count(self, namespace: str | None = None) -> int:
+        return len(self.list(namespace))
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": "fake-lm",
+            "model_fingerprint": "0" * 16,
+            "encoder": "fake-words",
+            "backend": "fake",
+            "config": {},
+            "recall_version": "0",
+            "path": "/tmp/fake-memory",
+        }
+
+    def close(self) -> None:
+        self.closed = True
