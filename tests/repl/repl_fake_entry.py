@@ -1,4 +1,4 @@
-"""`recall repl` over FakeMemory, for pseudo-terminal tests that need no model: python repl_fake_entry.py ARGS."""
+"""`recall repl` over FakeMemory, for pseudo-terminal tests that need no model."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from repl_fake_memory import FakeMemory  # noqa: E402
+from repl_fake_memory import FakeMemory
 
-from recall.repl import add_repl_arguments, run_repl_command  # noqa: E402
+from recall.repl import add_repl_arguments, run_repl_command
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="recall repl")

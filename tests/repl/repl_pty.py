@@ -1,4 +1,4 @@
-"""Driving `recall repl` in a pseudo-terminal: send a line, wait for the next prompt, return what it printed."""
+"""Driving `recall repl` in a pseudo-terminal: send a line, wait for the next prompt, return its output."""
 
 from __future__ import annotations
 
