@@ -1,0 +1,109 @@
+"""EvalCase, the one record shape every benchmark loader produces, and DatasetError."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recall.errors import RecallError
+
+
+class DatasetError(RecallError, ValueError):
+    """A data file is missing, unreadable, of an unknown form, or a record lacks a field."""
+
+
+class EmptyEditError(DatasetError):
+    """A record whose prompt or target is empty (zsRE train-1k has two); loaders skip these and count them."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvalCase:
+    """One benchmark case: an edit plus the probes that score it.
+
+    Attributes:
+        case_id: the data set's own id when it has one, else the record's index in the file.
+        prompt: the edit prompt (a question for zsRE, a cloze sentence for CounterFact).
+        target: the new answer the edit teaches, stripped of surrounding whitespace.
+        subject: the edited entity, when the data set names it.
+        ground_truth: the original (pre-edit) answer, when known; ES/PS compare against it.
+        rephrases: paraphrases of `prompt` (generalization).
+        locality: (prompt, answer) pairs the edit must not change.
+        portability: (prompt, answer) pairs whose answer follows from the edit.
+        is_noop: the target equals the original answer, so the "edit" changes nothing. Such cases
+            are kept (dropping them would change "the first n") and counted in reports.
+    """
+
+    case_id: str
+    prompt: str
+    target: str
+    subject: str | None = None
+    ground_truth: str | None = None
+    rephrases: tuple[str, ...] = ()
+    locality: tuple[tuple[str, str], ...] = ()
+    portability: tuple[tuple[str, str], ...] = ()
+    is_noop: bool = False
+
+
+class RecordReader:
+    """Typed field access on one raw record; every failure names the file, the index and the key."""
+
+    def __init__(self, record: object, path: Path, index: int) -> None:
+        self.path = path
+        self.index = index
+        if not isinstance(record, Mapping):
+            raise self.error(f"expected a JSON object, got {type(record).__name__}")
+        self.record: Mapping[str, Any] = record
+
+    def error(self, message: str) -> DatasetError:
+        return DatasetError(f"{self.path}: record {self.index}: {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.record
+
+    def raw(self, key: str) -> Any:
+        if key not in self.record:
+            keys = ", ".join(sorted(map(str, self.record))) or "none"
+            raise self.error(f"missing key {key!r} (keys present: {keys})")
+        return self.record[key]
+
+    def text(self, key: str) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str):
+            raise self.error(f"key {key!r} should be a string, got {type(value).__name__}")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        return self.text(key) if self.record.get(key) is not None else None
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        """A string or a list of strings, as a tuple; an absent key gives ()."""
+        value = self.record.get(key)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise self.error(f"key {key!r} should be a string or a list of strings")
+
+    def pairs(self, key: str) -> tuple[tuple[str, str], ...]:
+        """A list of [prompt, answer] pairs (the jsonl form); an absent key gives ()."""
+        value = self.record.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.error(f"key {key!r} should be a list of [prompt, answer] pairs")
+        pairs: list[tuple[str, str]] = []
+        for item in value:
+            if not (
+                isinstance(item, list | tuple) and len(item) == 2 and all(isinstance(s, str) for s in item)
+            ):
+                raise self.error(f"key {key!r}: each item should be a [prompt, answer] pair, got {item!r}")
+            pairs.append((item[0], item[1]))
+        return tuple(pairs)
+
+    def case_id(self, key: str = "case_id") -> str:
+        value = self.record.get(key)
+        return str(self.index) if value is None else str(value)
