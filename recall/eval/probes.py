@@ -1,0 +1,223 @@
+"""The test phase: score every probe of already-edited cases and return one CaseRow per case."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from recall.errors import RecallError
+from recall.eval import metrics
+
+if TYPE_CHECKING:
+    from recall.eval.cases import EvalCase
+    from recall.eval.protocols import EditableMemory, EvalSettings
+    from recall.results import Retrieval, TargetScore
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    """Every per-case number of a run; None means "not measured for this case", never 0.
+
+    Accuracies are fractions in [0, 1] (the summary turns means into percentages). `*_rephrase` values
+    over several rephrases are the share of rephrases; generation uses the first rephrase only.
+    """
+
+    case_id: str
+    edit_id: str
+    is_noop: bool
+    edit_latency_ms: float
+    rel: float  # teacher-forced token accuracy of the target after the edit prompt (METHODS 6.1)
+    gen: float | None  # the same after each rephrase, averaged
+    loc: float | None  # agreement with the pre-edit argmax on locality pairs (METHODS 6.2)
+    port: float | None  # token accuracy on portability pairs
+    es: float | None  # CounterFact efficacy success: P(new) > P(true) on the prompt (METHODS 6.4)
+    ps: float | None  # paraphrase success over rephrases
+    ns: float | None  # neighbourhood success: P(locality answer) > P(new) on locality prompts
+    top1_prompt: bool  # retrieve(prompt).hits[0] is this case's record
+    top1_rephrase: float | None
+    admitted_prompt: bool  # the sentinel let this case's record through for its own prompt
+    admitted_rephrase: float | None
+    loc_false_accept: float | None  # share of locality prompts on which the sentinel admitted anything
+    generation_prompt: str | None = None
+    generation_rephrase: str | None = None
+    em_prompt: bool | None = None
+    contains_prompt: bool | None = None
+    em_rephrase: bool | None = None
+    contains_rephrase: bool | None = None
+    ask_latency_ms: float | None = None
+
+
+class _PairBatch:
+    """Collects (query, target) pairs from many cases so one score_many call scores them all."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[str, str]] = []
+
+    def add(self, pairs: Iterable[tuple[str, str]]) -> slice:
+        start = len(self.pairs)
+        self.pairs.extend(pairs)
+        return slice(start, len(self.pairs))
+
+
+@dataclass(frozen=True, slots=True)
+class _CaseSlices:
+    rel: slice
+    gen: slice
+    loc: slice
+    port: slice
+    prompt_true: slice  # (prompt, ground truth): ES
+    rephrase_true: slice  # (rephrase, ground truth): PS
+    loc_new: slice  # (locality prompt, target): NS
+
+
+def _plan(case: EvalCase, batch: _PairBatch, settings: EvalSettings) -> _CaseSlices:
+    gen = batch.add((q, case.target) for q in case.rephrases)
+    rel = batch.add([(case.prompt, case.target)])
+    loc = batch.add(case.locality)
+    port = batch.add(case.portability)
+    empty = slice(0, 0)
+    prompt_true = rephrase_true = loc_new = empty
+    if settings.compare_probabilities:
+        if case.ground_truth is not None:
+            prompt_true = batch.add([(case.prompt, case.ground_truth)])
+            rephrase_true = batch.add((q, case.ground_truth) for q in case.rephrases)
+        loc_new = batch.add((q, case.target) for q, _ in case.locality)
+    return _CaseSlices(rel, gen, loc, port, prompt_true, rephrase_true, loc_new)
+
+
+def score_pairs(
+    memory: EditableMemory, pairs: Sequence[tuple[str, str]], namespace: str, *, use_memory: bool
+) -> list[TargetScore]:
+    """memory.score_many, skipping the call for no pairs and checking the contract on the count."""
+    if not pairs:
+        return []
+    scores = memory.score_many(pairs, namespace, use_memory=use_memory)
+    if len(scores) != len(pairs):
+        raise RecallError(f"score_many returned {len(scores)} scores for {len(pairs)} pairs")
+    return scores
+
+
+def _logprobs(scores: Sequence[TargetScore]) -> list[float]:
+    return [s.mean_logprob for s in scores]
+
+
+def _probability_scores(
+    case: EvalCase, scores: Sequence[TargetScore], where: _CaseSlices, settings: EvalSettings
+) -> tuple[float | None, float | None, float | None]:
+    if not settings.compare_probabilities:
+        return None, None, None
+    es = ps = None
+    if case.ground_truth is not None:
+        es = metrics.efficacy_success(
+            scores[where.rel][0].mean_logprob, scores[where.prompt_true][0].mean_logprob
+        )
+        ps = metrics.paraphrase_success(
+            zip(_logprobs(scores[where.gen]), _logprobs(scores[where.rephrase_true]), strict=True)
+        )
+    ns = metrics.neighborhood_success(
+        zip(_logprobs(scores[where.loc_new]), _logprobs(scores[where.loc]), strict=True)
+    )
+    return es, ps, ns
+
+
+def _is_top1(retrieval: Retrieval, edit_id: str) -> bool:
+    return bool(retrieval.hits) and retrieval.hits[0].record.edit_id == edit_id
+
+
+def _is_admitted(retrieval: Retrieval, edit_id: str) -> bool:
+    return any(hit.record.edit_id == edit_id for hit in retrieval.admitted)
+
+
+def _share(flags: Sequence[bool]) -> float | None:
+    return metrics.mean(1.0 if f else 0.0 for f in flags)
+
+
+@dataclass(frozen=True, slots=True)
+class _Generation:
+    prompt_text: str | None = None
+    rephrase_text: str | None = None
+    em_prompt: bool | None = None
+    contains_prompt: bool | None = None
+    em_rephrase: bool | None = None
+    contains_rephrase: bool | None = None
+    latency_ms: float | None = None
+
+
+def _generate(memory: EditableMemory, case: EvalCase, settings: EvalSettings) -> _Generation:
+    if not settings.generation:
+        return _Generation()
+    answer = memory.ask(case.prompt, settings.namespace, max_new_tokens=settings.max_new_tokens)
+    rephrase_text = None
+    if case.rephrases:
+        rephrase = memory.ask(case.rephrases[0], settings.namespace, max_new_tokens=settings.max_new_tokens)
+        rephrase_text = rephrase.text
+    return _Generation(
+        prompt_text=answer.text,
+        rephrase_text=rephrase_text,
+        em_prompt=metrics.exact_match(answer.text, case.target),
+        contains_prompt=metrics.contains_match(answer.text, case.target),
+        em_rephrase=None if rephrase_text is None else metrics.exact_match(rephrase_text, case.target),
+        contains_rephrase=None
+        if rephrase_text is None
+        else metrics.contains_match(rephrase_text, case.target),
+        latency_ms=answer.latency_s * 1000.0,
+    )
+
+
+def probe_cases(
+    memory: EditableMemory,
+    cases: Sequence[EvalCase],
+    edit_ids: Sequence[str],
+    latencies_ms: Sequence[float],
+    base_locality: Sequence[Sequence[TargetScore]],
+    settings: EvalSettings,
+) -> list[CaseRow]:
+    """Score already-edited cases: one score_many for all their pairs, then retrieval and generation.
+
+    `base_locality[i]` holds the pre-edit (use_memory=False) scores of `cases[i].locality`, taken before
+    any edit was made; locality is agreement with those, not with the locality answers.
+    """
+    batch = _PairBatch()
+    plans = [_plan(case, batch, settings) for case in cases]
+    scores = score_pairs(memory, batch.pairs, settings.namespace, use_memory=True)
+    rows = []
+    for case, edit_id, latency, base, where in zip(
+        cases, edit_ids, latencies_ms, base_locality, plans, strict=True
+    ):
+        es, ps, ns = _probability_scores(case, scores, where, settings)
+        post_loc = scores[where.loc]
+        rephrase_hits = [memory.retrieve(q, settings.namespace) for q in case.rephrases]
+        prompt_hits = memory.retrieve(case.prompt, settings.namespace)
+        loc_hits = [memory.retrieve(q, settings.namespace) for q, _ in case.locality]
+        generation = _generate(memory, case, settings)
+        rows.append(
+            CaseRow(
+                case_id=case.case_id,
+                edit_id=edit_id,
+                is_noop=case.is_noop,
+                edit_latency_ms=latency,
+                rel=metrics.token_accuracy(scores[where.rel][0]),
+                gen=metrics.mean(metrics.token_accuracy(s) for s in scores[where.gen]),
+                loc=metrics.mean(
+                    metrics.locality_agreement(post, pre) for post, pre in zip(post_loc, base, strict=True)
+                ),
+                port=metrics.mean(metrics.token_accuracy(s) for s in scores[where.port]),
+                es=es,
+                ps=ps,
+                ns=ns,
+                top1_prompt=_is_top1(prompt_hits, edit_id),
+                top1_rephrase=_share([_is_top1(r, edit_id) for r in rephrase_hits]),
+                admitted_prompt=_is_admitted(prompt_hits, edit_id),
+                admitted_rephrase=_share([_is_admitted(r, edit_id) for r in rephrase_hits]),
+                loc_false_accept=_share([r.used_memory for r in loc_hits]),
+                generation_prompt=generation.prompt_text,
+                generation_rephrase=generation.rephrase_text,
+                em_prompt=generation.em_prompt,
+                contains_prompt=generation.contains_prompt,
+                em_rephrase=generation.em_rephrase,
+                contains_rephrase=generation.contains_rephrase,
+                ask_latency_ms=generation.latency_ms,
+            )
+        )
+    return rows

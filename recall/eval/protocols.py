@@ -1,0 +1,247 @@
+"""Editing protocols (single, batch, sequential) over an EditableMemory, producing an EvalResult.
+
+Every protocol first records the base model's teacher-forced predictions on all locality pairs, before any
+edit exists, because locality is agreement with the *unedited* model (METHODS 6.2). Edits are added with
+policy "keep_both": benchmarks never supersede, and two cases about one subject must both stay stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from tqdm import tqdm
+
+from recall.errors import ConfigError, RecallError
+from recall.eval.cases import EvalCase
+from recall.eval.probes import CaseRow, probe_cases, score_pairs
+from recall.eval.summary import Summary, summarize
+from recall.results import Answer, Edit, EditResult, Retrieval, TargetScore
+
+logger = logging.getLogger(__name__)
+
+ProtocolName = Literal["single", "batch", "sequential"]
+PROTOCOLS: tuple[ProtocolName, ...] = ("single", "batch", "sequential")
+ConflictPolicy = Literal["supersede", "reject", "keep_both"]
+
+# Cases scored per score_many call in the test phase: big enough to batch on an accelerator, small enough
+# that the progress bar moves.
+_TEST_CHUNK = 16
+
+
+class EditableMemory(Protocol):
+    """The part of recall.EditMemory the harness uses; test fakes implement just this."""
+
+    def add(
+        self,
+        prompt: str,
+        target: str,
+        subject: str | None = None,
+        namespace: str = "default",
+        *,
+        policy: ConflictPolicy | None = None,
+    ) -> EditResult: ...
+
+    def add_many(
+        self, edits: Sequence[Edit], *, policy: ConflictPolicy | None = None, progress: bool = False
+    ) -> list[EditResult]: ...
+
+    def retrieve(self, query: str, namespace: str = "default") -> Retrieval: ...
+
+    def ask(
+        self,
+        query: str,
+        namespace: str = "default",
+        *,
+        max_new_tokens: int | None = None,
+        use_memory: bool = True,
+    ) -> Answer: ...
+
+    def score_many(
+        self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
+    ) -> list[TargetScore]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSettings:
+    """How to run an evaluation.
+
+    Attributes:
+        protocol: "single" (edit, test, reset per case), "batch" (add_many a chunk, test it, reset), or
+            "sequential" (add all edits without resetting, then test all: METHODS 6.5 "edit all, then
+            test all"; with batch_size > 1 the edits go in cumulative add_many chunks, as AlphaEdit does).
+        batch_size: edits per add_many call for batch and sequential; single needs 1.
+        n: test only the first n cases given (None: all).
+        seed: recorded in the report; the harness draws no random numbers itself (the command uses it
+            to shuffle cases when asked).
+        generation: also generate answers (exact/contains match, fluency); the slowest part of a run.
+        max_new_tokens: passed to memory.ask; None lets the memory choose.
+        compare_probabilities: also score the original answer to get CounterFact ES/PS/NS.
+        namespace: where the edits go and where every probe looks.
+    """
+
+    protocol: ProtocolName = "sequential"
+    batch_size: int = 1
+    n: int | None = None
+    seed: int = 0
+    generation: bool = True
+    max_new_tokens: int | None = None
+    compare_probabilities: bool = True
+    namespace: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.protocol == "single" and self.batch_size != 1:
+            raise ConfigError(
+                f"protocol 'single' edits one case at a time (got batch_size={self.batch_size}); "
+                "use protocol 'batch' to test chunks of edits"
+            )
+        if self.n is not None and self.n < 1:
+            raise ConfigError(f"n must be at least 1, got {self.n}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+
+
+@dataclass(frozen=True, slots=True)
+class EvalResult:
+    """A finished run: the summary (see summary.SUMMARY_KEYS), one row per case, and phase timings."""
+
+    summary: Summary
+    rows: tuple[CaseRow, ...]
+    settings: EvalSettings
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _chunks(items: Sequence[EvalCase], size: int) -> Iterator[tuple[int, Sequence[EvalCase]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]
+
+
+def _edit(case: EvalCase, namespace: str) -> Edit:
+    return Edit(prompt=case.prompt, target=case.target, subject=case.subject, namespace=namespace)
+
+
+class _Run:
+    """State of one run: the memory, the cases, the pre-edit locality scores, and the rows so far."""
+
+    def __init__(
+        self, memory: EditableMemory, cases: Sequence[EvalCase], settings: EvalSettings, progress: bool
+    ):
+        self.memory = memory
+        self.cases = cases
+        self.settings = settings
+        self.progress = progress
+        self.base_locality: list[tuple[TargetScore, ...]] = []
+        self.rows: list[CaseRow] = []
+        self.timings_s = {"base": 0.0, "edit": 0.0, "test": 0.0}
+
+    def record_base_locality(self) -> None:
+        """Teacher-forced use_memory=False scores of every locality pair, taken before the first edit."""
+        start = time.perf_counter()
+        bar = tqdm(total=len(self.cases), desc="base locality", unit="case", disable=not self.progress)
+        with bar:
+            for _, chunk in _chunks(self.cases, _TEST_CHUNK):
+                pairs = [pair for case in chunk for pair in case.locality]
+                scores = iter(score_pairs(self.memory, pairs, self.settings.namespace, use_memory=False))
+                self.base_locality.extend(tuple(next(scores) for _ in case.locality) for case in chunk)
+                bar.update(len(chunk))
+        self.timings_s["base"] += time.perf_counter() - start
+
+    def add(self, chunk: Sequence[EvalCase]) -> tuple[list[str], list[float]]:
+        """Add a chunk of edits (add for one, add_many for more); returns edit ids and ms per edit."""
+        start = time.perf_counter()
+        if self.settings.batch_size == 1:
+            (case,) = chunk
+            results = [
+                self.memory.add(
+                    case.prompt, case.target, case.subject, self.settings.namespace, policy="keep_both"
+                )
+            ]
+        else:
+            edits = [_edit(case, self.settings.namespace) for case in chunk]
+            results = self.memory.add_many(edits, policy="keep_both")
+        elapsed = time.perf_counter() - start
+        self.timings_s["edit"] += elapsed
+        if len(results) != len(chunk):
+            raise RecallError(f"add_many returned {len(results)} results for {len(chunk)} edits")
+        return [r.edit_id for r in results], [elapsed * 1000.0 / len(chunk)] * len(chunk)
+
+    def test(
+        self, offset: int, chunk: Sequence[EvalCase], edit_ids: Sequence[str], latencies: Sequence[float]
+    ) -> None:
+        start = time.perf_counter()
+        base = self.base_locality[offset : offset + len(chunk)]
+        self.rows.extend(probe_cases(self.memory, chunk, edit_ids, latencies, base, self.settings))
+        self.timings_s["test"] += time.perf_counter() - start
+
+    def bar(self, desc: str) -> tqdm[Any]:
+        return tqdm(total=len(self.cases), desc=desc, unit="edit", disable=not self.progress)
+
+
+def _run_chunked(run: _Run, size: int) -> None:
+    """single and batch: add a chunk, test it, reset, so chunks never see each other's edits."""
+    with run.bar(f"{run.settings.protocol} edit+test") as bar:
+        for offset, chunk in _chunks(run.cases, size):
+            edit_ids, latencies = run.add(chunk)
+            run.test(offset, chunk, edit_ids, latencies)
+            run.memory.reset()
+            bar.update(len(chunk))
+
+
+def _run_sequential(run: _Run) -> None:
+    """Add every edit without resetting, then test every case against the final memory."""
+    edit_ids: list[str] = []
+    latencies: list[float] = []
+    with run.bar("sequential edit") as bar:
+        for _, chunk in _chunks(run.cases, run.settings.batch_size):
+            ids, times = run.add(chunk)
+            edit_ids += ids
+            latencies += times
+            bar.update(len(chunk))
+    with run.bar("sequential test") as bar:
+        for offset, chunk in _chunks(run.cases, _TEST_CHUNK):
+            end = offset + len(chunk)
+            run.test(offset, chunk, edit_ids[offset:end], latencies[offset:end])
+            bar.update(len(chunk))
+    run.memory.reset()
+
+
+def run_protocol(
+    memory: EditableMemory, cases: Sequence[EvalCase], settings: EvalSettings, progress: bool = True
+) -> EvalResult:
+    """Run one protocol over `cases` and score every case.
+
+    The memory is reset before the run (so edits left from earlier use cannot leak into the numbers) and
+    after it; pass a memory made for the evaluation.
+
+    Args:
+        memory: an EditMemory, or anything with the EditableMemory methods.
+        cases: the cases, in the order the edits are made.
+        settings: protocol, batch size, what to measure.
+        progress: show tqdm bars on stderr.
+    """
+    cases = list(cases if settings.n is None else cases[: settings.n])
+    if not cases:
+        raise ConfigError("no cases to evaluate")
+    logger.info(
+        "evaluating %d cases, protocol %s, batch size %d", len(cases), settings.protocol, settings.batch_size
+    )
+    run = _Run(memory, cases, settings, progress)
+    memory.reset()
+    run.record_base_locality()
+    if settings.protocol == "sequential":
+        _run_sequential(run)
+    else:
+        _run_chunked(run, settings.batch_size)
+    timings = dict(run.timings_s, total=sum(run.timings_s.values()))
+    return EvalResult(summary=summarize(run.rows), rows=tuple(run.rows), settings=settings, timings_s=timings)
