@@ -1,0 +1,165 @@
+"""Write an EvalResult as JSON (summary, rows, stamp) and as a markdown table; build the stamp."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from recall.errors import RecallError
+from recall.eval.datasets import EvalDataset
+from recall.eval.protocols import EvalResult, EvalSettings
+from recall.eval.summary import SUMMARY_KEYS
+
+# Report JSON layout version: bump when a key is renamed or its meaning changes.
+REPORT_FORMAT_VERSION = 1
+
+_HEADLINE = ("n", "Rel", "Gen", "Loc", "Port", "ES", "PS", "NS", "gen_em", "fluency")
+_COUNTS = {"n", "n_noop"}
+
+
+def build_stamp(
+    info: Mapping[str, Any],
+    dataset: EvalDataset,
+    settings: EvalSettings,
+    command_line: Sequence[str],
+    *,
+    shuffle: bool = False,
+) -> dict[str, Any]:
+    """Everything needed to reproduce and compare a run: memory, data file, protocol, time, command."""
+    return {
+        "memory": dict(info),  # model/encoder ids and fingerprints, backend, config, recall version
+        "data": {
+            "path": str(dataset.path),
+            "resolved_path": str(dataset.path.resolve()),
+            "sha256": dataset.sha256,
+            "format": dataset.format,
+            "num_records": dataset.num_records,
+            "shuffled": shuffle,
+            "skipped_records": list(dataset.skipped),  # empty prompt or target
+        },
+        "settings": dataclasses.asdict(settings),
+        "protocol": settings.protocol,
+        "n": len(dataset.cases) if settings.n is None else min(settings.n, len(dataset.cases)),
+        "seed": settings.seed,
+        "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command_line": shlex.join(command_line),
+    }
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf become None: JSON has no NaN, and a report must load in any JSON reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def report_dict(result: EvalResult, stamp: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document of a run."""
+    document = {
+        "format_version": REPORT_FORMAT_VERSION,
+        "summary": dict(result.summary),
+        "summary_keys": SUMMARY_KEYS,
+        "timings_s": dict(result.timings_s),
+        "stamp": dict(stamp),
+        "rows": [dataclasses.asdict(row) for row in result.rows],
+    }
+    return dict(_finite(document))
+
+
+def _format_value(key: str, value: float | int | None) -> str:
+    if value is None:
+        return "–"
+    if key in _COUNTS:
+        return str(int(value))
+    if key == "S" or key.endswith("_ms") or key == "fluency":
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _memory_line(stamp: Mapping[str, Any]) -> str:
+    memory = stamp.get("memory", {})
+    parts = [f"backend `{memory.get('backend', '?')}`"]
+    for name in ("model", "encoder"):
+        if name in memory:
+            fingerprint = str(memory.get(f"{name}_fingerprint", ""))[:12]
+            parts.append(f"{name} `{memory[name]}`" + (f" ({fingerprint})" if fingerprint else ""))
+    if "recall_version" in memory:
+        parts.append(f"recall {memory['recall_version']}")
+    return " · ".join(parts)
+
+
+def format_markdown(result: EvalResult, stamp: Mapping[str, Any]) -> str:
+    """A headline table, then every summary metric with what it means, then the provenance."""
+    summary = result.summary
+    data = stamp.get("data", {})
+    settings = result.settings
+    title = f"recall eval: {Path(str(data.get('path', '?'))).name} ({data.get('format', '?')})"
+    batch = f", batch size {settings.batch_size}" if settings.protocol != "single" else ""
+    lines = [
+        f"## {title}, {settings.protocol}{batch}, n={summary.get('n')}",
+        "",
+        "| " + " | ".join(_HEADLINE) + " |",
+        "|" + "---:|" * len(_HEADLINE),
+        "| " + " | ".join(_format_value(k, summary.get(k)) for k in _HEADLINE) + " |",
+        "",
+        "| metric | value | meaning |",
+        "|---|---:|---|",
+    ]
+    lines += [
+        f"| {k} | {_format_value(k, summary.get(k))} | {meaning} |" for k, meaning in SUMMARY_KEYS.items()
+    ]
+    lines += [
+        "",
+        _memory_line(stamp),
+        f"data `{data.get('path', '?')}` sha256 {str(data.get('sha256', '?'))[:12]}"
+        + (" (shuffled)" if data.get("shuffled") else "")
+        + f" · seed {stamp.get('seed', settings.seed)} · {stamp.get('timestamp', '')}",
+    ]
+    if stamp.get("command_line"):
+        lines.append(f"command: `{stamp['command_line']}`")
+    return "\n".join(lines) + "\n"
+
+
+def _report_stem(stamp: Mapping[str, Any], result: EvalResult) -> str:
+    data = Path(str(stamp.get("data", {}).get("path", "data"))).stem
+    backend = stamp.get("memory", {}).get("backend", "memory")
+    when = re.sub(r"[^0-9TZ]", "", str(stamp.get("timestamp", ""))) or "now"
+    stem = f"eval-{data}-{backend}-{result.settings.protocol}-n{result.summary.get('n')}-{when}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)
+
+
+def write_report(result: EvalResult, out_dir: str | Path, stamp: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write `<stem>.json` and `<stem>.md` under out_dir (created if needed); never overwrite a report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _report_stem(stamp, result)
+    suffix = 1
+    while (out / f"{stem}.json").exists() or (out / f"{stem}.md").exists():
+        suffix += 1
+        stem = f"{_report_stem(stamp, result)}-{suffix}"
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    json_path.write_text(
+        json.dumps(report_dict(result, stamp), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
+    md_path.write_text(format_markdown(result, stamp), encoding="utf-8")
+    return json_path, md_path
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report JSON back (for comparisons and tests)."""
+    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(document, dict) or "summary" not in document:
+        raise RecallError(f"{path}: not a recall eval report (no 'summary' key)")
+    return document
