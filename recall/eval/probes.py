@@ -36,6 +36,7 @@ class CaseRow:
     ns: float | None  # neighbourhood success: P(locality answer) > P(new) on locality prompts
     top1_prompt: bool  # retrieve(prompt).hits[0] is this case's record
     top1_rephrase: float | None
+    topk_rephrase: float | None  # the record is anywhere in the top-k hits (LTE's retrieved_acc_k)
     admitted_prompt: bool  # the sentinel let this case's record through for its own prompt
     admitted_rephrase: float | None
     loc_false_accept: float | None  # share of locality prompts on which the sentinel admitted anything
@@ -125,6 +126,10 @@ def _is_top1(retrieval: Retrieval, edit_id: str) -> bool:
     return bool(retrieval.hits) and retrieval.hits[0].record.edit_id == edit_id
 
 
+def _in_hits(retrieval: Retrieval, edit_id: str) -> bool:
+    return any(hit.record.edit_id == edit_id for hit in retrieval.hits)
+
+
 def _is_admitted(retrieval: Retrieval, edit_id: str) -> bool:
     return any(hit.record.edit_id == edit_id for hit in retrieval.admitted)
 
@@ -208,6 +213,7 @@ def probe_cases(
                 ns=ns,
                 top1_prompt=_is_top1(prompt_hits, edit_id),
                 top1_rephrase=_share([_is_top1(r, edit_id) for r in rephrase_hits]),
+                topk_rephrase=_share([_in_hits(r, edit_id) for r in rephrase_hits]),
                 admitted_prompt=_is_admitted(prompt_hits, edit_id),
                 admitted_rephrase=_share([_is_admitted(r, edit_id) for r in rephrase_hits]),
                 loc_false_accept=_share([r.used_memory for r in loc_hits]),

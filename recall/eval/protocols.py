@@ -185,7 +185,7 @@ class _Run:
         self.timings_s["test"] += time.perf_counter() - start
 
     def bar(self, desc: str) -> tqdm[Any]:
-        return tqdm(total=len(self.cases), desc=desc, unit="edit", disable=not self.progress)
+        return tqdm(total=len(self.cases), desc=desc, unit="case", disable=not self.progress)
 
 
 def _run_chunked(run: _Run, size: int) -> None:

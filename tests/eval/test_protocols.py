@@ -40,6 +40,7 @@ def test_wrong_memory_scores_zero() -> None:
         assert summary[key] == pytest.approx(0.0), key
     assert summary["retrieval_top1_prompt"] == pytest.approx(0.0)
     assert summary["retrieval_top1_rephrase"] == pytest.approx(0.0)
+    assert summary["retrieval_topk_rephrase"] == pytest.approx(0.0)
     assert summary["gate_false_reject_prompt"] == pytest.approx(100.0)
     assert summary["gate_false_reject_rephrase"] == pytest.approx(100.0)
     assert summary["gate_false_accept_loc"] == pytest.approx(100.0)
@@ -62,6 +63,7 @@ def test_sequential_rates_match_hand_computation() -> None:
         "gen_contains_rephrase": 80.0,
         "retrieval_top1_prompt": 100.0,
         "retrieval_top1_rephrase": 80.0,  # e's rephrase ties at 0 and "a" comes first
+        "retrieval_topk_rephrase": 80.0,  # the fake returns 3 hits of 5 records: a, b, c for e's rephrase
         "gate_false_reject_prompt": 0.0,
         "gate_false_reject_rephrase": 20.0,
         "gate_false_accept_loc": 20.0,
