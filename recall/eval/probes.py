@@ -32,7 +32,7 @@ class CaseRow:
     loc: float | None  # agreement with the pre-edit argmax on locality pairs (METHODS 6.2)
     port: float | None  # token accuracy on portability pairs
     es: float | None  # CounterFact efficacy success: P(new) > P(true) on the prompt (METHODS 6.4)
-    ps: float | None  # paraphrase success over rephrases
+    ps: float | None  # paraphrase success over rephrases; ES and PS are None for no-op cases
     ns: float | None  # neighbourhood success: P(locality answer) > P(new) on locality prompts
     top1_prompt: bool  # retrieve(prompt).hits[0] is this case's record
     top1_rephrase: float | None
@@ -72,6 +72,11 @@ class _CaseSlices:
     loc_new: slice  # (locality prompt, target): NS
 
 
+def _distinct_truth(case: EvalCase) -> str | None:
+    # ES/PS compare P(new) with P(true): undefined without an original answer or when the two are equal.
+    return None if case.is_noop else case.ground_truth
+
+
 def _plan(case: EvalCase, batch: _PairBatch, settings: EvalSettings) -> _CaseSlices:
     gen = batch.add((q, case.target) for q in case.rephrases)
     rel = batch.add([(case.prompt, case.target)])
@@ -80,9 +85,10 @@ def _plan(case: EvalCase, batch: _PairBatch, settings: EvalSettings) -> _CaseSli
     empty = slice(0, 0)
     prompt_true = rephrase_true = loc_new = empty
     if settings.compare_probabilities:
-        if case.ground_truth is not None:
-            prompt_true = batch.add([(case.prompt, case.ground_truth)])
-            rephrase_true = batch.add((q, case.ground_truth) for q in case.rephrases)
+        truth = _distinct_truth(case)
+        if truth is not None:
+            prompt_true = batch.add([(case.prompt, truth)])
+            rephrase_true = batch.add((q, truth) for q in case.rephrases)
         loc_new = batch.add((q, case.target) for q, _ in case.locality)
     return _CaseSlices(rel, gen, loc, port, prompt_true, rephrase_true, loc_new)
 
@@ -109,7 +115,7 @@ def _probability_scores(
     if not settings.compare_probabilities:
         return None, None, None
     es = ps = None
-    if case.ground_truth is not None:
+    if _distinct_truth(case) is not None:
         es = metrics.efficacy_success(
             scores[where.rel][0].mean_logprob, scores[where.prompt_true][0].mean_logprob
         )

@@ -172,11 +172,19 @@ def test_without_generation_nothing_is_generated() -> None:
 
 
 def test_n_takes_the_first_cases_and_noops_are_counted() -> None:
-    noop = EvalCase(case_id="z", prompt="Who wrote Hamlet?", target="Shakespeare", is_noop=True)
+    noop = EvalCase(
+        case_id="z",
+        prompt="Who wrote Hamlet?",
+        target="Shakespeare",
+        ground_truth="Shakespeare",
+        is_noop=True,
+    )
     result = evaluate(FakeMemory(BASE_ANSWERS), [noop, *TRICKY_CASES], n=2)
     assert [r.case_id for r in result.rows] == ["z", "a"]
     assert result.summary["n"] == 2
     assert result.summary["n_noop"] == 1
+    assert result.rows[0].es is None  # P(new) vs P(true) means nothing when they are the same answer
+    assert result.rows[1].es == 1.0
 
 
 def test_fluency_is_entropy_of_prompt_generations() -> None:
