@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from eval_fakes import FakeMemory
+from eval_samples import BASE_ANSWERS
 
 from recall.errors import ConfigError, ModelNotAvailableError
 from recall.eval.command import add_eval_arguments, run_eval_command
 from recall.eval.protocols import EditableMemory
-
-from .fakes import FakeMemory
-from .samples import BASE_ANSWERS
 
 
 def parse(*argv: str) -> argparse.Namespace:

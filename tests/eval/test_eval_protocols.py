@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from eval_fakes import DriftingMemory, FakeMemory, WrongMemory
+from eval_samples import BASE_ANSWERS, SIMPLE_CASES, TRICKY_CASES
 
 from recall.errors import ConfigError, RecallError
 from recall.eval.cases import EvalCase
 from recall.eval.protocols import EvalResult, EvalSettings, run_protocol
 from recall.eval.summary import SUMMARY_KEYS
 from recall.results import TargetScore
-
-from .fakes import DriftingMemory, FakeMemory, WrongMemory
-from .samples import BASE_ANSWERS, SIMPLE_CASES, TRICKY_CASES
 
 TOL = 1e-9
 

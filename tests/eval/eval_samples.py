@@ -1,4 +1,4 @@
-"""Hand-made cases whose scores under FakeMemory are worked out in the comments of test_protocols.py."""
+"""Hand-made cases whose scores under FakeMemory are worked out in the comments of test_eval_protocols.py."""
 
 from __future__ import annotations
 
