@@ -149,8 +149,10 @@ def write_report(result: EvalResult, out_dir: str | Path, stamp: Mapping[str, An
         suffix += 1
         stem = f"{_report_stem(stamp, result)}-{suffix}"
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    # default=str: a Path or enum in memory.info()["config"] must not lose a finished run at the last step.
     json_path.write_text(
-        json.dumps(report_dict(result, stamp), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        json.dumps(report_dict(result, stamp), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+        + "\n",
         encoding="utf-8",
     )
     md_path.write_text(format_markdown(result, stamp), encoding="utf-8")

@@ -104,3 +104,11 @@ def test_load_report_rejects_other_json(tmp_path: Path) -> None:
     path.write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(RecallError, match="not a recall eval report"):
         load_report(path)
+
+
+def test_unserialisable_config_values_are_written_as_text(
+    tmp_path: Path, result: EvalResult, stamp: dict[str, object]
+) -> None:
+    odd = {**stamp, "memory": {"backend": "fake", "config": {"store_path": tmp_path / "store"}}}
+    json_path, _ = write_report(result, tmp_path, odd)
+    assert load_report(json_path)["stamp"]["memory"]["config"]["store_path"] == str(tmp_path / "store")
