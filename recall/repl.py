@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import platformdirs
 from rich.console import Console
 
 from recall.errors import RecallError, StoreError
+from recall.paths import default_memory_dir
 from recall.repl_commands import (
     ALL_NAMESPACES,
     Command,
@@ -373,15 +373,6 @@ def _registered_backends() -> builtins.list[str]:
     except ImportError:
         return []
     return [str(name) for name in registered_backends()]
-
-
-def default_memory_dir() -> Path:
-    """The persistent memory used without --memory (recall.paths when present, else platformdirs)."""
-    try:
-        from recall.paths import default_memory_dir as _default
-    except ImportError:
-        return Path(platformdirs.user_data_dir("recall")) / "memory"
-    return Path(_default())
 
 
 def _open_edit_memory(path: Path, model: str | None, backend: str | None) -> ReplMemory:

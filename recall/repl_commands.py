@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
-import platformdirs
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from recall.paths import data_dir
 
 CommandKind = Literal[
     "empty",
@@ -209,7 +210,7 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # everything but \t an
 
 
 def history_file() -> Path:
-    return Path(platformdirs.user_data_dir("recall")) / "repl_history"
+    return data_dir() / "repl_history"
 
 
 def flat(text: str) -> str:

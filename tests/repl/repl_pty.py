@@ -19,6 +19,7 @@ def pty_env(data_home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         XDG_DATA_HOME=str(data_home),
+        RECALL_DATA_DIR=str(data_home / "recall"),
         PROMPT_TOOLKIT_NO_CPR="1",  # pexpect answers no cursor-position request
         TERM="xterm-256color",
         HF_HUB_OFFLINE="1",

@@ -26,8 +26,9 @@ EDIT_ID = re.compile(r"added ([0-9a-f]{8})")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        importlib.util.find_spec("recall.memory") is None or not RECALL.exists(),
-        reason=f"needs recall.memory (EditMemory) and the console script {RECALL} (pip install -e .)",
+        not RECALL.exists()
+        or any(importlib.util.find_spec(m) is None for m in ("recall.memory", "recall.cli")),
+        reason=f"needs recall.memory, recall.cli and the console script {RECALL} (pip install -e .)",
     ),
 ]
 
