@@ -1,0 +1,49 @@
+"""memory_store: a durable, crash-safe edit store with vector search, history and sentinels."""
+
+from __future__ import annotations
+
+from memory_store.errors import (
+    CorruptStoreError,
+    DimensionMismatchError,
+    DuplicateEditError,
+    EditNotFoundError,
+    IncompatibleArtifactError,
+    InvalidArgumentError,
+    InvalidEditError,
+    InvalidTransitionError,
+    InvalidVectorError,
+    MemoryNotFoundError,
+    StoreClosedError,
+    StoreError,
+    StoreLockedError,
+)
+from memory_store.records import EditRecord, HistoryEvent, SearchHit, Status, new_edit_id, validate_record
+from memory_store.sentinel import FixedSentinel, LearnedSentinel, Sentinel, load_sentinel
+from memory_store.store import MemoryStore
+
+__all__ = [
+    "CorruptStoreError",
+    "DimensionMismatchError",
+    "DuplicateEditError",
+    "EditNotFoundError",
+    "EditRecord",
+    "FixedSentinel",
+    "HistoryEvent",
+    "IncompatibleArtifactError",
+    "InvalidArgumentError",
+    "InvalidEditError",
+    "InvalidTransitionError",
+    "InvalidVectorError",
+    "LearnedSentinel",
+    "MemoryNotFoundError",
+    "MemoryStore",
+    "SearchHit",
+    "Sentinel",
+    "Status",
+    "StoreClosedError",
+    "StoreError",
+    "StoreLockedError",
+    "load_sentinel",
+    "new_edit_id",
+    "validate_record",
+]

@@ -1,0 +1,194 @@
+"""The stored values (EditRecord, SearchHit, HistoryEvent) and the validation every record passes first."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, cast, get_args
+
+from memory_store.errors import InvalidEditError
+
+__all__ = [
+    "MAX_NAMESPACE_CHARS",
+    "MAX_TEXT_CHARS",
+    "STATUSES",
+    "EditRecord",
+    "EventKind",
+    "HistoryEvent",
+    "SearchHit",
+    "Status",
+    "new_edit_id",
+    "validate_namespace",
+    "validate_record",
+]
+
+Status = Literal["active", "superseded", "retracted"]
+EventKind = Literal["add", "supersede", "retract", "restore"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+MAX_TEXT_CHARS = 10_000
+MAX_NAMESPACE_CHARS = 200
+_MAX_EDIT_ID_CHARS = 64
+
+# C0 controls except \t and \n, DEL, C1 controls, and lone surrogates (which SQLite cannot store as UTF-8).
+_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_EDIT_ID = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def new_edit_id() -> str:
+    """A fresh edit id: uuid4 as 32 lowercase hex digits, never derived from the content."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class EditRecord:
+    """One stored edit: `prompt` (usually a question) answered by `target`, plus its bookkeeping."""
+
+    prompt: str
+    target: str
+    subject: str | None = None
+    statement: str = ""  # full fact sentence (recall fills it: "Q? A")
+    namespace: str = "default"
+    edit_id: str = field(default_factory=new_edit_id)
+    created_at: float = field(default_factory=time.time)
+    status: Status = "active"
+    supersedes: str | None = None  # edit_id this one replaced
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with every field (meta copied into a plain dict)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["meta"] = dict(self.meta)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EditRecord:
+        """The inverse of `to_dict`; missing optional keys take their defaults, unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InvalidEditError(
+                f"EditRecord.from_dict expected keys among {sorted(names)}, received unknown keys "
+                f"{unknown!r}; drop them or store them under 'meta'"
+            )
+        missing = [name for name in ("prompt", "target") if name not in d]
+        if missing:
+            raise InvalidEditError(
+                f"EditRecord.from_dict expected keys 'prompt' and 'target', received a dict without "
+                f"{missing!r}"
+            )
+        kwargs = dict(d)
+        if "meta" in kwargs and isinstance(kwargs["meta"], Mapping):
+            kwargs["meta"] = dict(kwargs["meta"])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result: `score` is the raw inner product (higher is closer); `rank` is 0-based."""
+
+    record: EditRecord
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One status change of an edit; `other_id` names the edit on the other side of a supersede."""
+
+    edit_id: str
+    kind: EventKind
+    at: float
+    reason: str = ""
+    other_id: str | None = None
+
+
+def _shown(value: object) -> str:
+    """repr of a received value, shortened so a 10,000-character text does not flood the message."""
+    text = repr(value)
+    return (
+        text
+        if len(text) <= 80
+        else f"{text[:60]}...{text[-12:]} ({len(value) if isinstance(value, str) else '?'} chars)"
+    )
+
+
+def check_text(name: str, value: object, *, max_chars: int, required: bool) -> None:
+    """Raise InvalidEditError unless `value` is a str within `max_chars`, free of control characters,
+    and (when `required`) not empty or whitespace."""
+    if not isinstance(value, str):
+        raise InvalidEditError(f"{name} expected a str, received {type(value).__name__} {_shown(value)}")
+    if required and not value.strip():
+        raise InvalidEditError(
+            f"{name} expected non-empty text, received {_shown(value)}; pass the text this edit is about"
+        )
+    if len(value) > max_chars:
+        raise InvalidEditError(
+            f"{name} expected at most {max_chars} characters, received {len(value)} ({_shown(value)}); "
+            "shorten it or open the store with a larger max_text_chars"
+        )
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        raise InvalidEditError(
+            f"{name} expected text without control characters (only \\n and \\t are allowed), received "
+            f"{bad.group()!r} at index {bad.start()} in {_shown(value)}; remove it"
+        )
+
+
+def validate_namespace(namespace: object) -> str:
+    """Return `namespace` if it is a non-empty, non-whitespace str of <= 200 chars without control chars."""
+    check_text("namespace", namespace, max_chars=MAX_NAMESPACE_CHARS, required=True)
+    name = cast(str, namespace)
+    if "\n" in name or "\t" in name:
+        raise InvalidEditError(f"namespace expected a name without tabs or newlines, received {name!r}")
+    return name
+
+
+def _validate_edit_id(name: str, value: object) -> None:
+    if (
+        not isinstance(value, str)
+        or not (0 < len(value) <= _MAX_EDIT_ID_CHARS)
+        or not _EDIT_ID.fullmatch(value)
+    ):
+        raise InvalidEditError(
+            f"{name} expected 1-{_MAX_EDIT_ID_CHARS} characters of [A-Za-z0-9_.:-] (new_edit_id() gives "
+            f"uuid4 hex), received {_shown(value)}"
+        )
+
+
+def validate_record(record: EditRecord, *, max_text_chars: int = MAX_TEXT_CHARS) -> None:
+    """Raise InvalidEditError naming the first field of `record` that cannot be stored as it is.
+
+    Public because recall validates before it spends time encoding the descriptor.
+    """
+    if not isinstance(record, EditRecord):
+        raise InvalidEditError(f"expected an EditRecord, received {type(record).__name__} {_shown(record)}")
+    check_text("prompt", record.prompt, max_chars=max_text_chars, required=True)
+    check_text("target", record.target, max_chars=max_text_chars, required=True)
+    check_text("statement", record.statement, max_chars=max_text_chars, required=False)
+    if record.subject is not None:
+        check_text("subject", record.subject, max_chars=max_text_chars, required=False)
+    validate_namespace(record.namespace)
+    _validate_edit_id("edit_id", record.edit_id)
+    if record.supersedes is not None:
+        _validate_edit_id("supersedes", record.supersedes)
+    created = record.created_at
+    if isinstance(created, bool) or not isinstance(created, (int, float)) or not math.isfinite(created):
+        raise InvalidEditError(
+            f"created_at expected a finite float (time.time()), received {_shown(created)}"
+        )
+    if record.status not in STATUSES:
+        raise InvalidEditError(f"status expected one of {STATUSES}, received {_shown(record.status)}")
+    if not isinstance(record.meta, Mapping):
+        raise InvalidEditError(
+            f"meta expected a mapping of str to str, received {type(record.meta).__name__} "
+            f"{_shown(record.meta)}"
+        )
+    for key, value in record.meta.items():
+        if not isinstance(key, str) or not key.strip():
+            raise InvalidEditError(f"meta keys expected non-empty str, received {_shown(key)}")
+        check_text(f"meta[{key!r}]", key, max_chars=MAX_NAMESPACE_CHARS, required=True)
+        check_text(f"meta[{key!r}]", value, max_chars=max_text_chars, required=False)
