@@ -45,6 +45,14 @@ def test_terminal_session(tmp_path: Path) -> None:
         child.sendintr()  # Ctrl-C at the prompt drops the line, the REPL stays
         child.expect(PROMPT)
         assert "I do not know." in send(child, CEO_Q)
+
+        child.sendline(":edit")  # the guided form: one prompt a field
+        for label, value in (("prompt>", CEO_Q), ("target>", "Ruth Okafor"), ("subject (optional)>", "")):
+            child.expect_exact(label)
+            child.sendline(value)
+        child.expect(PROMPT)
+        assert f"added 1a2cabca  {CEO_Q} => Ruth Okafor" in clean(child.before)
+        assert send(child, CEO_Q) == "Ruth Okafor.  [edit 1a2cabca]"
         child.sendeof()
         child.expect(pexpect.EOF, timeout=10)
         assert "bye" in clean(child.before)
