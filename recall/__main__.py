@@ -1,0 +1,9 @@
+"""`python -m recall` is the `recall` command."""
+
+from __future__ import annotations
+
+import sys
+
+from recall.cli import main
+
+sys.exit(main())

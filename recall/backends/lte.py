@@ -1,0 +1,88 @@
+"""LteConfig + LteBackend: admitted edits become a textual prefix (LTE §2.1) for a frozen LLM."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from memory_store import EditRecord, SearchHit
+from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest
+from recall.config import BackendConfig
+from recall.errors import ConfigError
+from recall.models import LanguageModel
+from recall.prompts import TemplateName, edit_message, render
+from recall.results import TargetScore
+from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
+
+
+@dataclass(frozen=True)
+class LteConfig(BackendConfig):
+    """Knobs of the lte backend (no model path, no device: those are not method settings)."""
+
+    name: str = "lte"
+    template: TemplateName = "lte"
+    use_chat_template: bool = True
+    max_facts: int = 3  # at most this many admitted statements go into the prefix
+    batch_size: int = 16  # teacher-forced scoring batch
+
+    def __post_init__(self) -> None:
+        if self.max_facts < 1:
+            raise ConfigError(f"backend.max_facts must be >= 1, got {self.max_facts!r}")
+
+
+class LteBackend:
+    """Retrieved statements as text before the question; no hit means exactly the base prompt."""
+
+    name: ClassVar[str] = "lte"
+    capabilities: ClassVar[Capability] = Capability.FORGET | Capability.BATCH | Capability.USES_RETRIEVAL
+
+    def __init__(self, config: LteConfig, lm: LanguageModel) -> None:
+        self.config = config
+        self.lm = lm
+
+    @classmethod
+    def create(cls, config: LteConfig, lm: LanguageModel) -> LteBackend:
+        return cls(config, lm)
+
+    # The store holds the statements; a text-prefix backend keeps no state of its own.
+    def edit(self, records: Sequence[EditRecord]) -> None:
+        return None
+
+    def forget(self, edit_ids: Sequence[str]) -> None:
+        return None
+
+    def save(self, path: Path) -> None:
+        return None
+
+    def load(self, path: Path) -> None:
+        return None
+
+    def injected(self, hits: Sequence[SearchHit]) -> str:
+        """Exactly the statements this backend would put before a question ("" for none)."""
+        return "\n".join(self._statements(hits))
+
+    def prompt_text(self, question: str, hits: Sequence[SearchHit]) -> str:
+        message = edit_message(question, self._statements(hits), self.config.template)
+        return render(self.lm, message, use_chat_template=self.config.use_chat_template)
+
+    def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
+        ids = prompt_ids(self.lm, self.prompt_text(prompt, hits))
+        return Generation(
+            generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens), self.injected(hits)
+        )
+
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
+        raw = not (self.config.use_chat_template and self.lm.has_chat_template)
+        items = [
+            (
+                prompt_ids(self.lm, self.prompt_text(r.prompt, r.hits)),
+                target_ids(self.lm, r.target, leading_space=raw),
+            )
+            for r in requests
+        ]
+        return score_ids(self.lm, items, self.config.batch_size)
+
+    def _statements(self, hits: Sequence[SearchHit]) -> list[str]:
+        return [hit.record.statement for hit in hits[: self.config.max_facts]]

@@ -1,0 +1,102 @@
+"""`recall bench`: edit latency and ask latency with vs without memory at equal output length."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recall.backends import GenerationConfig
+from recall.eval.datasets import load_cases
+from recall.memory import EditMemory
+
+SAMPLE = Path(__file__).parent / "data" / "zsre_sample.json"
+ANSWER_TOKENS = 16  # every timed answer has exactly this many new tokens
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values) * 1000.0
+    return {
+        "p50_ms": float(np.percentile(array, 50)),
+        "p99_ms": float(np.percentile(array, 99)),
+        "mean_ms": float(array.mean()),
+    }
+
+
+def _synthetic_edits(n: int) -> list[tuple[str, str]]:
+    colours = ["red", "blue", "green", "amber", "violet", "teal", "ochre", "silver"]
+    return [
+        (f"What is the favourite colour of employee number {i} at Zorblax?", colours[i % 8]) for i in range(n)
+    ]
+
+
+def run_bench(*, num_edits: int, num_asks: int, out_dir: Path) -> int:
+    results: dict[str, Any] = {
+        "num_edits": num_edits,
+        "num_asks": num_asks,
+        "answer_tokens": ANSWER_TOKENS,
+        "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform()},
+    }
+    with EditMemory.temporary() as memory:
+        results["memory"] = memory.info()
+        cases = load_cases(SAMPLE, "zsre")
+        pairs = [(c.prompt, c.target) for c in cases] + _synthetic_edits(max(0, num_edits - len(cases)))
+        memory.add(*pairs[0])  # warm-up: first encoder call and first SQLite write
+        edit_times = []
+        for prompt, target in pairs[1:num_edits]:
+            start = time.perf_counter()
+            memory.add(prompt, target, policy="keep_both")
+            edit_times.append(time.perf_counter() - start)
+        results["edit"] = _ms(edit_times)
+        gen = GenerationConfig(max_new_tokens=ANSWER_TOKENS, min_new_tokens=ANSWER_TOKENS)
+        with_memory, without_memory, admitted = [], [], 0
+        questions = [c.rephrases[0] if c.rephrases else c.prompt for c in cases][:num_asks]
+        memory.backend.generate(questions[0], (), gen)  # warm-up
+        for question in questions:  # interleaved, so machine noise hits both modes alike
+            start = time.perf_counter()
+            retrieval = memory.retrieve(question)
+            memory.backend.generate(question, retrieval.admitted, gen)
+            with_memory.append(time.perf_counter() - start)
+            admitted += retrieval.used_memory
+            start = time.perf_counter()
+            memory.backend.generate(question, (), gen)
+            without_memory.append(time.perf_counter() - start)
+        results["ask_with_memory"] = _ms(with_memory)
+        results["ask_without_memory"] = _ms(without_memory)
+        results["ask_admitted_share"] = admitted / len(questions)
+        base = results["ask_without_memory"]["p50_ms"]
+        results["ask_overhead_p50"] = (results["ask_with_memory"]["p50_ms"] - base) / base
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
+    table = _markdown(results)
+    (out_dir / f"bench-{stamp}.md").write_text(table + "\n")
+    print(table)
+    print(f"\nwritten: {out_dir / f'bench-{stamp}.json'} and .md")
+    return 0
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    rows = [
+        ("edit (add one edit, durable)", r["edit"]),
+        (f"ask with memory ({r['answer_tokens']} tokens)", r["ask_with_memory"]),
+        (f"ask without memory ({r['answer_tokens']} tokens)", r["ask_without_memory"]),
+    ]
+    lines = [
+        f"recall bench: {r['memory']['model']} / {r['memory']['backend']}, {r['num_edits']} edits in memory",
+        "",
+        "| operation | p50 ms | p99 ms | mean ms |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['mean_ms']:.1f} |" for name, v in rows]
+    lines.append("")
+    lines.append(
+        f"ask overhead at p50: {100 * r['ask_overhead_p50']:+.1f}% "
+        f"(edits admitted for {100 * r['ask_admitted_share']:.0f}% of the timed questions)"
+    )
+    return "\n".join(lines)

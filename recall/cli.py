@@ -1,0 +1,181 @@
+"""The `recall` command: argument parsing only; each subcommand delegates to its module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recall.paths import default_memory_dir
+
+if TYPE_CHECKING:
+    from recall.memory import EditMemory
+
+DESCRIPTION = """\
+recall: teach a language model new or corrected facts, one edit at a time.
+Edits are durable, listable, supersedable and forgettable; every answer says which edit shaped it.
+"""
+
+EPILOG = """\
+examples:
+  recall demo                                   # a 2-minute tour on the embedded SmolLM2
+  recall edit "Who is the CEO of Acme?" "Jane Doe"
+  recall ask "Who runs Acme?" --why             # the answer and the edit behind it
+  recall list                                   # active edits of the default namespace
+  recall forget 3f2a9c1e                        # an id prefix from `recall list`
+  recall repl                                   # an interactive shell
+  recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 100
+  recall bench                                  # edit and ask latency, JSON + markdown
+
+Without --memory, edit/ask/list/forget/history/repl use the persistent memory at
+{memory} (set $RECALL_DATA_DIR to move it).
+"""
+
+
+def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    parser.add_argument(
+        "--memory",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="memory directory (default: the persistent user memory)",
+    )
+    if namespace:
+        parser.add_argument("--namespace", default="default", help="edit namespace (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recall.eval.command import add_eval_arguments
+    from recall.repl import add_repl_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="recall",
+        description=DESCRIPTION,
+        epilog=EPILOG.format(memory=default_memory_dir()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser("demo", help="edit the embedded model's facts live, then a quick ZsRE eval")
+    demo.add_argument("--backend", default="lte", help="backend to demonstrate (default: %(default)s)")
+    demo.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
+    demo.add_argument("--n", type=int, default=50, help="bundled ZsRE records in the quick eval (max 50)")
+
+    edit = sub.add_parser("edit", help="teach one fact: recall edit PROMPT TARGET")
+    edit.add_argument("prompt", help='the question or cloze prompt, e.g. "Who is the CEO of Acme?"')
+    edit.add_argument("target", help='the answer it should get, e.g. "Jane Doe"')
+    edit.add_argument("--subject", default=None, help="the entity the fact is about (optional)")
+    edit.add_argument(
+        "--policy",
+        choices=["supersede", "reject", "keep_both"],
+        default=None,
+        help="when an active edit answers the same question (default: supersede)",
+    )
+    _add_memory_args(edit)
+
+    ask = sub.add_parser("ask", help="answer a question with the memory")
+    ask.add_argument("question")
+    ask.add_argument("--why", action="store_true", help="show the hits, the threshold and what was injected")
+    ask.add_argument("--no-memory", action="store_true", help="answer as the base model, ignoring all edits")
+    ask.add_argument("--max-new-tokens", type=int, default=None, help="answer length limit")
+    _add_memory_args(ask)
+
+    forget = sub.add_parser("forget", help="retract one edit (it stays in history)")
+    forget.add_argument("edit_id", help="an edit id or a unique prefix of one (4+ characters)")
+    _add_memory_args(forget, namespace=False)
+
+    lst = sub.add_parser("list", help="list edits")
+    lst.add_argument("--all", action="store_true", help="include superseded and retracted edits")
+    lst.add_argument("--every-namespace", action="store_true", help="list all namespaces")
+    _add_memory_args(lst)
+
+    history = sub.add_parser("history", help="the events of one edit (add, supersede, retract, restore)")
+    history.add_argument("edit_id", help="an edit id or a unique prefix")
+    _add_memory_args(history, namespace=False)
+
+    add_eval_arguments(sub.add_parser("eval", help="evaluate a backend on ZsRE / CounterFact / KnowEdit"))
+    add_repl_arguments(sub.add_parser("repl", help="an interactive shell to edit, ask, inspect and undo"))
+
+    bench = sub.add_parser("bench", help="edit and ask latency on the embedded model (JSON + markdown)")
+    bench.add_argument("--edits", type=int, default=200, help="edits in the timed memory (default: 200)")
+    bench.add_argument("--asks", type=int, default=20, help="timed questions per mode (default: 20)")
+    bench.add_argument("--out", type=Path, default=Path("reports"), help="report directory")
+
+    calibrate = sub.add_parser("calibrate", help="fit the sentinel's cosine threshold on a ZsRE file")
+    calibrate.add_argument("--data", type=Path, required=True, help="zsre_mem JSON (train split!)")
+    calibrate.add_argument("--n", type=int, default=1000, help="records to use (default: %(default)s)")
+    calibrate.add_argument(
+        "--target-false-accept",
+        type=float,
+        default=0.01,
+        help="largest share of out-of-scope questions admitted (default: %(default)s)",
+    )
+    return parser
+
+
+def _open(args: argparse.Namespace) -> EditMemory:
+    from recall.memory import EditMemory
+
+    return EditMemory.open_or_create(args.memory or default_memory_dir())
+
+
+def _make_eval_memory(backend: str, overrides: list[str]) -> EditMemory:
+    from recall.config import load_config
+    from recall.memory import EditMemory
+
+    return EditMemory.temporary(load_config(backend=backend, overrides=overrides))
+
+
+def _run(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "demo":
+        from recall.demo import run_demo
+
+        return run_demo(backend=args.backend, model=args.model, n=args.n)
+    if command == "eval":
+        from recall.eval.command import run_eval_command
+
+        return run_eval_command(args, _make_eval_memory)
+    if command == "repl":
+        from recall.repl import run_repl_command
+
+        return run_repl_command(args)
+    if command == "bench":
+        from recall.bench import run_bench
+
+        return run_bench(num_edits=args.edits, num_asks=args.asks, out_dir=args.out)
+    if command == "calibrate":
+        from recall.calibrate import run_calibrate
+
+        return run_calibrate(args.data, n=args.n, target_false_accept=args.target_false_accept)
+    from recall.commands import run_memory_command
+
+    with _open(args) as memory:
+        return run_memory_command(memory, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from recall.errors import RecallError, StoreError
+
+    try:
+        return _run(args)
+    except (RecallError, StoreError) as exc:
+        print(f"recall {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"recall {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

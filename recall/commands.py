@@ -1,0 +1,69 @@
+"""`recall edit|ask|forget|list|history`: one-shot commands over a persistent memory, plain text out."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from memory_store import EditRecord
+from recall.memory import EditMemory
+from recall.results import Answer
+
+
+def _when(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _line(record: EditRecord) -> str:
+    fact = f"{record.prompt} => {record.target}"
+    return f"{record.edit_id[:8]}  {record.status:<10}  {record.namespace:<10}  {fact}"
+
+
+def explain(answer: Answer) -> str:
+    """The provenance of an answer: hits with scores, the threshold, the decision, what was injected."""
+    retrieval = answer.retrieval
+    lines = [f"threshold {retrieval.threshold:.3f} ({answer.backend} backend)"]
+    admitted = {h.record.edit_id for h in retrieval.admitted}
+    for hit in retrieval.hits:
+        mark = "admitted" if hit.record.edit_id in admitted else "rejected"
+        lines.append(f"  {hit.score:.3f}  {mark:<8}  {hit.record.edit_id[:8]}  {hit.record.statement}")
+    if not retrieval.hits:
+        lines.append("  no edits in this namespace")
+    lines.append(f"injected: {answer.injected!r}" if answer.injected else "injected: nothing (base model)")
+    return "\n".join(lines)
+
+
+def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "edit":
+        result = memory.add(args.prompt, args.target, args.subject, args.namespace, policy=args.policy)
+        print(f"added {result.edit_id}: {result.record.prompt} => {result.record.target}")
+        for old in result.superseded:
+            print(f"superseded {old.edit_id}: {old.prompt} => {old.target}")
+        for other in result.conflicts:
+            print(f"kept beside {other.edit_id}: {other.prompt} => {other.target}")
+    elif command == "ask":
+        answer = memory.ask(
+            args.question, args.namespace, max_new_tokens=args.max_new_tokens, use_memory=not args.no_memory
+        )
+        marker = f"  [edit {answer.hits[0].record.edit_id[:8]}]" if answer.used_memory else ""
+        print(answer.text + marker)
+        if args.why:
+            print(explain(answer))
+    elif command == "forget":
+        record = memory.forget(memory.find(args.edit_id).edit_id)
+        print(f"forgot {record.edit_id}: {record.prompt} => {record.target}")
+    elif command == "list":
+        namespace = None if args.every_namespace else args.namespace
+        records = memory.list(namespace, status=None if args.all else "active")
+        for record in records:
+            print(_line(record))
+        print(f"{len(records)} edit(s)")
+    elif command == "history":
+        found = memory.find(args.edit_id)
+        print(_line(found))
+        for event in memory.history(found.edit_id):
+            other = f" ({event.other_id[:8]})" if event.other_id else ""
+            reason = f": {event.reason}" if event.reason else ""
+            print(f"  {_when(event.at)}  {event.kind}{other}{reason}")
+    return 0

@@ -1,0 +1,42 @@
+"""Build the parts of an EditMemory (model, encoder, backend, sentinel) from a config; loads are cached."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from memory_store import FixedSentinel, Sentinel, load_sentinel
+from recall.backends import EditBackend, get_backend
+from recall.config import RecallConfig
+from recall.encoder import Encoder, load_encoder
+from recall.models import LanguageModel, load_lm
+
+# One process usually serves one model; loading it twice would double memory and start-up time.
+_LM_CACHE: dict[str, LanguageModel] = {}
+_ENCODER_CACHE: dict[str, Encoder] = {}
+_LOCK = threading.Lock()
+
+
+def shared_lm(name: str) -> LanguageModel:
+    with _LOCK:
+        if name not in _LM_CACHE:
+            _LM_CACHE[name] = load_lm(name)
+        return _LM_CACHE[name]
+
+
+def shared_encoder(name: str, batch_size: int) -> Encoder:
+    with _LOCK:
+        if name not in _ENCODER_CACHE:
+            _ENCODER_CACHE[name] = load_encoder(name, batch_size)
+        return _ENCODER_CACHE[name]
+
+
+def build_backend(config: RecallConfig, lm: LanguageModel) -> EditBackend:
+    return get_backend(config.backend.name).factory(config.backend, lm)
+
+
+def build_sentinel(config: RecallConfig, directory: Path) -> Sentinel:
+    """The saved sentinel when the memory has one, else a new one from the config."""
+    if (directory / "sentinel.json").is_file():
+        return load_sentinel(directory)
+    return FixedSentinel(config.sentinel.min_cosine)

@@ -1,0 +1,248 @@
+"""Frozen dataclass configs, loaded from YAML diffs with dotted overrides; unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from recall.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+ConflictPolicy = Literal["supersede", "reject", "keep_both"]
+KeyKind = Literal["question", "statement", "subject"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which language model answers: an embedded name or a local Hugging Face directory."""
+
+    name: str = "smollm2-135m"
+    max_new_tokens: int = 32  # default answer length of `ask`
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ConfigError("model.name must name a model: 'smollm2-135m', 'gemma3-270m' or a directory")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"model.max_new_tokens must be >= 1, got {self.max_new_tokens!r}")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The sentence encoder that turns descriptors and queries into vectors."""
+
+    name: str = "all-minilm-l6-v2"
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """memory_store settings (index kind, size limits)."""
+
+    index: Literal["auto", "flat", "hnsw"] = "auto"
+    hnsw_min_rows: int = 50_000
+    max_text_chars: int = 10_000
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """How edits are keyed and searched: several keys per edit, the best one counts."""
+
+    keys: tuple[KeyKind, ...] = ("question", "statement")
+    top_k: int = 1  # admitted statements handed to the backend
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ConfigError("retrieval.keys must name at least one of: question, statement, subject")
+        if self.top_k < 1:
+            raise ConfigError(f"retrieval.top_k must be >= 1, got {self.top_k!r}")
+
+
+@dataclass(frozen=True)
+class SentinelConfig:
+    """The gate: a fixed cosine cut-off (calibrated with `recall calibrate`)."""
+
+    kind: Literal["fixed"] = "fixed"
+    min_cosine: float = 0.6
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.min_cosine <= 1.0:
+            raise ConfigError(f"sentinel.min_cosine must lie in [-1, 1], got {self.min_cosine!r}")
+
+
+@dataclass(frozen=True)
+class ConflictConfig:
+    """What adding an edit for an already-edited question does."""
+
+    policy: ConflictPolicy = "supersede"
+    min_cosine: float = 0.95  # question-key similarity above which two edits are about the same question
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Base of every backend's config; `name` selects the backend in the registry."""
+
+    name: str = "lte"
+
+
+@dataclass(frozen=True)
+class RecallConfig:
+    """The whole configuration of one memory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    sentinel: SentinelConfig = field(default_factory=SentinelConfig)
+    conflict: ConflictConfig = field(default_factory=ConflictConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)  # type: ignore[no-any-return]
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    backend: str | None = None,
+    overrides: Sequence[str] = (),
+) -> RecallConfig:
+    """Build a RecallConfig: bundled base.yaml, the backend's YAML, a user file, then `key=value` overrides.
+
+    Raises:
+        ConfigError: unknown keys (with close matches), wrong types, bad values, unreadable files.
+    """
+    data = _read_yaml(CONFIG_DIR / "base.yaml")
+    if path is not None:
+        _merge(data, _read_yaml(Path(path)))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"override {item!r} must look like section.key=value, e.g. model.name=gemma3-270m"
+            )
+        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+    name = backend or data.get("backend", {}).get("name", BackendConfig.name)
+    backend_yaml = CONFIG_DIR / "backend" / f"{name}.yaml"
+    backend_data = _read_yaml(backend_yaml) if backend_yaml.exists() else {}
+    _merge(backend_data, data.get("backend", {}))
+    backend_data["name"] = name
+    data["backend"] = backend_data
+    return config_from_dict(data)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> RecallConfig:
+    """Strictly convert a plain mapping (YAML or a manifest) into a RecallConfig."""
+    from recall.backends import get_backend  # the registry knows each backend's config class
+
+    data = dict(data)
+    backend_data = dict(data.pop("backend", {}) or {})
+    spec = get_backend(str(backend_data.get("name", BackendConfig.name)))
+    config = _build(RecallConfig, data, "")
+    backend_config = _build(spec.config_cls, backend_data, "backend.")
+    result: RecallConfig = dataclasses.replace(config, backend=backend_config)
+    return result
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key {prefix}{key!r}{hint}")
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from exc
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value or {}, where + ".")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(_coerce(args[0], v, where) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        try:  # PyYAML reads 5e-1 as a string; coerce by annotation (STYLE.md 5.3)
+            number = hint(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where} must be a {hint.__name__}, got {value!r}") from exc
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return number
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be text, got {value!r}")
+        return value
+    return value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    return value

@@ -1,0 +1,26 @@
+"""Descriptors: the texts of an edit that become its retrieval keys (several per edit, best one counts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from memory_store import EditRecord
+from recall.config import KeyKind
+
+
+def key_texts(record: EditRecord, kinds: Sequence[KeyKind]) -> list[str]:
+    """The descriptor texts of `record`, in the order of `kinds`; the question always comes first.
+
+    Keying on the question alone matches paraphrases of the question; the statement (question +
+    answer) also matches questions phrased around the new answer; the subject catches questions
+    that name the entity in other words. A missing subject is skipped.
+    """
+    texts: list[str] = []
+    for kind in kinds:
+        if kind == "question":
+            texts.append(record.prompt)
+        elif kind == "statement":
+            texts.append(record.statement)
+        elif kind == "subject" and record.subject:
+            texts.append(record.subject)
+    return texts or [record.prompt]

@@ -1,0 +1,324 @@
+"""EditMemory: the two flows (edit: validate, resolve conflicts, encode, store; ask: encode, search, gate,
+generate). It never names a backend: every backend sees the same records and hits."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+import recall
+from memory_store import EditRecord, HistoryEvent, MemoryStore, SearchHit, Sentinel, validate_record
+from recall.backends import EditBackend, GenerationConfig, ScoreRequest
+from recall.components import build_backend, build_sentinel, shared_encoder, shared_lm
+from recall.config import ConflictPolicy, RecallConfig, config_from_dict, load_config
+from recall.descriptors import key_texts
+from recall.encoder import Encoder
+from recall.errors import ConflictError, EditNotFoundError, IncompatibleArtifactError, InvalidEditError
+from recall.models import LanguageModel
+from recall.prompts import statement
+from recall.results import Answer, Edit, EditResult, Retrieval, TargetScore
+
+logger = logging.getLogger(__name__)
+
+
+class EditMemory:
+    """A language model plus a durable memory of edits that shape its answers."""
+
+    def __init__(
+        self,
+        *,
+        store: MemoryStore,
+        lm: LanguageModel,
+        encoder: Encoder,
+        sentinel: Sentinel,
+        backend: EditBackend,
+        config: RecallConfig,
+        owned_dir: Path | None = None,
+    ) -> None:
+        self.store, self.lm, self.encoder, self.sentinel = store, lm, encoder, sentinel
+        self.backend, self.config = backend, config
+        self._owned_dir = owned_dir  # a temporary memory deletes its directory on close
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        config: RecallConfig | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        encoder: Encoder | None = None,
+        _owned: bool = False,
+    ) -> EditMemory:
+        """Create a new memory directory (it must not hold a memory yet)."""
+        config = config or load_config()
+        lm = lm or shared_lm(config.model.name)
+        encoder = encoder or shared_encoder(config.encoder.name, config.encoder.batch_size)
+        store = MemoryStore.open(
+            path,
+            dim=encoder.dim,
+            encoder_id=encoder.encoder_id,
+            create=True,
+            index=config.store.index,
+            hnsw_min_rows=config.store.hnsw_min_rows,
+            max_text_chars=config.store.max_text_chars,
+        )
+        extra = {"model": lm.model_id, "model_fingerprint": lm.fingerprint, "config": config.to_dict()}
+        store.update_manifest({**extra, "recall_version": recall.__version__})
+        sentinel = build_sentinel(config, store.sentinel_dir)
+        sentinel.save(store.sentinel_dir)
+        backend = build_backend(config, lm)
+        return cls(
+            store=store,
+            lm=lm,
+            encoder=encoder,
+            sentinel=sentinel,
+            backend=backend,
+            config=config,
+            owned_dir=Path(path) if _owned else None,
+        )
+
+    @classmethod
+    def open(
+        cls, path: str | Path, *, lm: LanguageModel | None = None, model: str | None = None
+    ) -> EditMemory:
+        """Open an existing memory with the model and config it was created with.
+
+        Raises:
+            IncompatibleArtifactError: `lm`/`model` differs from the model the memory was built for.
+        """
+        store = MemoryStore.open(path)
+        try:
+            extra = store.manifest.get("extra", {})
+            config = config_from_dict(extra.get("config", {}))
+            wanted = lm.model_id if lm is not None else model
+            if wanted is not None and wanted != extra.get("model"):
+                raise IncompatibleArtifactError(
+                    f"memory {str(path)!r} was built for model {extra.get('model')!r}, not {wanted!r}; "
+                    "open it without a model or create a new memory for that model"
+                )
+            lm = lm or shared_lm(str(extra.get("model", config.model.name)))
+            encoder = shared_encoder(config.encoder.name, config.encoder.batch_size)
+            if encoder.encoder_id != store.encoder_id:
+                raise IncompatibleArtifactError(
+                    f"memory {str(path)!r} was built with encoder {store.encoder_id!r}, "
+                    f"not {encoder.encoder_id!r}"
+                )
+        except BaseException:
+            store.close()
+            raise
+        sentinel = build_sentinel(config, store.sentinel_dir)
+        backend = build_backend(config, lm)
+        backend.load(store.path / "backend")
+        return cls(store=store, lm=lm, encoder=encoder, sentinel=sentinel, backend=backend, config=config)
+
+    @classmethod
+    def open_or_create(
+        cls, path: str | Path, *, model: str | None = None, backend: str | None = None
+    ) -> EditMemory:
+        if (Path(path) / "manifest.json").is_file():
+            return cls.open(path, model=model)
+        overrides = [f"model.name={model}"] if model else []
+        return cls.create(path, load_config(backend=backend, overrides=overrides))
+
+    @classmethod
+    def temporary(
+        cls,
+        config: RecallConfig | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        encoder: Encoder | None = None,
+    ) -> EditMemory:
+        """A throw-away memory in a temporary directory, deleted by `close`."""
+        path = Path(tempfile.mkdtemp(prefix="recall-")) / "memory"
+        return cls.create(path, config, lm=lm, encoder=encoder, _owned=True)
+
+    # ----------------------------------------------------------------- the edit flow
+    def add(
+        self,
+        prompt: str,
+        target: str,
+        subject: str | None = None,
+        namespace: str = "default",
+        *,
+        policy: ConflictPolicy | None = None,
+    ) -> EditResult:
+        """Teach one fact; durable when this returns. An edit of an already-edited question supersedes it
+        (policy 'supersede', the default), raises ConflictError ('reject') or sits beside it ('keep_both')."""
+        record, keys = self._prepare(Edit(prompt, target, subject, namespace))
+        policy = policy or self.config.conflict.policy
+        conflicts = self._conflicts(record, keys)
+        if conflicts and policy == "reject":
+            old = conflicts[0]
+            raise ConflictError(
+                f"an active edit already answers {old.prompt!r} with {old.target!r} (edit_id={old.edit_id}); "
+                "forget it first, or add with policy='supersede'"
+            )
+        if conflicts and policy == "supersede":
+            stored = self.store.supersede(
+                conflicts[0].edit_id, record, keys, reason="new edit for the question"
+            )
+            superseded = [self.store.get(conflicts[0].edit_id)]
+            for extra in conflicts[1:]:
+                superseded.append(self.store.retract(extra.edit_id, reason=f"superseded by {stored.edit_id}"))
+            self.backend.forget([r.edit_id for r in superseded])
+            self.backend.edit([stored])
+            return EditResult(stored, superseded=tuple(superseded))
+        stored = self.store.add(record, keys)
+        self.backend.edit([stored])
+        return EditResult(stored, conflicts=tuple(conflicts))
+
+    def add_many(
+        self, edits: Sequence[Edit], *, policy: ConflictPolicy | None = None, progress: bool = False
+    ) -> builtins.list[EditResult]:
+        """Add several edits. With 'keep_both' they go in as one transaction and one encoder batch."""
+        policy = policy or self.config.conflict.policy
+        if policy != "keep_both":
+            return [
+                self.add(e.prompt, e.target, e.subject, e.namespace, policy=policy)
+                for e in tqdm(edits, desc="edits", disable=not progress)
+            ]
+        prepared = [self._prepare(e) for e in edits]
+        stored = self.store.add_many([r for r, _ in prepared], [k for _, k in prepared])
+        self.backend.edit(stored)
+        return [EditResult(r) for r in stored]
+
+    def forget(self, edit_id: str) -> EditRecord:
+        """Retract one edit (kept in history); the model answers as if it had never been made."""
+        record = self.store.retract(edit_id, reason="forgotten")
+        self.backend.forget([edit_id])
+        return record
+
+    def reset(self) -> None:
+        """Retract every active edit of every namespace (evaluation blocks start from empty)."""
+        active = self.store.list(namespace=None, status="active")
+        for record in active:
+            self.store.retract(record.edit_id, reason="reset")
+        self.backend.forget([r.edit_id for r in active])
+
+    def _prepare(self, edit: Edit) -> tuple[EditRecord, Any]:
+        if not isinstance(edit.prompt, str) or not isinstance(edit.target, str):
+            raise InvalidEditError(f"prompt and target must be text, got {edit.prompt!r} and {edit.target!r}")
+        prompt, target = edit.prompt.strip(), edit.target.strip()
+        subject = edit.subject.strip() if edit.subject else None
+        record = EditRecord(
+            prompt=prompt,
+            target=target,
+            subject=subject,
+            namespace=edit.namespace,
+            statement=statement(prompt, target),
+        )
+        validate_record(record, max_text_chars=self.config.store.max_text_chars)
+        return record, self.encoder.encode_keys(key_texts(record, self.config.retrieval.keys))
+
+    def _conflicts(self, record: EditRecord, keys: Any) -> builtins.list[EditRecord]:
+        hits = self.store.search(keys[:1], k=3, namespace=record.namespace)[0]  # the question key
+        return [h.record for h in hits if h.score >= self.config.conflict.min_cosine]
+
+    # ----------------------------------------------------------------- the ask flow
+    def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
+        """Search the namespace and gate the hits; `admitted` is what the backend would use."""
+        return self._retrieve_many([query], namespace)[0]
+
+    def _retrieve_many(self, queries: Sequence[str], namespace: str) -> builtins.list[Retrieval]:
+        vectors = self.encoder.encode_queries(list(queries))  # (n, dim)
+        k = max(self.config.retrieval.top_k, 3)
+        results = self.store.search(vectors, k=k, namespace=namespace)
+        out = []
+        for query, vector, hits in zip(queries, vectors, results, strict=True):
+            admitted = self.sentinel.admit(vector, hits)[: self.config.retrieval.top_k]
+            out.append(Retrieval(query, tuple(hits), tuple(admitted), self.sentinel.threshold(vector)))
+        return out
+
+    def ask(
+        self,
+        query: str,
+        namespace: str = "default",
+        *,
+        max_new_tokens: int | None = None,
+        use_memory: bool = True,
+    ) -> Answer:
+        """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would."""
+        start = time.perf_counter()
+        retrieval = self.retrieve(query, namespace) if use_memory else Retrieval(query, (), (), float("nan"))
+        gen = GenerationConfig(max_new_tokens or self.config.model.max_new_tokens)
+        out = self.backend.generate(query, retrieval.admitted, gen)
+        return Answer(out.text, retrieval, self.backend.name, out.injected, time.perf_counter() - start)
+
+    def score(
+        self, query: str, target: str, namespace: str = "default", *, use_memory: bool = True
+    ) -> TargetScore:
+        """Teacher-forced scoring of `target` as the answer to `query` (EasyEdit token accuracy)."""
+        return self.score_many([(query, target)], namespace, use_memory=use_memory)[0]
+
+    def score_many(
+        self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
+    ) -> builtins.list[TargetScore]:
+        hits: builtins.list[tuple[SearchHit, ...]] = [()] * len(pairs)
+        if use_memory and pairs:
+            hits = [r.admitted for r in self._retrieve_many([q for q, _ in pairs], namespace)]
+        requests = [ScoreRequest(q, t.strip(), h) for (q, t), h in zip(pairs, hits, strict=True)]
+        return self.backend.score_many(requests)
+
+    # ----------------------------------------------------------------- inspection
+    def get(self, edit_id: str) -> EditRecord:
+        return self.store.get(edit_id)
+
+    def find(self, id_prefix: str) -> EditRecord:
+        """The one edit (any status) whose id starts with `id_prefix`."""
+        prefix = id_prefix.strip().lower()
+        matches = [r for r in self.store.list(namespace=None, status=None) if r.edit_id.startswith(prefix)]
+        if not prefix or not matches:
+            raise EditNotFoundError(f"no edit id starts with {id_prefix!r}; `list` shows the ids")
+        if len(matches) > 1:
+            raise InvalidEditError(f"{len(matches)} edits start with {id_prefix!r}; give more characters")
+        return matches[0]
+
+    def list(self, namespace: str | None = "default", status: Any = "active") -> builtins.list[EditRecord]:
+        return self.store.list(namespace=namespace, status=status)
+
+    def history(self, edit_id: str) -> builtins.list[HistoryEvent]:
+        return self.store.history(edit_id)
+
+    def namespaces(self) -> builtins.list[str]:
+        return self.store.namespaces()
+
+    def count(self, namespace: str | None = None) -> int:
+        return self.store.count(namespace=namespace)
+
+    @property
+    def sentinel_name(self) -> str:
+        return self.sentinel.name
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "path": str(self.store.path),
+            "model": self.lm.model_id,
+            "model_fingerprint": self.lm.fingerprint,
+            "encoder": self.encoder.encoder_id,
+            "encoder_fingerprint": self.encoder.fingerprint,
+            "backend": self.backend.name,
+            "sentinel": self.sentinel.name,
+            "config": self.config.to_dict(),
+            "recall_version": recall.__version__,
+        }
+
+    def close(self) -> None:
+        self.backend.save(self.store.path / "backend")
+        self.store.close()
+        if self._owned_dir is not None:
+            shutil.rmtree(self._owned_dir.parent, ignore_errors=True)
+
+    def __enter__(self) -> EditMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,94 @@
+"""Typed values EditMemory returns: Edit (a request), EditResult, Answer, TargetScore, Retrieval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from memory_store import EditRecord, SearchHit
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """One fact to teach: `prompt` (usually a question) should be answered with `target`."""
+
+    prompt: str
+    target: str
+    subject: str | None = None
+    namespace: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class EditResult:
+    """What `EditMemory.add` did: the stored record and the records it superseded."""
+
+    record: EditRecord
+    superseded: tuple[EditRecord, ...] = ()
+    conflicts: tuple[EditRecord, ...] = ()  # active edits kept beside it (policy keep_both)
+
+    @property
+    def edit_id(self) -> str:
+        return self.record.edit_id
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """Search and gate for one query: `hits` are the top-k, `admitted` those the sentinel let through."""
+
+    query: str
+    hits: tuple[SearchHit, ...]
+    admitted: tuple[SearchHit, ...]
+    threshold: float
+
+    @property
+    def used_memory(self) -> bool:
+        return bool(self.admitted)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A generated answer with its provenance: which edits shaped it and what was injected."""
+
+    text: str
+    retrieval: Retrieval
+    backend: str
+    injected: str = ""  # exactly what the backend added to the prompt ("" when nothing)
+    latency_s: float = 0.0
+
+    @property
+    def used_memory(self) -> bool:
+        return self.retrieval.used_memory
+
+    @property
+    def hits(self) -> tuple[SearchHit, ...]:
+        return self.retrieval.admitted
+
+
+@dataclass(frozen=True, slots=True)
+class TargetScore:
+    """Teacher-forced scoring of `target` after a prompt (EasyEdit's token-level view).
+
+    target_ids: the target's token ids; predicted_ids: the argmax at each target position;
+    logprobs: log p(target token) at each position. All three have the same length.
+    """
+
+    target_ids: tuple[int, ...]
+    predicted_ids: tuple[int, ...]
+    logprobs: tuple[float, ...] = field(default=())
+
+    @property
+    def accuracy(self) -> float:
+        """Mean over target tokens of 1[argmax == label] (EasyEdit `test_prediction_acc`)."""
+        if not self.target_ids:
+            return 0.0
+        hits = sum(p == t for p, t in zip(self.predicted_ids, self.target_ids, strict=True))
+        return hits / len(self.target_ids)
+
+    @property
+    def mean_logprob(self) -> float:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else float("nan")
+
+    def agreement(self, other: TargetScore) -> float:
+        """Share of positions whose argmax equals `other`'s (EasyEdit locality)."""
+        pairs: Sequence[tuple[int, int]] = list(zip(self.predicted_ids, other.predicted_ids, strict=False))
+        return sum(a == b for a, b in pairs) / len(pairs) if pairs else 0.0

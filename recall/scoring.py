@@ -1,0 +1,84 @@
+"""Teacher-forced target scoring and greedy generation over rendered prompt text, batched.
+
+Every backend renders its prompt (with or without injected edits) and hands the text here, so the
+base model and every text-prefix backend are scored and decoded by exactly one piece of code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from recall.models import LanguageModel
+from recall.results import TargetScore
+
+
+def prompt_ids(lm: LanguageModel, text: str) -> list[int]:
+    """Token ids of a rendered prompt. Chat-rendered text already holds its special tokens."""
+    add_special = not lm.has_chat_template
+    ids: list[int] = lm.tokenizer(text, add_special_tokens=add_special).input_ids
+    return ids
+
+
+def target_ids(lm: LanguageModel, target: str, *, leading_space: bool) -> list[int]:
+    """Token ids of an answer; raw (non-chat) prompts put a space before it, as EasyEdit does."""
+    ids: list[int] = lm.tokenizer((" " if leading_space else "") + target, add_special_tokens=False).input_ids
+    return ids
+
+
+@torch.inference_mode()
+def score_ids(
+    lm: LanguageModel, items: Sequence[tuple[list[int], list[int]]], batch_size: int = 16
+) -> list[TargetScore]:
+    """Score each (prompt_ids, target_ids): argmax and log p of every target token, teacher-forced."""
+    scores: list[TargetScore] = []
+    pad = int(lm.tokenizer.pad_token_id or 0)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        seqs = [p + t for p, t in chunk]
+        width = max(len(s) for s in seqs)
+        # Right padding keeps each prompt at positions 0..len-1, so logits match an unbatched run.
+        input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (B, T)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (B, T)
+        for row, seq in enumerate(seqs):
+            input_ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        logits = lm.model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device)).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+        for row, (prompt, target) in enumerate(chunk):
+            positions = torch.arange(len(prompt) - 1, len(prompt) + len(target) - 1)  # predict target tokens
+            labels = torch.tensor(target)
+            row_lp = logprobs[row, positions]  # (len(target), V)
+            scores.append(
+                TargetScore(
+                    target_ids=tuple(target),
+                    predicted_ids=tuple(int(i) for i in row_lp.argmax(-1)),
+                    logprobs=tuple(float(x) for x in row_lp.gather(1, labels[:, None])[:, 0]),
+                )
+            )
+    return scores
+
+
+@torch.inference_mode()
+def generate_ids(lm: LanguageModel, prompt: list[int], max_new_tokens: int, min_new_tokens: int = 0) -> str:
+    """Greedy decoding from `prompt` ids; stops at end-of-sequence (and the chat end-of-turn token)."""
+    stop = {lm.tokenizer.eos_token_id}
+    end_of_turn = lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(end_of_turn, int) and end_of_turn != lm.tokenizer.unk_token_id:
+        stop.add(end_of_turn)
+    input_ids = torch.tensor([prompt], device=lm.device)  # (1, T)
+    model: Any = lm.model  # generate() is untyped in transformers
+    output = model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens or None,
+        do_sample=False,
+        eos_token_id=sorted(i for i in stop if i is not None),
+        pad_token_id=lm.tokenizer.pad_token_id,
+    )
+    new_tokens = output[0, input_ids.shape[1] :]
+    text = str(lm.tokenizer.decode(new_tokens, skip_special_tokens=True))
+    return text.strip()
