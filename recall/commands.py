@@ -63,7 +63,7 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
         found = memory.find(args.edit_id)
         print(_line(found))
         for event in memory.history(found.edit_id):
-            other = f" ({event.other_id[:8]})" if event.other_id else ""
+            linked = f" ({event.other_id[:8]})" if event.other_id else ""
             reason = f": {event.reason}" if event.reason else ""
-            print(f"  {_when(event.at)}  {event.kind}{other}{reason}")
+            print(f"  {_when(event.at)}  {event.kind}{linked}{reason}")
     return 0

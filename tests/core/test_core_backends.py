@@ -1,0 +1,81 @@
+"""Contract tests run over every registered backend (STYLE.md 5.5): a new backend gets them for free."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from memory_store import EditRecord, SearchHit
+from recall.backends import Capability, GenerationConfig, ScoreRequest, get_backend, registered_backends
+from recall.config import load_config
+from recall.models import LanguageModel
+from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
+
+RECORD = EditRecord(
+    prompt="who is the ceo of acme ?", target="jane doe", statement="who is the ceo of acme ? jane doe"
+)
+HIT = SearchHit(record=RECORD, score=0.9, rank=0)
+
+
+@pytest.fixture(params=registered_backends())
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _backend(name: str, lm: LanguageModel):  # type: ignore[no-untyped-def]
+    config = load_config(backend=name)
+    return get_backend(name).factory(config.backend, lm)
+
+
+def test_no_hit_is_the_base_model(backend_name: str, tiny_lm: LanguageModel) -> None:
+    backend = _backend(backend_name, tiny_lm)
+    question, answer = "what is the largest planet ?", "jupiter"
+    base_prompt = prompt_ids(tiny_lm, question)
+    expected = score_ids(tiny_lm, [(base_prompt, target_ids(tiny_lm, answer, leading_space=True))])[0]
+    assert backend.score_many([ScoreRequest(question, answer)])[0] == expected
+    generated = backend.generate(question, (), GenerationConfig(max_new_tokens=5))
+    assert generated.text == generate_ids(tiny_lm, base_prompt, 5)
+    assert generated.injected == ""
+
+
+def test_a_hit_changes_the_scores_and_is_finite(backend_name: str, tiny_lm: LanguageModel) -> None:
+    backend = _backend(backend_name, tiny_lm)
+    plain, edited = backend.score_many(
+        [ScoreRequest(RECORD.prompt, "jane doe"), ScoreRequest(RECORD.prompt, "jane doe", (HIT,))]
+    )
+    assert all(math.isfinite(x) for x in edited.logprobs)
+    assert plain.logprobs != edited.logprobs
+    assert len(edited.target_ids) == len(edited.predicted_ids) == len(edited.logprobs) == 2
+
+
+def test_edit_forget_save_load_keep_outputs(
+    backend_name: str, tiny_lm: LanguageModel, tmp_path: Path
+) -> None:
+    backend = _backend(backend_name, tiny_lm)
+    request = ScoreRequest(RECORD.prompt, "jane doe", (HIT,))
+    backend.edit([RECORD])
+    before = backend.score_many([request])[0]
+    backend.save(tmp_path / "backend")
+    fresh = _backend(backend_name, tiny_lm)
+    fresh.load(tmp_path / "backend")
+    assert fresh.score_many([request])[0] == before
+    if Capability.FORGET in backend.capabilities:
+        backend.forget([RECORD.edit_id])
+        assert (
+            backend.score_many([ScoreRequest(RECORD.prompt, "jane doe")])[0]
+            == fresh.score_many([ScoreRequest(RECORD.prompt, "jane doe")])[0]
+        )
+
+
+def test_batched_scoring_equals_unbatched(tiny_lm: LanguageModel) -> None:
+    items = [
+        (prompt_ids(tiny_lm, q), target_ids(tiny_lm, "jane doe", leading_space=True))
+        for q in ("who ?", "who is the ceo of acme and what is the capital of france ?")
+    ]
+    batched = score_ids(tiny_lm, items, batch_size=2)
+    single = [score_ids(tiny_lm, [item])[0] for item in items]
+    for a, b in zip(batched, single, strict=True):
+        assert a.predicted_ids == b.predicted_ids
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)

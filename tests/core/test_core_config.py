@@ -1,0 +1,65 @@
+"""Config loading: defaults, bundled YAML, strict keys, coercion, the backend registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recall.backends import get_backend, register_backend, registered_backends
+from recall.backends.lte import LteConfig
+from recall.config import CONFIG_DIR, config_from_dict, load_config
+from recall.errors import ConfigError, UnknownBackendError
+
+
+def test_defaults_load_with_the_calibrated_threshold() -> None:
+    config = load_config()
+    assert config.model.name == "smollm2-135m"
+    assert isinstance(config.backend, LteConfig)
+    assert 0.0 < config.sentinel.min_cosine < 1.0
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("backend/*.yaml")), ids=lambda p: p.stem)
+def test_every_bundled_backend_yaml_loads(path: Path) -> None:
+    assert load_config(backend=path.stem).backend.name == path.stem
+
+
+def test_unknown_key_names_close_matches(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sentinel:\n  min_cosin: 0.4\n")
+    with pytest.raises(ConfigError, match="min_cosine"):
+        load_config(bad)
+
+
+def test_scientific_notation_is_coerced_and_wrong_types_fail() -> None:
+    assert load_config(overrides=["sentinel.min_cosine=5e-1"]).sentinel.min_cosine == 0.5
+    with pytest.raises(ConfigError, match=r"retrieval\.top_k"):
+        load_config(overrides=["retrieval.top_k=many"])
+    with pytest.raises(ConfigError, match="must be one of"):
+        load_config(overrides=["conflict.policy=merge"])
+
+
+def test_validation_and_malformed_overrides() -> None:
+    with pytest.raises(ConfigError, match="min_cosine"):
+        load_config(overrides=["sentinel.min_cosine=2"])
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        load_config(overrides=["sentinel.min_cosine"])
+
+
+def test_unknown_backend_lists_the_registered_ones() -> None:
+    with pytest.raises(UnknownBackendError, match="lte"):
+        load_config(backend="nope")
+    assert "lte" in registered_backends()
+
+
+def test_registry_rejects_bad_and_duplicate_names() -> None:
+    spec = get_backend("lte")
+    with pytest.raises(ConfigError):
+        register_backend("Bad-Name", spec.config_cls, spec.factory)
+    with pytest.raises(ConfigError, match="already"):
+        register_backend("lte", spec.config_cls, spec.factory)
+
+
+def test_config_round_trips_through_a_plain_dict() -> None:
+    config = load_config(overrides=["retrieval.top_k=2"])
+    assert config_from_dict(config.to_dict()) == config

@@ -1,0 +1,163 @@
+"""EditMemory's two flows on the tiny llama and the hashing encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from recall.encoder import HashingEncoder
+from recall.errors import ConflictError, EditNotFoundError, IncompatibleArtifactError, InvalidEditError
+from recall.memory import EditMemory
+from recall.models import LanguageModel
+from recall.results import Edit
+
+MakeMemory = Callable[..., EditMemory]
+QUESTION = "who is the ceo of acme ?"
+PARAPHRASE = "who is the acme ceo ?"
+UNRELATED = "what is the largest planet ?"
+
+
+def test_add_then_retrieve_admits_the_edit_for_question_and_paraphrase(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    result = memory.add(QUESTION, "jane doe")
+    for query in (QUESTION, PARAPHRASE):
+        retrieval = memory.retrieve(query)
+        assert retrieval.admitted, query
+        assert retrieval.admitted[0].record.edit_id == result.edit_id
+    assert not memory.retrieve(UNRELATED).admitted
+
+
+def test_no_admitted_edit_means_exactly_the_base_model(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    base_answer = memory.ask(UNRELATED, use_memory=False)
+    base_score = memory.score(UNRELATED, "jupiter", use_memory=False)
+    memory.add(QUESTION, "jane doe")
+    answer = memory.ask(UNRELATED)
+    assert not answer.used_memory
+    assert answer.text == base_answer.text
+    assert answer.injected == ""
+    assert memory.score(UNRELATED, "jupiter") == base_score
+
+
+def test_admitted_edit_changes_the_prompt_and_is_reported(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    base = memory.score(QUESTION, "jane doe", use_memory=False)
+    result = memory.add(QUESTION, "jane doe")
+    answer = memory.ask(QUESTION)
+    assert answer.used_memory
+    assert answer.hits[0].record.edit_id == result.edit_id
+    assert "jane doe" in answer.injected
+    edited = memory.score(QUESTION, "jane doe")
+    assert edited.logprobs != base.logprobs  # the statement reached the model
+
+
+def test_forget_restores_the_base_answer(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    base = memory.score(QUESTION, "jane doe", use_memory=False)
+    result = memory.add(QUESTION, "jane doe")
+    memory.forget(result.edit_id)
+    assert memory.score(QUESTION, "jane doe") == base
+    assert memory.get(result.edit_id).status == "retracted"
+    assert [e.kind for e in memory.history(result.edit_id)] == ["add", "retract"]
+
+
+def test_conflicting_edit_supersedes_by_default(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    first = memory.add(QUESTION, "jane doe")
+    second = memory.add(QUESTION, "john smith")
+    assert [r.edit_id for r in second.superseded] == [first.edit_id]
+    assert memory.get(first.edit_id).status == "superseded"
+    assert memory.get(second.edit_id).supersedes == first.edit_id
+    assert [r.edit_id for r in memory.list()] == [second.edit_id]
+    assert memory.retrieve(QUESTION).admitted[0].record.target == "john smith"
+
+
+def test_conflict_policies_reject_and_keep_both(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    first = memory.add(QUESTION, "jane doe")
+    with pytest.raises(ConflictError, match=first.edit_id):
+        memory.add(QUESTION, "john smith", policy="reject")
+    assert memory.count() == 1  # a rejected edit leaves the memory unchanged
+    both = memory.add(QUESTION, "john smith", policy="keep_both")
+    assert [r.edit_id for r in both.conflicts] == [first.edit_id]
+    assert memory.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("prompt", "target"),
+    [("", "x"), ("   ", "x"), ("who ?", ""), ("who\x00 ?", "x"), ("who ?", "a\x07b"), ("x" * 10_001, "y")],
+)
+def test_invalid_edits_raise_and_store_nothing(make_memory: MakeMemory, prompt: str, target: str) -> None:
+    memory = make_memory()
+    with pytest.raises(InvalidEditError):
+        memory.add(prompt, target)
+    assert memory.count() == 0
+
+
+def test_add_many_keep_both_is_one_batch_and_matches_single_adds(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    edits = [Edit(QUESTION, "jane doe"), Edit("what is the capital of france ?", "lyon")]
+    results = memory.add_many(edits, policy="keep_both")
+    assert [r.record.target for r in results] == ["jane doe", "lyon"]
+    assert memory.retrieve("what is the capital of france ?").admitted[0].record.target == "lyon"
+
+
+def test_score_many_equals_score_one_by_one(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    memory.add(QUESTION, "jane doe")
+    pairs = [(QUESTION, "jane doe"), (UNRELATED, "jupiter"), (PARAPHRASE, "marta quinlan")]
+    batched = memory.score_many(pairs)
+    single = [memory.score(q, t) for q, t in pairs]
+    for a, b in zip(batched, single, strict=True):
+        assert a.predicted_ids == b.predicted_ids
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_find_by_prefix_and_its_errors(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    result = memory.add(QUESTION, "jane doe")
+    assert memory.find(result.edit_id[:6]).edit_id == result.edit_id
+    with pytest.raises(EditNotFoundError):
+        memory.find("zzzz")
+
+
+def test_reopen_keeps_edits_and_refuses_another_model(
+    tmp_path: Path, make_memory: MakeMemory, tiny_lm: LanguageModel
+) -> None:
+    memory = make_memory("persist")
+    result = memory.add(QUESTION, "jane doe")
+    memory.close()
+    reopened = EditMemory.open(tmp_path / "persist", lm=tiny_lm)
+    try:
+        assert reopened.retrieve(PARAPHRASE).admitted[0].record.edit_id == result.edit_id
+    finally:
+        reopened.close()
+    other = LanguageModel(tiny_lm.model, tiny_lm.tokenizer, "another-model", "x")
+    with pytest.raises(IncompatibleArtifactError, match="another-model"):
+        EditMemory.open(tmp_path / "persist", lm=other)
+
+
+def test_reset_retracts_every_namespace(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    memory.add(QUESTION, "jane doe")
+    memory.add(QUESTION, "lyon", namespace="geo")
+    memory.reset()
+    assert memory.count() == 0
+    assert not memory.retrieve(QUESTION).admitted
+
+
+def test_namespaces_are_isolated(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    memory.add(QUESTION, "jane doe", namespace="alice")
+    assert not memory.retrieve(QUESTION, namespace="bob").hits
+    assert memory.retrieve(QUESTION, namespace="alice").admitted
+    assert memory.namespaces() == ["alice"]
+
+
+def test_temporary_memory_deletes_its_directory(tiny_lm: LanguageModel, tiny_config: object) -> None:
+    memory = EditMemory.temporary(tiny_config, lm=tiny_lm, encoder=HashingEncoder())  # type: ignore[arg-type]
+    path = memory.store.path
+    memory.close()
+    assert not path.exists()
