@@ -9,11 +9,14 @@ import numpy as np
 from memory_store.catalog import Catalog
 from memory_store.index import VectorIndex
 
-__all__ = ["EXACT_FALLBACK_ROWS", "filtered_search"]
+__all__ = ["EXACT_FALLBACK_ROWS", "FETCH_SLACK", "MIN_FETCH", "filtered_search"]
 
 # Beyond this many rows per query an approximate index is asked for too much at once (HNSW would need
 # efSearch this large); an exact scan over the qualifying rows is then both faster and exact.
 EXACT_FALLBACK_ROWS = 4096
+# The first fetch is FETCH_SLACK times the rows expected to hold k qualifying edits, at least MIN_FETCH.
+MIN_FETCH = 16
+FETCH_SLACK = 2.0
 _EXACT_CHUNK = 65_536
 _QUERY_CHUNK = 16
 
@@ -79,7 +82,7 @@ def filtered_search(
     ntotal = index.ntotal
     # Expect about k * (keys per record) qualifying rows in a top list diluted by ntotal / qualifying.
     keys_per_record = max(1.0, catalog.num_keys / max(1, catalog.num_records))
-    fetch = min(ntotal, max(16, math.ceil(2 * k * keys_per_record * ntotal / qualifying)))
+    fetch = min(ntotal, max(MIN_FETCH, math.ceil(FETCH_SLACK * k * keys_per_record * ntotal / qualifying)))
     results: list[Hits | None] = [None] * len(queries)
     pending = np.arange(len(queries))
     while len(pending):

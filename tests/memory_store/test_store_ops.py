@@ -124,9 +124,10 @@ def test_search_still_returns_k_when_nearer_records_are_filtered(
     near_recs = store.add_many([record(i, "default" if i % 2 else "other") for i in range(300)], near)
     for rec in near_recs[1::2]:
         store.retract(rec.edit_id)
-    # ... and 10 far ones that qualify.
-    far = unit(rng, 10) * 0.2 - query
-    far_recs = store.add_many([record(1000 + i) for i in range(10)], far)
+    # ... and 300 far ones that qualify: half the rows qualify, so the first fetch is small and finds
+    # none of them; only fetching more (doubling) reaches them.
+    far = unit(rng, 300) * 0.2 - query
+    far_recs = store.add_many([record(1000 + i) for i in range(300)], far)
     hits = store.search(query, k=5)[0]
     assert len(hits) == 5
     expected = sorted(far_recs, key=lambda r: -float(store.vectors(r.edit_id)[0] @ query))[:5]
