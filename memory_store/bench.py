@@ -84,8 +84,9 @@ class Synthetic:
         by_block: dict[int, np.ndarray] = {}
         rows = []
         for s in sources.tolist():
-            block = by_block.setdefault(s // _BLOCK, self._block(s // _BLOCK))
-            rows.append(block[s % _BLOCK])
+            if s // _BLOCK not in by_block:
+                by_block[s // _BLOCK] = self._block(s // _BLOCK)
+            rows.append(by_block[s // _BLOCK][s % _BLOCK])
         latent = np.stack(rows)
         noise = rng.standard_normal(latent.shape).astype(np.float32)
         latent = latent + QUERY_NOISE * noise * np.linalg.norm(latent, axis=1, keepdims=True) / np.sqrt(

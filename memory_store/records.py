@@ -6,11 +6,11 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast, get_args
 
-from memory_store.errors import InvalidEditError
+from memory_store.errors import InvalidArgumentError, InvalidEditError, InvalidTransitionError
 
 __all__ = [
     "MAX_NAMESPACE_CHARS",
@@ -21,7 +21,9 @@ __all__ = [
     "HistoryEvent",
     "SearchHit",
     "Status",
+    "namespace_filter",
     "new_edit_id",
+    "transition",
     "validate_namespace",
     "validate_record",
 ]
@@ -106,6 +108,25 @@ class HistoryEvent:
     other_id: str | None = None
 
 
+# What each status-changing call allows: the status it sets, and the statuses it may start from.
+_TRANSITIONS: dict[str, tuple[Status, tuple[Status, ...]]] = {
+    "retract": ("retracted", ("active", "superseded")),
+    "restore": ("active", ("retracted", "superseded")),
+    "supersede": ("superseded", ("active",)),
+}
+
+
+def transition(record: EditRecord, operation: str) -> Status:
+    """The status `operation` gives `record`; InvalidTransitionError when its current status forbids it."""
+    target, allowed = _TRANSITIONS[operation]
+    if record.status not in allowed:
+        raise InvalidTransitionError(
+            f"{operation}({record.edit_id!r}) expected an edit whose status is one of {allowed}, received "
+            f"status {record.status!r}; see history({record.edit_id!r}) for what happened to it"
+        )
+    return target
+
+
 def _shown(value: object) -> str:
     """repr of a received value, shortened so a 10,000-character text does not flood the message."""
     text = repr(value)
@@ -145,6 +166,18 @@ def validate_namespace(namespace: object) -> str:
     if "\n" in name or "\t" in name:
         raise InvalidEditError(f"namespace expected a name without tabs or newlines, received {name!r}")
     return name
+
+
+def namespace_filter(namespace: str | Sequence[str] | None) -> list[str] | None:
+    """search()'s namespace argument as a list of valid names (None stays None: every namespace)."""
+    if namespace is None:
+        return None
+    names = [namespace] if isinstance(namespace, str) else list(namespace)
+    if not names:
+        raise InvalidArgumentError(
+            "namespace expected a name, a non-empty sequence of names or None, received []"
+        )
+    return [validate_namespace(name) for name in names]
 
 
 def _validate_edit_id(name: str, value: object) -> None:

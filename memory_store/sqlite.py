@@ -77,9 +77,13 @@ def _record(row: Sequence[object]) -> EditRecord:
 def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), never implicit.
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -172,9 +176,15 @@ class EditDatabase:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._writer = _connect(path)
-        mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        try:
+            self._writer = _connect(path)
+            mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.DatabaseError as exc:  # "file is not a database"
+            raise CorruptStoreError(
+                f"{str(path)!r} expected an SQLite database, received an error: {exc}"
+            ) from exc
         if str(mode).lower() != "wal":
+            self._writer.close()
             raise CorruptStoreError(f"{str(path)!r} expected journal_mode 'wal', received {mode!r}")
         self._pool: list[sqlite3.Connection] = []
         self._all_readers: list[sqlite3.Connection] = []

@@ -2,9 +2,14 @@
 
 A memory is a directory: `manifest.json` (dim, encoder id, caller's extra settings), `edits.sqlite`
 (the source of truth, WAL + synchronous=FULL: an edit is on disk when `add` returns), `lock`, and for
-HNSW an `index.faiss` cache. The faiss index lives in memory, is rebuilt from SQLite on open (the HNSW
-cache is reused when it still matches SQLite and topped up with newer keys) and is changed only after
-the SQLite transaction commits, so a failed call leaves both unchanged.
+HNSW an `index.faiss` cache. The faiss index lives in memory and is changed only after the SQLite
+transaction commits, so a failed call leaves both unchanged.
+
+Index persistence: a flat index is rebuilt from SQLite on every open (one bulk read of the key blobs).
+HNSW takes minutes to build for 10^6 keys on 2 cores, so it is also written to `index.faiss` on close
+(and right after a large rebuild). On open the cache is used only if its key ids are exactly the first
+ids of SQLite's (keys are append-only) and spot-checked vectors match byte for byte; keys added since
+(e.g. before a crash) are then inserted, and any other cache is ignored and rebuilt.
 
 Concurrency: within a process a MemoryStore is thread-safe (searches and reads run concurrently;
 writers are serialised and block readers only while the in-memory index changes). Across processes a
@@ -34,7 +39,6 @@ from memory_store.errors import (
     EditNotFoundError,
     InvalidArgumentError,
     InvalidEditError,
-    InvalidTransitionError,
     StoreClosedError,
 )
 from memory_store.index import IndexKind, VectorIndex
@@ -51,6 +55,8 @@ from memory_store.records import (
     SearchHit,
     Status,
     check_text,
+    namespace_filter,
+    transition,
     validate_namespace,
     validate_record,
 )
@@ -63,12 +69,6 @@ __all__ = ["MemoryStore"]
 log = logging.getLogger(__name__)
 
 IndexMode = Literal["auto", "flat", "hnsw"]
-# Transitions each status-changing call allows: target status <- allowed current statuses.
-_ALLOWED: dict[str, tuple[Status, tuple[Status, ...]]] = {
-    "retract": ("retracted", ("active", "superseded")),
-    "restore": ("active", ("retracted", "superseded")),
-    "supersede": ("superseded", ("active",)),
-}
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -240,9 +240,10 @@ class MemoryStore:
             self._check_open("supersede")
             now = time.time()
             with self._db.transaction() as tx:
-                old_rid, _ = self._transition(tx.lookup(old_id), old_id, "supersede")
+                old_rid, old = self._found(tx.lookup(old_id), old_id)
+                old_status = transition(old, "supersede")
                 rids, first_kid = tx.insert([new], [keys])
-                tx.set_status(old_rid, "superseded")
+                tx.set_status(old_rid, old_status)
                 tx.add_events(
                     [(old_rid, "supersede", now, reason, new.edit_id), (rids[0], "add", now, reason, old_id)]
                 )
@@ -254,7 +255,7 @@ class MemoryStore:
         return self._change_status(edit_id, "retract", reason)
 
     def restore(self, edit_id: str, reason: str = "") -> EditRecord:
-        """Make a retracted or superseded edit active again."""
+        """Make a retracted or superseded edit active again (an edit that superseded it stays active)."""
         return self._change_status(edit_id, "restore", reason)
 
     def _change_status(self, edit_id: str, operation: EventKind, reason: str) -> EditRecord:
@@ -263,27 +264,18 @@ class MemoryStore:
         with self._write_lock:
             self._check_open(operation)
             with self._db.transaction() as tx:
-                rid, record = self._transition(tx.lookup(edit_id), edit_id, operation)
-                status = _ALLOWED[operation][0]
+                rid, record = self._found(tx.lookup(edit_id), edit_id)
+                status = transition(record, operation)
                 tx.set_status(rid, status)
                 tx.add_events([(rid, operation, time.time(), reason, None)])
             with self._rw.write():
                 self._catalog.set_status(rid, status)
         return dataclasses.replace(record, status=status)
 
-    def _transition(
-        self, found: tuple[int, EditRecord] | None, edit_id: str, operation: str
-    ) -> tuple[int, EditRecord]:
+    def _found(self, found: tuple[int, EditRecord] | None, edit_id: str) -> tuple[int, EditRecord]:
         if found is None:
             raise self._not_found(edit_id)
-        rid, record = found
-        allowed = _ALLOWED[operation][1]
-        if record.status not in allowed:
-            raise InvalidTransitionError(
-                f"{operation}({edit_id!r}) expected an edit whose status is one of {allowed}, received "
-                f"status {record.status!r}; see history({edit_id!r}) for what happened to it"
-            )
-        return rid, record
+        return found
 
     def _apply_insert(
         self, rids: list[int], first_kid: int, records: Sequence[EditRecord],
@@ -344,7 +336,7 @@ class MemoryStore:
         """
         self._check_open("search")
         _positive_int("k", k)
-        names = self._namespace_filter(namespace)
+        names = namespace_filter(namespace)
         matrix = query_array(queries, self.dim)
         with self._rw.read():
             self._check_open("search")
@@ -357,16 +349,6 @@ class MemoryStore:
              for rank, (rid, score) in enumerate(hits)]
             for hits in found
         ]  # fmt: skip
-
-    def _namespace_filter(self, namespace: str | Sequence[str] | None) -> list[str] | None:
-        if namespace is None:
-            return None
-        names = [namespace] if isinstance(namespace, str) else list(namespace)
-        if not names:
-            raise InvalidArgumentError(
-                "namespace expected a name, a non-empty sequence of names or None, received []"
-            )
-        return [validate_namespace(name) for name in names]
 
     def get(self, edit_id: str) -> EditRecord:
         """The record with this edit_id, whatever its status."""

@@ -312,6 +312,15 @@ def test_broken_manifest_is_corrupt(store_path: Path) -> None:
         MemoryStore.open(store_path)
 
 
+def test_database_that_is_not_sqlite_is_corrupt(store_path: Path) -> None:
+    MemoryStore.open(store_path, dim=DIM, create=True).close()
+    (store_path / "edits.sqlite").write_bytes(b"definitely not SQLite" * 100)
+    with pytest.raises(CorruptStoreError, match="expected an SQLite database"):
+        MemoryStore.open(store_path)
+    with pytest.raises(CorruptStoreError):  # the lock was released on the way out
+        MemoryStore.open(store_path)
+
+
 def test_database_from_another_memory_is_refused(tmp_path: Path) -> None:
     MemoryStore.open(tmp_path / "a", dim=DIM, create=True).close()
     MemoryStore.open(tmp_path / "b", dim=DIM, create=True).close()
