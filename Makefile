@@ -25,6 +25,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	# each test folder has its own conftest.py, so each is checked on its own
+	for d in tests/*/; do $(VENV)/bin/mypy "$$d" || exit 1; done
 
 test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest

