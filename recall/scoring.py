@@ -35,6 +35,9 @@ def score_ids(
     """Score each (prompt_ids, target_ids): argmax and log p of every target token, teacher-forced."""
     scores: list[TargetScore] = []
     pad = int(lm.tokenizer.pad_token_id or 0)
+    decoder: Any = lm.model.base_model  # the transformer without its LM head
+    head: Any = lm.model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    softcap = getattr(lm.model.config, "final_logit_softcapping", None)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         seqs = [p + t for p, t in chunk]
@@ -45,19 +48,26 @@ def score_ids(
         for row, seq in enumerate(seqs):
             input_ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
-        logits = lm.model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device)).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-        for row, (prompt, target) in enumerate(chunk):
-            positions = torch.arange(len(prompt) - 1, len(prompt) + len(target) - 1)  # predict target tokens
-            labels = torch.tensor(target)
-            row_lp = logprobs[row, positions]  # (len(target), V)
+        hidden = decoder(
+            input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device)
+        ).last_hidden_state
+        # The vocabulary projection is the costly part (V ~ 50k): apply it at target positions only.
+        rows = [torch.full((len(t),), r) for r, (_, t) in enumerate(chunk)]
+        cols = [torch.arange(len(p) - 1, len(p) + len(t) - 1) for p, t in chunk]
+        logits = head(hidden[torch.cat(rows), torch.cat(cols)]).float()  # (sum of target lengths, V)
+        if softcap:  # Gemma-style final logit soft-capping, as the model's own forward applies it
+            logits = torch.tanh(logits / softcap) * softcap
+        logprobs = torch.log_softmax(logits, dim=-1)
+        labels = torch.tensor([tok for _, t in chunk for tok in t])
+        predicted = logprobs.argmax(-1).tolist()
+        label_lp = logprobs.gather(1, labels[:, None])[:, 0].tolist()
+        offset = 0
+        for _, target in chunk:
+            end = offset + len(target)
             scores.append(
-                TargetScore(
-                    target_ids=tuple(target),
-                    predicted_ids=tuple(int(i) for i in row_lp.argmax(-1)),
-                    logprobs=tuple(float(x) for x in row_lp.gather(1, labels[:, None])[:, 0]),
-                )
+                TargetScore(tuple(target), tuple(predicted[offset:end]), tuple(label_lp[offset:end]))
             )
+            offset = end
     return scores
 
 

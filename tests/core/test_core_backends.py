@@ -79,3 +79,19 @@ def test_batched_scoring_equals_unbatched(tiny_lm: LanguageModel) -> None:
     for a, b in zip(batched, single, strict=True):
         assert a.predicted_ids == b.predicted_ids
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_scores_match_the_full_forward_pass(tiny_lm: LanguageModel) -> None:
+    import torch
+
+    prompt, target = (
+        prompt_ids(tiny_lm, "who is the ceo of acme ?"),
+        target_ids(tiny_lm, "jane doe", leading_space=True),
+    )
+    score = score_ids(tiny_lm, [(prompt, target)])[0]
+    with torch.inference_mode():
+        logits = tiny_lm.model(input_ids=torch.tensor([prompt + target])).logits[0]  # (T, V)
+    logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
+    assert list(score.predicted_ids) == logprobs.argmax(-1).tolist()
+    expected = logprobs.gather(1, torch.tensor(target)[:, None])[:, 0].tolist()
+    assert score.logprobs == pytest.approx(expected, abs=1e-4)
