@@ -32,15 +32,17 @@ _BLOCK = 10_000
 TARGETS = {"search_p50_ms_at_1m": 1.0, "recall_at_1": 0.99, "batched_add_per_s": 5000.0, "open_s_at_1m": 10.0}
 
 
+_last_progress = [0.0]
+
+
 def _progress(label: str, done: int, total: int, started: float) -> None:
-    """One self-overwriting status line on stderr (stdout is for the results)."""
+    """A self-overwriting status line on stderr (stdout is for the results), at most one a second."""
+    now = time.perf_counter()
+    if done < total and now - _last_progress[0] < 1.0:
+        return
+    _last_progress[0] = now
     end = "\n" if done >= total else ""
-    print(
-        f"\r  {label}: {done}/{total} ({time.perf_counter() - started:.0f}s)",
-        end=end,
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"\r  {label}: {done}/{total} ({now - started:.0f}s)", end=end, file=sys.stderr, flush=True)
 
 
 class Synthetic:

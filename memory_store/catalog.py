@@ -8,9 +8,10 @@ import numpy as np
 
 from memory_store.records import STATUSES, Status
 
-__all__ = ["ACTIVE", "Catalog"]
+__all__ = ["ACTIVE", "Catalog", "RecordGroup"]
 
 ACTIVE = 0  # == STATUSES.index("active")
+RecordGroup = tuple[str, str, np.ndarray]  # (namespace, status, rids): how records are loaded in bulk
 _CODE: dict[str, int] = {status: code for code, status in enumerate(STATUSES)}
 
 
@@ -48,22 +49,17 @@ class Catalog:
             self._active_keys = _grown(self._active_keys, code + 1, 0)
         return code
 
-    def add(
-        self,
-        rids: np.ndarray,
-        namespaces: Sequence[str],
-        statuses: Sequence[str],
-        kids: np.ndarray,
-        key_rids: np.ndarray,
-    ) -> None:
-        """Register records (rid, namespace, status) and their keys (kid -> rid), in bulk."""
-        if len(rids):
+    def add(self, groups: Sequence[RecordGroup], kids: np.ndarray, key_rids: np.ndarray) -> None:
+        """Register records, given as (namespace, status, rids) groups, and their keys (kid -> rid)."""
+        for namespace, status, rids in groups:
+            if not len(rids):
+                continue
             top = int(rids.max()) + 1
             self._status = _grown(self._status, top, -1)
             self._namespace = _grown(self._namespace, top, -1)
             self._num_keys = _grown(self._num_keys, top, 0)
-            self._status[rids] = [_CODE[s] for s in statuses]
-            self._namespace[rids] = [self._code(ns) for ns in namespaces]
+            self._status[rids] = _CODE[status]
+            self._namespace[rids] = self._code(namespace)
             self.num_records += len(rids)
         if len(kids):
             self._key_rid = _grown(self._key_rid, int(kids.max()) + 1, 0)

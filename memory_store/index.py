@@ -101,10 +101,13 @@ class VectorIndex:
             grown[:start] = self._kids[:start]
             self._kids = grown
         kids = np.ascontiguousarray(kids, dtype=np.int64)
-        for c0 in range(0, len(kids), _ADD_CHUNK):
-            self._index.add_with_ids(vectors[c0 : c0 + _ADD_CHUNK], kids[c0 : c0 + _ADD_CHUNK])
-            if len(kids) > _ADD_CHUNK:  # a bulk build (open, switch to HNSW): minutes at 10^6 HNSW rows
-                log.info("indexed %d/%d keys (%s)", min(c0 + _ADD_CHUNK, len(kids)), len(kids), self.kind)
+        # One call for flat: every call regrows faiss's storage vector, so chunks would copy it again and
+        # again. HNSW is built in chunks only to report progress on a build that takes minutes at 10^6.
+        chunk = _ADD_CHUNK if self.kind == "hnsw" else len(kids)
+        for c0 in range(0, len(kids), chunk):
+            self._index.add_with_ids(vectors[c0 : c0 + chunk], kids[c0 : c0 + chunk])
+            if len(kids) > chunk:
+                log.info("indexed %d/%d keys (%s)", min(c0 + chunk, len(kids)), len(kids), self.kind)
         self._kids[start:end] = kids
 
     def search(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:

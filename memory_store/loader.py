@@ -63,15 +63,17 @@ def verify_state(db: EditDatabase, index: VectorIndex, catalog: Catalog) -> list
             problems.append("an indexed vector differs from its SQLite blob")
         if not np.array_equal(rows.rids, catalog.rids(rows.kids)):
             problems.append("a key maps to another record than in SQLite")
-    rids, namespaces, statuses = db.record_states()
-    got_statuses, got_namespaces = catalog.states(rids)
-    if got_statuses != statuses or got_namespaces != namespaces or len(rids) != catalog.num_records:
-        problems.append("a record's status or namespace differs from SQLite")
+    groups = db.record_groups()
+    counts = np.bincount(rows.rids, minlength=max([int(g[2].max()) + 1 for g in groups if len(g[2])] or [1]))
     active: dict[str, int] = {}
-    counts = np.bincount(rows.rids, minlength=int(rids.max()) + 1 if len(rids) else 1)
-    for rid, ns, status in zip(rids.tolist(), namespaces, statuses, strict=True):
+    for namespace, status, rids in groups:
+        got_statuses, got_namespaces = catalog.states(rids)
+        if set(got_statuses) - {status} or set(got_namespaces) - {namespace}:
+            problems.append(f"a record's status or namespace differs from SQLite ({namespace!r}, {status!r})")
         if status == "active":
-            active[ns] = active.get(ns, 0) + int(counts[rid])
+            active[namespace] = active.get(namespace, 0) + int(counts[rids].sum())
+    if sum(len(g[2]) for g in groups) != catalog.num_records:
+        problems.append("the number of records differs from SQLite")
     if {ns: n for ns, n in catalog.active_keys_by_namespace().items() if n} != active:
         problems.append("per-namespace active key counts differ from SQLite")
     return problems
@@ -81,7 +83,7 @@ def load_state(db: EditDatabase, dim: int, kind: IndexKind, cache_path: Path) ->
     """Index every key row of `db` in an index of `kind`, then check index and records agree."""
     started = time.perf_counter()
     catalog = Catalog()
-    rids, namespaces, statuses = db.record_states()
+    groups = db.record_groups()
     index: VectorIndex | None = None
     cached_rows = 0
     if kind == "hnsw":
@@ -108,7 +110,7 @@ def load_state(db: EditDatabase, dim: int, kind: IndexKind, cache_path: Path) ->
         index = VectorIndex(dim, kind)
         index.add(rows.kids, rows.matrix())
         key_kids, key_rids = rows.kids, rows.rids
-    catalog.add(rids, namespaces, statuses, key_kids, key_rids)
+    catalog.add(groups, key_kids, key_rids)
     problem = catalog.check(index.kids)
     if problem is not None:
         raise CorruptStoreError(f"{str(db.path)!r}: index and records disagree after loading: {problem}")

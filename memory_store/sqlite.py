@@ -18,7 +18,6 @@ __all__ = ["SCHEMA_VERSION", "EditDatabase", "KeyRows", "Transaction"]
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
-_LOAD_CHUNK = 65_536
 
 # Records are never deleted (retract only changes status), so rids and kids only grow; the index cache relies
 # on that to tell which keys it already covers.
@@ -337,16 +336,26 @@ class EditDatabase:
             rows = conn.execute(f"SELECT kid, vec FROM keys WHERE kid IN ({marks})", list(kids)).fetchall()
         return {int(kid): np.frombuffer(blob, dtype=np.float32) for kid, blob in rows if len(blob) == dim * 4}
 
-    def record_states(self) -> tuple[np.ndarray, list[str], list[str]]:
-        """Every record's rid, namespace and status, read from the (namespace, status) covering index."""
+    def record_groups(self) -> list[tuple[str, str, np.ndarray]]:
+        """Every record's rid, grouped by (namespace, status), from the covering (namespace, status) index.
+
+        One query per group returns bare integers, far cheaper than a (rid, namespace, status) tuple
+        per record at 10^6 records.
+        """
+        out: list[tuple[str, str, np.ndarray]] = []
         with self.reader() as conn:
-            rows = conn.execute(
-                "SELECT rid, namespace, status FROM records INDEXED BY records_namespace_status"
-            ).fetchall()
-        if not rows:
-            return np.zeros(0, np.int64), [], []
-        rids, namespaces, statuses = zip(*rows, strict=True)
-        return np.array(rids, dtype=np.int64), list(namespaces), list(statuses)
+            groups = conn.execute(
+                "SELECT DISTINCT namespace, status FROM records INDEXED BY records_namespace_status"
+            )
+            for namespace, status in groups.fetchall():
+                cursor = conn.execute(
+                    "SELECT rid FROM records INDEXED BY records_namespace_status "
+                    "WHERE namespace = ? AND status = ?",
+                    (namespace, status),
+                )
+                rids = np.fromiter((row[0] for row in cursor), dtype=np.int64)
+                out.append((str(namespace), str(status), rids))
+        return out
 
     def key_rows(self, dim: int, *, after_kid: int = 0, with_vectors: bool = True) -> KeyRows:
         """All key rows with kid > after_kid, in kid order; vectors are read in bulk into one array."""
@@ -359,24 +368,35 @@ class EditDatabase:
                 arr = np.array(pairs.fetchall(), dtype=np.int64).reshape(-1, 2)
                 arr = arr[np.argsort(arr[:, 0], kind="stable")]
                 return KeyRows(arr[:, 0].copy(), arr[:, 1].copy(), None)
-            kid_parts: list[np.ndarray] = []
-            rid_parts: list[np.ndarray] = []
-            vec_parts: list[np.ndarray] = []
+            total = conn.execute(
+                "SELECT COUNT(*) FROM keys INDEXED BY keys_rid WHERE kid > ?", (after_kid,)
+            ).fetchone()[0]
+            # Blobs are copied straight into one preallocated array: joining and concatenating chunks
+            # would copy 1.5 GB twice more at 10^6 keys.
+            if not total:
+                return KeyRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
+            vectors = np.empty((total, dim), np.float32)
+            target = memoryview(vectors.data).cast("B")
+            width = dim * 4
+            kids: list[int] = []
+            rids: list[int] = []
             cursor = conn.execute("SELECT kid, rid, vec FROM keys WHERE kid > ? ORDER BY kid", (after_kid,))
-            while rows := cursor.fetchmany(_LOAD_CHUNK):
-                kids, rids, blobs = zip(*rows, strict=True)
-                if any(len(b) != dim * 4 for b in blobs):
-                    raise CorruptStoreError(
-                        f"{str(self.path)!r}: key vectors expected {dim * 4} bytes ({dim} float32), "
-                        "received a blob of another size; the memory was written with another dim"
-                    )
-                kid_parts.append(np.array(kids, dtype=np.int64))
-                rid_parts.append(np.array(rids, dtype=np.int64))
-                vec_parts.append(np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim))
-        if not kid_parts:
-            return KeyRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
-        vectors = vec_parts[0].copy() if len(vec_parts) == 1 else np.concatenate(vec_parts)
-        return KeyRows(np.concatenate(kid_parts), np.concatenate(rid_parts), vectors)
+            end = 0
+            try:
+                for kid, rid, blob in cursor:  # the hot loop of an open: keep it minimal
+                    target[end : end + width] = blob  # ValueError unless exactly `width` bytes fit here
+                    end += width
+                    kids.append(kid)
+                    rids.append(rid)
+            except ValueError as exc:
+                raise CorruptStoreError(
+                    f"{str(self.path)!r}: key vectors expected {total} blobs of {width} bytes "
+                    f"({dim} float32), received a blob of another size (or more rows than counted) at row "
+                    f"{len(kids)}"
+                ) from exc
+        if len(kids) != total:
+            raise CorruptStoreError(f"{str(self.path)!r}: expected {total} key rows, read {len(kids)}")
+        return KeyRows(np.array(kids, dtype=np.int64), np.array(rids, dtype=np.int64), vectors)
 
     def close(self) -> None:
         with self._pool_lock:

@@ -288,13 +288,11 @@ class MemoryStore:
         stacked = np.concatenate(keys) if len(keys) > 1 else keys[0]
         with self._rw.write():
             self._index.add(kids, stacked)
-            self._catalog.add(
-                np.array(rids, dtype=np.int64),
-                [r.namespace for r in records],
-                ["active"] * len(records),
-                kids,
-                key_rids,
-            )
+            by_namespace: dict[str, list[int]] = {}
+            for rid, record in zip(rids, records, strict=True):
+                by_namespace.setdefault(record.namespace, []).append(rid)
+            groups = [(ns, "active", np.array(ids, dtype=np.int64)) for ns, ids in by_namespace.items()]
+            self._catalog.add(groups, kids, key_rids)
             if changed is not None:
                 self._catalog.set_status(*changed)
         if (

@@ -321,6 +321,17 @@ def test_database_that_is_not_sqlite_is_corrupt(store_path: Path) -> None:
         MemoryStore.open(store_path)
 
 
+def test_key_blob_of_wrong_size_is_corrupt(store_path: Path, rng: np.random.Generator) -> None:
+    with MemoryStore.open(store_path, dim=DIM, create=True) as store:
+        store.add_many([record(i) for i in range(3)], unit(rng, 3))
+    conn = sqlite3.connect(store_path / "edits.sqlite")
+    conn.execute("UPDATE keys SET vec = ? WHERE kid = 2", (b"\x00" * 12,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptStoreError, match="blobs of 64 bytes"):
+        MemoryStore.open(store_path)
+
+
 def test_database_from_another_memory_is_refused(tmp_path: Path) -> None:
     MemoryStore.open(tmp_path / "a", dim=DIM, create=True).close()
     MemoryStore.open(tmp_path / "b", dim=DIM, create=True).close()
