@@ -53,11 +53,12 @@ def calibration_scores(data: Path, n: int) -> tuple[np.ndarray, np.ndarray, floa
 def run_calibrate(data: Path, *, n: int, target_false_accept: float) -> int:
     in_scope, out_scope, top1 = calibration_scores(data, n)
     sentinel = FixedSentinel.calibrate(in_scope, out_scope, target_false_accept)
-    false_accept, false_reject = FixedSentinel.rates(sentinel.threshold(np.zeros(1)), in_scope, out_scope)
+    threshold = sentinel.threshold(np.zeros(1))  # fixed: the same for every query
+    false_accept, false_reject = FixedSentinel.rates(threshold, in_scope, out_scope)
     print(f"records {n}, rephrases {len(in_scope)}, locality questions {len(out_scope)}")
     print(f"rephrase retrieval top-1: {top1:.3f}")
-    print(f"threshold (min_cosine): {sentinel.threshold(np.zeros(1)):.4f}")
+    print(f"threshold (min_cosine): {threshold:.4f}")
     print(f"false accepts on locality questions: {false_accept:.4f}")
     print(f"false rejects on rephrases: {false_reject:.4f}")
-    print(f"recall/configs/base.yaml:\nsentinel:\n  min_cosine: {sentinel.threshold(np.zeros(1)):.4f}")
+    print(f"recall/configs/base.yaml:\nsentinel:\n  min_cosine: {threshold:.4f}")
     return 0

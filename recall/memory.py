@@ -139,7 +139,11 @@ class EditMemory:
     ) -> EditMemory:
         """A throw-away memory in a temporary directory, deleted by `close`."""
         path = Path(tempfile.mkdtemp(prefix="recall-")) / "memory"
-        return cls.create(path, config, lm=lm, encoder=encoder, _owned=True)
+        try:
+            return cls.create(path, config, lm=lm, encoder=encoder, _owned=True)
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)  # a failed create leaves nothing behind
+            raise
 
     # ----------------------------------------------------------------- the edit flow
     def add(

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from recall.config import load_config
 from recall.encoder import HashingEncoder
-from recall.errors import ConflictError, EditNotFoundError, IncompatibleArtifactError, InvalidEditError
+from recall.errors import (
+    ConflictError,
+    EditNotFoundError,
+    IncompatibleArtifactError,
+    InvalidEditError,
+    ModelNotAvailableError,
+)
 from recall.memory import EditMemory
 from recall.models import LanguageModel
 from recall.results import Edit
@@ -161,3 +168,15 @@ def test_temporary_memory_deletes_its_directory(tiny_lm: LanguageModel, tiny_con
     path = memory.store.path
     memory.close()
     assert not path.exists()
+
+
+def test_failed_temporary_memory_leaves_no_directory(
+    tiny_lm: LanguageModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    bad = load_config(overrides=["encoder.name=no-such-encoder"])
+    with pytest.raises(ModelNotAvailableError):
+        EditMemory.temporary(bad, lm=tiny_lm)
+    assert list(tmp_path.iterdir()) == []
