@@ -47,17 +47,27 @@ class EvalCase:
 
 
 class RecordReader:
-    """Typed field access on one raw record; every failure names the file, the index and the key."""
+    """Typed field access on one raw record; every failure names the file, the index and the key.
 
-    def __init__(self, record: object, path: Path, index: int) -> None:
+    `where` names a nested object inside the record (e.g. "requested_rewrite[1]") for error messages.
+    """
+
+    def __init__(self, record: object, path: Path, index: int, where: str = "") -> None:
         self.path = path
         self.index = index
+        self.where = where
         if not isinstance(record, Mapping):
             raise self.error(f"expected a JSON object, got {type(record).__name__}")
         self.record: Mapping[str, Any] = record
 
     def error(self, message: str) -> DatasetError:
-        return DatasetError(f"{self.path}: record {self.index}: {message}")
+        where = f"{self.where}: " if self.where else ""
+        return DatasetError(f"{self.path}: record {self.index}: {where}{message}")
+
+    def nested(self, key: str) -> RecordReader:
+        """A reader on the JSON object under `key`, whose errors name that key."""
+        where = f"{self.where}.{key}" if self.where else key
+        return RecordReader(self.raw(key), self.path, self.index, where)
 
     def has(self, key: str) -> bool:
         return key in self.record

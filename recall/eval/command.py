@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -42,6 +43,10 @@ examples:
   # a quick smoke run: 20 KnowEdit cases, one at a time, no generation
   recall eval --data ../shared/data/knowedit/ZsRE-test-all.json --n 20 --protocol single --no-generation
 
+  # MQuAKE multi-hop: the first 100 records, each giving one case per edit; Port scores the
+  # multi-hop questions once per record, after all edits (use sequential)
+  recall eval --data ../shared/data/mquake/MQuAKE-CF_AKEW-subset.json --n 100 --protocol sequential
+
   # your own cases, one JSON object per line:
   #   {"prompt": "Who leads Acme?", "target": "Jane Doe", "rephrases": ["Acme's CEO is?"],
   #    "locality": [["Who wrote Hamlet?", "Shakespeare"]]}
@@ -49,6 +54,7 @@ examples:
 
 notes:
   --n takes the first n records in file order; add --shuffle to draw them with --seed instead.
+  A record is one case, except in MQuAKE where it is one case per edit (1 to 4).
   Rel/Gen/Port are teacher-forced token accuracies and Loc is agreement with the unedited model
   (EasyEdit definitions), so they can sit beside published tables; gen_em is a stricter,
   generation-based view. Reports go to --out as eval-<data>-<backend>-<protocol>-n<N>-<time>.json/.md.
@@ -72,7 +78,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="record form (default: auto, decided from the first record's keys)",
     )
     parser.add_argument(
-        "--n", type=int, default=None, metavar="N", help="use the first N cases (default: all)"
+        "--n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use the first N records (default: all); an MQuAKE record gives one case per edit",
     )
     parser.add_argument(
         "--protocol",
@@ -171,6 +181,17 @@ def run_eval_command(args: argparse.Namespace, make_memory: MakeMemory) -> int:
         dataset = load_dataset(args.data, args.format, args.n, shuffle_seed=shuffle_seed)
     except (DatasetError, ConfigError) as exc:
         return _fail(str(exc), 2)
+    if not dataset.cases:
+        return _fail(f"{dataset.path}: no usable records (every one was skipped)", 2)
+    if settings.n is not None:
+        # --n counted records; the protocol tests every case they gave (more than n for MQuAKE)
+        settings = dataclasses.replace(settings, n=len(dataset.cases))
+    if dataset.format == "mquake" and settings.protocol != "sequential":
+        logger.warning(
+            "MQuAKE multi-hop questions need all of a record's edits; protocol %s tests them with only "
+            "some made, so Port is not MQuAKE's multi-hop accuracy (use --protocol sequential)",
+            settings.protocol,
+        )
     overrides = list(args.overrides)
     if args.model is not None:
         overrides.append(f"{MODEL_OVERRIDE_KEY}={args.model}")

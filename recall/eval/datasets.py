@@ -26,7 +26,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FormatName = Literal["auto", "zsre", "counterfact", "knowedit", "jsonl"]
+FormatName = Literal["auto", "zsre", "counterfact", "knowedit", "mquake", "jsonl"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,7 @@ class EvalDataset:
     num_records: int  # records in the file, before taking n
     cases: tuple[EvalCase, ...]
     skipped: tuple[int, ...] = ()  # indices of records with an empty prompt or target, passed over
+    records_used: int | None = None  # records the cases came from (more cases than this for MQuAKE)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -104,21 +105,24 @@ def _format_hint(path: Path, first: object, format: FormatName) -> str:
 
 def _convert(
     path: Path, records: list[object], order: list[int], form: DatasetFormat, n: int | None
-) -> tuple[list[EvalCase], list[int]]:
-    """Convert records in `order` until n cases exist; only those are checked, so a bad record past n
-    does not stop a run. Records with an empty prompt or target cannot be edits: skipped and logged."""
+) -> tuple[list[EvalCase], list[int], int]:
+    """Convert records in `order` until n have given cases; only those are checked, so a bad record past
+    n does not stop a run. Records with an empty prompt or target cannot be edits: skipped and logged.
+    Returns the cases, the skipped indices and the number of records converted."""
     convert = CONVERTERS[form]
     cases: list[EvalCase] = []
     skipped: list[int] = []
+    used = 0
     for index in order:
-        if n is not None and len(cases) >= n:
+        if n is not None and used >= n:
             break
         try:
-            cases.append(convert(RecordReader(records[index], path, index)))
+            cases.extend(convert(RecordReader(records[index], path, index)))
+            used += 1
         except EmptyEditError as exc:
             logger.warning("skipping %s", exc)
             skipped.append(index)
-    return cases, skipped
+    return cases, skipped, used
 
 
 def load_dataset(
@@ -133,9 +137,11 @@ def load_dataset(
     Args:
         path: a JSON list of records or a JSON-lines file.
         format: the record form; "auto" decides from the first record's keys.
-        n: keep the first n cases (in file order, or in shuffled order with `shuffle_seed`); records
-            with an empty prompt or target are skipped, logged and listed in `EvalDataset.skipped`.
-        shuffle_seed: shuffle all cases with `random.Random(seed)` before taking n (RECIPE shuffles its
+        n: keep the cases of the first n records (in file order, or in shuffled order with
+            `shuffle_seed`); records with an empty prompt or target are skipped, logged, listed in
+            `EvalDataset.skipped` and not counted. A record is one case in every form but MQuAKE, where
+            it is one case per edit, so n=100 MQuAKE records give more than 100 cases.
+        shuffle_seed: shuffle all records with `random.Random(seed)` before taking n (RECIPE shuffles its
             eval set with seed 0); None keeps file order so "the first 1000" is reproducible by eye.
 
     Raises:
@@ -156,11 +162,11 @@ def load_dataset(
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(order)
     try:
-        cases, skipped = _convert(path, records, order, resolved, n)
+        cases, skipped, used = _convert(path, records, order, resolved, n)
     except DatasetError as exc:
         raise DatasetError(f"{exc}{_format_hint(path, records[0], format)}") from exc
-    if n is not None and len(cases) < n:
-        logger.warning("%s holds %d usable records, fewer than the %d asked for", path, len(cases), n)
+    if n is not None and used < n:
+        logger.warning("%s holds %d usable records, fewer than the %d asked for", path, used, n)
     return EvalDataset(
         path=path,
         format=resolved,
@@ -168,9 +174,10 @@ def load_dataset(
         num_records=len(records),
         cases=tuple(cases),
         skipped=tuple(skipped),
+        records_used=used,
     )
 
 
 def load_cases(path: str | Path, format: FormatName = "auto", n: int | None = None) -> list[EvalCase]:
-    """The first n cases of a data file, in file order (see `load_dataset`)."""
+    """The cases of the first n records of a data file, in file order (see `load_dataset`)."""
     return list(load_dataset(path, format, n).cases)

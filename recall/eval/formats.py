@@ -1,4 +1,4 @@
-"""Record-form converters (zsRE, CounterFact, KnowEdit, jsonl) to EvalCase, and form detection by keys.
+"""Record-form converters (zsRE, CounterFact, KnowEdit, MQuAKE, jsonl) to EvalCase, and form detection.
 
 Choices that change scores, made once here so every report means the same thing:
 - Targets are stripped (zsRE `alt` sometimes carries a leading or trailing space).
@@ -8,12 +8,14 @@ Choices that change scores, made once here so every report means the same thing:
 - KnowEdit ground truths (a string, a list of strings, or a list of alias lists) become their first string.
 - Portability sub-metrics (Reasoning, Subject_Aliasing, ...) are flattened into one list of pairs, so Port
   is a mean over pairs, not over sub-metric means as in EasyEdit's KnowEdit table.
+- An MQuAKE record becomes one case per requested rewrite; its multi-hop questions are portability pairs
+  of the first case only, so each is scored once (see `from_mquake`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from recall.eval.cases import EmptyEditError, EvalCase, RecordReader
@@ -21,8 +23,8 @@ from recall.eval.metrics import normalize_answer
 
 logger = logging.getLogger(__name__)
 
-DatasetFormat = Literal["zsre", "counterfact", "knowedit", "jsonl"]
-FORMATS: tuple[DatasetFormat, ...] = ("zsre", "counterfact", "knowedit", "jsonl")
+DatasetFormat = Literal["zsre", "counterfact", "knowedit", "mquake", "jsonl"]
+FORMATS: tuple[DatasetFormat, ...] = ("zsre", "counterfact", "knowedit", "mquake", "jsonl")
 
 _NQ_PREFIX = "nq question: "
 
@@ -30,7 +32,6 @@ _NQ_PREFIX = "nq question: "
 # a confusing "missing key" error.
 _UNSUPPORTED_FORMS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"concept", "labels", "text"}), "KnowEdit WikiBio (long-form text completion)"),
-    (frozenset({"questions", "new_answer", "requested_rewrite"}), "MQuAKE (multi-edit, multi-hop)"),
     (frozenset({"question", "para_question", "answer"}), "UnKE (unstructured long answers)"),
 )
 
@@ -41,6 +42,8 @@ def detect_format(reader: RecordReader) -> DatasetFormat:
     for required, name in _UNSUPPORTED_FORMS:
         if required <= keys:
             raise reader.error(f"{name} records are not supported by recall eval")
+    if {"requested_rewrite", "questions", "new_answer"} <= keys:
+        return "mquake"
     if "requested_rewrite" in keys or {"target_new", "locality_prompt"} <= keys:
         return "counterfact"
     if {"src", "alt"} <= keys:
@@ -232,9 +235,62 @@ def from_jsonl(reader: RecordReader) -> EvalCase:
     )
 
 
-CONVERTERS: dict[DatasetFormat, Callable[[RecordReader], EvalCase]] = {
-    "zsre": from_zsre,
-    "counterfact": from_counterfact,
-    "knowedit": from_knowedit,
-    "jsonl": from_jsonl,
+def from_mquake(reader: RecordReader) -> tuple[EvalCase, ...]:
+    """MQuAKE (CF-3k, hard, the AKEW subset): one case per requested rewrite, ids "<case_id>/<i>".
+
+    Each case's prompt is the rewrite's `question` ("What is the country of citizenship of X?") when it
+    has one, else its cloze template with the subject filled in; the target is `target_new.str` and the
+    ground truth `target_true.str`. The record's multi-hop `questions` become portability pairs
+    (question, `new_answer`) of the first case only, so Port is a mean over records of the share of
+    those questions answered, each question counted once. MQuAKE has no rephrases or locality probes.
+
+    The multi-hop answer follows from all of a record's edits together: only the sequential protocol
+    (every edit made before any test) scores it as MQuAKE intends. A record with an empty target is
+    skipped whole (EmptyEditError), never cut to the edits that remain.
+    """
+    rewrites = reader.raw("requested_rewrite")
+    if not isinstance(rewrites, list) or not rewrites:
+        raise reader.error("key 'requested_rewrite' should be a non-empty list of edits")
+    questions = reader.texts("questions")
+    if not questions or not all(q.strip() for q in questions):
+        raise reader.error("key 'questions' should be a non-empty list of non-empty multi-hop questions")
+    new_answer = reader.text("new_answer").strip()
+    if not new_answer:
+        raise reader.error("key 'new_answer' is empty")
+    record_id = reader.case_id()
+    cases = []
+    for i, item in enumerate(rewrites):
+        rewrite = RecordReader(item, reader.path, reader.index, f"requested_rewrite[{i}]")
+        subject = rewrite.text("subject")
+        prompt = rewrite.optional_text("question")
+        if not prompt or not prompt.strip():
+            template = rewrite.text("prompt")
+            if "{}" not in template:
+                raise rewrite.error("no 'question', and 'prompt' has no '{}' where the subject goes")
+            prompt = template.replace("{}", subject)  # not str.format: other braces are literal
+        cases.append(
+            _case(
+                reader,
+                f"{record_id}/{i}",
+                prompt,
+                rewrite.nested("target_new").text("str"),
+                subject=subject,
+                ground_truth=rewrite.nested("target_true").text("str").strip(),
+                portability=tuple((q, new_answer) for q in questions) if i == 0 else (),
+            )
+        )
+    return tuple(cases)
+
+
+def _single(convert: Callable[[RecordReader], EvalCase]) -> Callable[[RecordReader], Sequence[EvalCase]]:
+    return lambda reader: (convert(reader),)
+
+
+# Every converter turns one record into its cases: one for most forms, one per edit for MQuAKE.
+CONVERTERS: dict[DatasetFormat, Callable[[RecordReader], Sequence[EvalCase]]] = {
+    "zsre": _single(from_zsre),
+    "counterfact": _single(from_counterfact),
+    "knowedit": _single(from_knowedit),
+    "mquake": from_mquake,
+    "jsonl": _single(from_jsonl),
 }

@@ -41,6 +41,7 @@ def build_stamp(
             "sha256": dataset.sha256,
             "format": dataset.format,
             "num_records": dataset.num_records,
+            "records_used": dataset.records_used,  # what the n cases came from (fewer, for MQuAKE)
             "shuffled": shuffle,
             "skipped_records": list(dataset.skipped),  # empty prompt or target
         },
@@ -119,10 +120,12 @@ def format_markdown(result: EvalResult, stamp: Mapping[str, Any]) -> str:
     lines += [
         f"| {k} | {_format_value(k, summary.get(k))} | {meaning} |" for k, meaning in SUMMARY_KEYS.items()
     ]
+    records = data.get("records_used")
     lines += [
         "",
         _memory_line(stamp),
         f"data `{data.get('path', '?')}` sha256 {str(data.get('sha256', '?'))[:12]}"
+        + (f" · {records} records" if records is not None and records != summary.get("n") else "")
         + (" (shuffled)" if data.get("shuffled") else "")
         + f" · seed {stamp.get('seed', settings.seed)} · {stamp.get('timestamp', '')}",
     ]
