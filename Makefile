@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	# each test folder has its own conftest.py, so each is checked on its own
+	$(VENV)/bin/mypy tests/conftest.py
 	for d in tests/*/; do $(VENV)/bin/mypy "$$d" || exit 1; done
 
 test: lint

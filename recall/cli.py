@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ examples:
   recall repl                                   # an interactive shell
   recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 100
   recall bench                                  # edit and ask latency, JSON + markdown
+  recall train lte                              # LoRA alignment (LTE), ~50 min on 2 CPU cores
+  recall repl --backend lte_aligned --memory ~/aligned   # a new memory on the LoRA-aligned model
 
 Without --memory, edit/ask/list/forget/history/repl use the persistent memory at
 {memory} (set $RECALL_DATA_DIR to move it).
@@ -106,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--asks", type=int, default=20, help="timed questions per mode (default: 20)")
     bench.add_argument("--out", type=Path, default=Path("reports"), help="report directory")
 
+    train = sub.add_parser(
+        "train",
+        help="train a backend: recall train lte [--config FILE] [--set key=value] [--fresh]",
+        description="Runs `python -m training RECIPE ...`; `recall train lte --help` lists its options.",
+        add_help=False,  # --help goes to the training command, which knows its options
+    )
+    train.add_argument("arguments", nargs=argparse.REMAINDER, help="the recipe and its options")
+
     calibrate = sub.add_parser("calibrate", help="fit the sentinel's cosine threshold on a ZsRE file")
     calibrate.add_argument("--data", type=Path, required=True, help="zsre_mem JSON (train split!)")
     calibrate.add_argument("--n", type=int, default=1000, help="records to use (default: %(default)s)")
@@ -160,6 +171,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # Everything after `train` belongs to `python -m training` (its own --help included), run as a
+        # separate process: `recall` never imports `training` (ARCHITECTURE.md dependency rule).
+        return subprocess.call([sys.executable, "-m", "training", *argv[1:]])
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

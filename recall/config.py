@@ -106,7 +106,7 @@ class RecallConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)  # type: ignore[no-any-return]
+        return to_plain(self)  # type: ignore[no-any-return]
 
 
 def load_config(
@@ -120,21 +120,24 @@ def load_config(
     Raises:
         ConfigError: unknown keys (with close matches), wrong types, bad values, unreadable files.
     """
-    data = _read_yaml(CONFIG_DIR / "base.yaml")
+    data = read_yaml(CONFIG_DIR / "base.yaml")
     if path is not None:
-        _merge(data, _read_yaml(Path(path)))
+        _merge(data, read_yaml(Path(path)))
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(
                 f"override {item!r} must look like section.key=value, e.g. model.name=gemma3-270m"
             )
-        _set_dotted(data, key.strip(), yaml.safe_load(raw))
-    name = backend or data.get("backend", {}).get("name", BackendConfig.name)
-    backend_yaml = CONFIG_DIR / "backend" / f"{name}.yaml"
-    backend_data = _read_yaml(backend_yaml) if backend_yaml.exists() else {}
-    _merge(backend_data, data.get("backend", {}))
-    backend_data["name"] = name
+        set_dotted(data, key.strip(), yaml.safe_load(raw))
+    # A backend YAML is a preset: lte_aligned.yaml says `name: lte` and sets the adapter.
+    preset = backend or data.get("backend", {}).get("name", BackendConfig.name)
+    backend_yaml = CONFIG_DIR / "backend" / f"{preset}.yaml"
+    backend_data = read_yaml(backend_yaml) if backend_yaml.exists() else {}
+    user_backend = dict(data.get("backend", {}))
+    user_backend.pop("name", None)  # the preset named it; its YAML may map it to a registered backend
+    _merge(backend_data, user_backend)
+    backend_data.setdefault("name", preset)
     data["backend"] = backend_data
     return config_from_dict(data)
 
@@ -146,13 +149,13 @@ def config_from_dict(data: Mapping[str, Any]) -> RecallConfig:
     data = dict(data)
     backend_data = dict(data.pop("backend", {}) or {})
     spec = get_backend(str(backend_data.get("name", BackendConfig.name)))
-    config = _build(RecallConfig, data, "")
-    backend_config = _build(spec.config_cls, backend_data, "backend.")
+    config = build_dataclass(RecallConfig, data, "")
+    backend_config = build_dataclass(spec.config_cls, backend_data, "backend.")
     result: RecallConfig = dataclasses.replace(config, backend=backend_config)
     return result
 
 
-def _build(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
+def build_dataclass(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -174,7 +177,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _build(hint, value or {}, where + ".")
+        return build_dataclass(hint, value or {}, where + ".")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
@@ -196,7 +199,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         try:  # PyYAML reads 5e-1 as a string; coerce by annotation (STYLE.md 5.3)
             number = hint(value)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where} must be a {hint.__name__}, got {value!r}") from exc
+            kind = "an integer" if hint is int else "a number"
+            raise ConfigError(f"{where} must be {kind}, got {value!r}") from exc
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return number
@@ -207,7 +211,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -229,7 +233,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
             base[key] = value
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     node = data
     for part in parents:
@@ -240,9 +244,9 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _to_plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
-        return [_to_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     return value

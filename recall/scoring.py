@@ -28,6 +28,25 @@ def target_ids(lm: LanguageModel, target: str, *, leading_space: bool) -> list[i
     return ids
 
 
+def pad_right(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (B, T): right padding keeps each sequence at positions 0..len-1,
+    so its logits match an unbatched run."""
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
+
+
+def target_positions(items: Sequence[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of the positions whose logits predict each target token, in item order."""
+    rows = [torch.full((len(t),), r) for r, (_, t) in enumerate(items)]
+    cols = [torch.arange(len(p) - 1, len(p) + len(t) - 1) for p, t in items]
+    return torch.cat(rows), torch.cat(cols)
+
+
 @torch.inference_mode()
 def score_ids(
     lm: LanguageModel, items: Sequence[tuple[list[int], list[int]]], batch_size: int = 16
@@ -40,21 +59,13 @@ def score_ids(
     softcap = getattr(lm.model.config, "final_logit_softcapping", None)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        seqs = [p + t for p, t in chunk]
-        width = max(len(s) for s in seqs)
-        # Right padding keeps each prompt at positions 0..len-1, so logits match an unbatched run.
-        input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (B, T)
-        for row, seq in enumerate(seqs):
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
+        input_ids, mask = pad_right([p + t for p, t in chunk], pad)  # (B, T) each
         hidden = decoder(
             input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device)
         ).last_hidden_state
         # The vocabulary projection is the costly part (V ~ 50k): apply it at target positions only.
-        rows = [torch.full((len(t),), r) for r, (_, t) in enumerate(chunk)]
-        cols = [torch.arange(len(p) - 1, len(p) + len(t) - 1) for p, t in chunk]
-        logits = head(hidden[torch.cat(rows), torch.cat(cols)]).float()  # (sum of target lengths, V)
+        rows, cols = target_positions(chunk)
+        logits = head(hidden[rows, cols]).float()  # (sum of target lengths, V)
         if softcap:  # Gemma-style final logit soft-capping, as the model's own forward applies it
             logits = torch.tanh(logits / softcap) * softcap
         logprobs = torch.log_softmax(logits, dim=-1)
@@ -71,13 +82,18 @@ def score_ids(
     return scores
 
 
-@torch.inference_mode()
-def generate_ids(lm: LanguageModel, prompt: list[int], max_new_tokens: int, min_new_tokens: int = 0) -> str:
-    """Greedy decoding from `prompt` ids; stops at end-of-sequence (and the chat end-of-turn token)."""
+def stop_ids(lm: LanguageModel) -> list[int]:
+    """Tokens that end an answer: EOS and, for chat models, the end-of-turn token."""
     stop = {lm.tokenizer.eos_token_id}
     end_of_turn = lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
     if isinstance(end_of_turn, int) and end_of_turn != lm.tokenizer.unk_token_id:
         stop.add(end_of_turn)
+    return sorted(i for i in stop if isinstance(i, int))
+
+
+@torch.inference_mode()
+def generate_ids(lm: LanguageModel, prompt: list[int], max_new_tokens: int, min_new_tokens: int = 0) -> str:
+    """Greedy decoding from `prompt` ids; stops at end-of-sequence (and the chat end-of-turn token)."""
     input_ids = torch.tensor([prompt], device=lm.device)  # (1, T)
     model: Any = lm.model  # generate() is untyped in transformers
     output = model.generate(
@@ -86,7 +102,7 @@ def generate_ids(lm: LanguageModel, prompt: list[int], max_new_tokens: int, min_
         max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens or None,
         do_sample=False,
-        eos_token_id=sorted(i for i in stop if i is not None),
+        eos_token_id=stop_ids(lm),
         pad_token_id=lm.tokenizer.pad_token_id,
     )
     new_tokens = output[0, input_ids.shape[1] :]

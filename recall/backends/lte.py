@@ -11,6 +11,7 @@ from memory_store import EditRecord, SearchHit
 from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest
 from recall.config import BackendConfig
 from recall.errors import ConfigError
+from recall.lora import load_adapted
 from recall.models import LanguageModel
 from recall.prompts import TemplateName, edit_message, render
 from recall.results import TargetScore
@@ -26,6 +27,9 @@ class LteConfig(BackendConfig):
     use_chat_template: bool = True
     max_facts: int = 3  # at most this many admitted statements go into the prefix
     batch_size: int = 16  # teacher-forced scoring batch
+    # LoRA adapter from `python -m training lte` (a bundled name or a directory); None = frozen model.
+    # It serves only prompts that carry admitted edits: without one the base model answers.
+    adapter: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_facts < 1:
@@ -40,7 +44,8 @@ class LteBackend:
 
     def __init__(self, config: LteConfig, lm: LanguageModel) -> None:
         self.config = config
-        self.lm = lm
+        self.lm = lm  # the base model: answers every prompt without admitted edits
+        self.edit_lm = load_adapted(lm, config.adapter) if config.adapter else lm
 
     @classmethod
     def create(cls, config: LteConfig, lm: LanguageModel) -> LteBackend:
@@ -69,9 +74,8 @@ class LteBackend:
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         ids = prompt_ids(self.lm, self.prompt_text(prompt, hits))
-        return Generation(
-            generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens), self.injected(hits)
-        )
+        lm = self.edit_lm if hits else self.lm
+        return Generation(generate_ids(lm, ids, gen.max_new_tokens, gen.min_new_tokens), self.injected(hits))
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         raw = not (self.config.use_chat_template and self.lm.has_chat_template)
@@ -82,7 +86,19 @@ class LteBackend:
             )
             for r in requests
         ]
-        return score_ids(self.lm, items, self.config.batch_size)
+        if self.edit_lm is self.lm:
+            return score_ids(self.lm, items, self.config.batch_size)
+        # With an adapter, prompts with edits and prompts without go to different weights.
+        scores: list[TargetScore | None] = [None] * len(items)
+        for lm, rows in (
+            (self.edit_lm, [i for i, r in enumerate(requests) if r.hits]),
+            (self.lm, [i for i, r in enumerate(requests) if not r.hits]),
+        ):
+            for row, score in zip(
+                rows, score_ids(lm, [items[i] for i in rows], self.config.batch_size), strict=False
+            ):
+                scores[row] = score
+        return [s for s in scores if s is not None]
 
     def _statements(self, hits: Sequence[SearchHit]) -> list[str]:
         return [hit.record.statement for hit in hits[: self.config.max_facts]]

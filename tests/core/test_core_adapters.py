@@ -1,0 +1,76 @@
+"""LoRA adapters in the lte backend: edits go to the adapted weights, everything else to the base model."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from peft import LoraConfig, get_peft_model
+
+from memory_store import EditRecord, SearchHit
+from recall.backends.base import ScoreRequest
+from recall.backends.lte import LteBackend, LteConfig
+from recall.config import load_config
+from recall.lora import AdapterError, load_adapted, resolve_adapter
+from recall.models import LanguageModel
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm: LanguageModel) -> Path:
+    """A LoRA adapter with random (non-zero) weights: it visibly changes the tiny model's outputs."""
+    folder = tmp_path_factory.mktemp("adapter")
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(copy.deepcopy(tiny_lm.model), lora).save_pretrained(str(folder))
+    return folder
+
+
+def _hit(prompt: str, target: str) -> SearchHit:
+    return SearchHit(record=EditRecord(prompt, target, statement=f"{prompt} {target}"), score=0.9, rank=0)
+
+
+def test_edits_use_the_adapter_and_plain_prompts_the_untouched_base(
+    tiny_lm: LanguageModel, adapter_dir: Path
+) -> None:
+    frozen = LteBackend(LteConfig(), tiny_lm)
+    aligned = LteBackend(LteConfig(adapter=str(adapter_dir)), tiny_lm)
+    hits = [_hit("who is the ceo of acme ?", "jane doe")]
+    requests = [
+        ScoreRequest("who is the ceo of acme ?", "jane doe", hits),
+        ScoreRequest("what is the largest planet ?", "jupiter", []),
+    ]
+    with_edit_frozen, plain_frozen = frozen.score_many(requests)
+    with_edit_aligned, plain_aligned = aligned.score_many(requests)
+    assert plain_aligned == plain_frozen  # no admitted edit: exactly the base model
+    assert with_edit_aligned.logprobs != with_edit_frozen.logprobs  # the adapter is in use
+    assert aligned.lm is tiny_lm
+    assert not any("lora" in name for name, _ in tiny_lm.model.named_modules())  # base left unchanged
+
+
+def test_missing_adapter_names_the_bundled_ones(tiny_lm: LanguageModel, tmp_path: Path) -> None:
+    with pytest.raises(AdapterError, match=r"no LoRA adapter at .*bundled name"):
+        resolve_adapter(str(tmp_path / "nowhere"))
+    with pytest.raises(AdapterError):
+        LteBackend(LteConfig(adapter="no-such-adapter"), tiny_lm)
+
+
+def test_adapter_trained_for_another_model_is_refused(
+    tiny_lm: LanguageModel, adapter_dir: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    for file in adapter_dir.iterdir():
+        (other / file.name).write_bytes(file.read_bytes())
+    (other / "training.json").write_text(json.dumps({"model_fingerprint": "not-this-model"}))
+    with pytest.raises(AdapterError, match="trained for model fingerprint not-this-model"):
+        load_adapted(tiny_lm, str(other))
+
+
+def test_lte_aligned_preset_selects_the_bundled_adapter() -> None:
+    config = load_config(backend="lte_aligned")
+    assert config.backend.name == "lte"
+    assert isinstance(config.backend, LteConfig)
+    assert config.backend.adapter == "lte-smollm2-135m"
+    overridden = load_config(backend="lte_aligned", overrides=["backend.max_facts=1"])
+    assert overridden.backend.max_facts == 1  # type: ignore[attr-defined]

@@ -1,0 +1,92 @@
+"""The lte recipe end to end on the tiny llama: rows, training, the adapter, and the backend using it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recall.encoder import HashingEncoder
+from recall.errors import ConfigError
+from recall.eval.cases import EvalCase
+from recall.prompts import statement
+from training.__main__ import main
+from training.config import LteTrainConfig, load_train_config
+from training.lte_data import build_rows
+
+
+def _config(model_dir: Path, files: dict[str, Path], out: Path, **changes: object) -> LteTrainConfig:
+    values: dict[str, object] = {
+        "model": str(model_dir), "encoder": "hashing", "output_dir": str(out), "bundle_as": None,
+        "zsre_train": str(files["zsre"]), "counterfact_train": str(files["counterfact"]),
+        "knowedit_train": (), "batch_size": 4, "grad_accum": 1, "eval_every": 2, "checkpoint_every": 1,
+        "lr": 1e-2, "base_answer_tokens": 4,
+    }  # fmt: skip
+    values.update(changes)
+    return LteTrainConfig(**values)  # type: ignore[arg-type]
+
+
+def _case(i: int, subject: str) -> EvalCase:
+    return EvalCase(
+        str(i), f"who is the ceo of {subject} ?", "jane doe", subject=subject,
+        rephrases=(f"who is the author of {subject} ?",), locality=(("what is the largest planet ?", "x"),),
+    )  # fmt: skip
+
+
+def test_rows_hold_the_statement_among_at_most_two_distractors(tmp_path: Path) -> None:
+    cases = [_case(i, f"acme {i}") for i in range(8)]
+    config = LteTrainConfig(neighbours=3, seed=3)
+    rows, report = build_rows(config, {"zsre": cases}, HashingEncoder(), excluded=2)
+    assert report.rows == {"in_scope": 8, "portability": 0, "out_of_scope": 8}
+    assert report.excluded == 2
+    for case, row in zip(cases, rows[0::2], strict=True):
+        assert row.kind == "in_scope"
+        assert statement(case.prompt, case.target) in row.facts
+        assert 1 <= len(row.facts) <= 3
+        assert row.question in (case.prompt, *case.rephrases)
+        assert row.target == "jane doe"
+    for row in rows[1::2]:
+        assert row.kind == "out_of_scope"
+        assert row.target is None  # filled with the base model's own answer at training time
+    # The relevant statement is not always first (LTE's notebook always put it first).
+    assert any(r.facts[0] != statement(c.prompt, c.target) for c, r in zip(cases, rows[0::2], strict=True))
+
+
+def test_config_rejects_unknown_keys_and_bad_mixes(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown config key 'epoch'"):
+        load_train_config("lte_lora", ["epoch=2"])
+    with pytest.raises(ConfigError, match="distractor_mix"):
+        load_train_config("lte_lora", ["distractor_mix=[0.5, 0.6]"])
+    with pytest.raises(ConfigError, match="bundled recipes: lte_lora"):
+        load_train_config(str(tmp_path / "missing.yaml"))
+    assert load_train_config("configs/train/lte_lora.yaml").bundle_as == "lte-smollm2-135m"
+
+
+def test_training_writes_an_adapter_that_the_lte_backend_serves(
+    tiny_model_dir: Path, train_files: dict[str, Path], tmp_path: Path
+) -> None:
+    from training.lte import run
+
+    adapter = run(_config(tiny_model_dir, train_files, tmp_path / "run", epochs=2))
+    info = json.loads((adapter / "training.json").read_text())
+    assert (adapter / "adapter_config.json").is_file()
+    assert info["steps"] > 0
+    assert info["data"]["rows"]["in_scope"] == 12
+    assert info["validation"][-1]["step"] == info["steps"]
+    assert json.loads(json.dumps(info["config"]))["encoder"] == "hashing"
+    assert (tmp_path / "run" / "base_answers.json").is_file()
+
+    # The trained adapter loads through the lte backend, which keeps the base model for no-hit prompts.
+    from recall.backends.lte import LteBackend, LteConfig
+    from recall.models import load_lm
+
+    base = load_lm(str(tiny_model_dir))
+    backend = LteBackend(LteConfig(adapter=str(adapter)), base)
+    assert backend.edit_lm is not base
+    assert backend.lm is base
+
+
+def test_cli_reports_a_bad_override_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lte", "--set", "epochs=zero"]) == 2
+    assert "epochs must be an integer" in capsys.readouterr().err

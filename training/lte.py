@@ -1,0 +1,174 @@
+"""`python -m training lte`: LoRA alignment of the LLM to LTE's edit template (METHODS.md §2).
+
+The run: load the train cases, build the alignment rows with our encoder's distractors, generate the
+base model's answers for out_of_scope rows, tokenise each row exactly as the lte backend renders it
+(recall.prompts), then train a peft LoRA adapter with next-token loss on the answer tokens only.
+The adapter, its training.json and (with `bundle_as`) a copy in recall/adapters/ come out at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, get_peft_model
+
+from recall.encoder import load_encoder
+from recall.lora import BUNDLED_DIR, TRAINING_FILE
+from recall.models import LanguageModel, load_lm
+from recall.prompts import edit_message, render
+from recall.scoring import pad_right, prompt_ids, score_ids, stop_ids, target_ids, target_positions
+from training.base_answers import base_answers
+from training.config import LteTrainConfig
+from training.errors import TrainingError
+from training.loop import CHECKPOINT, LoopSettings, TrainLoop
+from training.lte_data import AlignmentRow, build_rows, load_train_cases
+
+
+@dataclass(frozen=True)
+class Example:
+    """A tokenised row: the rendered prompt, the answer ids (end-of-turn included), its kind."""
+
+    prompt: list[int]
+    target: list[int]
+    kind: str
+
+
+def encode_rows(
+    lm: LanguageModel, rows: Sequence[AlignmentRow], answers: dict[str, list[int]], max_length: int
+) -> tuple[list[Example], int]:
+    """Examples in row order, and how many rows were dropped for being longer than `max_length`."""
+    end = stop_ids(lm)[-1]  # the chat end-of-turn token: the model learns to stop after the answer
+    examples: list[Example] = []
+    dropped = 0
+    for row in rows:
+        text = render(lm, edit_message(row.question, row.facts), use_chat_template=True)
+        prompt = prompt_ids(lm, text)
+        if row.target is None:
+            target = answers[row.question]
+        else:
+            target = [*target_ids(lm, row.target, leading_space=False), end]
+        if not target or len(prompt) + len(target) > max_length:
+            dropped += 1
+            continue
+        examples.append(Example(prompt, target, row.kind))
+    return examples, dropped
+
+
+def answer_loss(lm: LanguageModel, batch: Sequence[Example]) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens of the batch (prompt tokens carry no loss)."""
+    items = [(e.prompt, e.target) for e in batch]
+    input_ids, mask = pad_right([p + t for p, t in items], int(lm.tokenizer.pad_token_id or 0))
+    decoder: Any = lm.model.base_model  # the transformer (LoRA layers inside) without the LM head
+    head: Any = lm.model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, T, d)
+    rows, cols = target_positions(items)
+    logits = head(hidden[rows, cols]).float()  # (answer tokens, V): the LM head on answers only
+    labels = torch.tensor([tok for _, t in items for tok in t])
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def validate(lm: LanguageModel, examples: Sequence[Example]) -> dict[str, float]:
+    """Per kind: teacher-forced token accuracy and mean NLL of the answer tokens."""
+    lm.model.eval()  # type: ignore[no-untyped-call]
+    scores = score_ids(lm, [(e.prompt, e.target) for e in examples], batch_size=16)
+    lm.model.train()
+    metrics: dict[str, float] = {}
+    for kind in sorted({e.kind for e in examples}):
+        picked = [s for s, e in zip(scores, examples, strict=True) if e.kind == kind]
+        metrics[f"{kind}_acc"] = round(sum(s.accuracy for s in picked) / len(picked), 4)
+        metrics[f"{kind}_nll"] = round(-sum(s.mean_logprob for s in picked) / len(picked), 4)
+    return metrics
+
+
+def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
+    """Train (or resume) the LoRA adapter; returns the adapter directory."""
+    began = time.perf_counter()
+    torch.manual_seed(config.seed)
+    run_dir = Path(config.output_dir)
+    if fresh and run_dir.exists():
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lm = load_lm(config.model)
+    sources, excluded = load_train_cases(config)
+    if not any(sources.values()):
+        raise TrainingError("no usable train cases: check the data paths in the config")
+    rows, report = build_rows(config, sources, load_encoder(config.encoder, 64), excluded)
+    print(f"cases {report.cases}; rows {report.rows}; {excluded} excluded (prompt in an evaluation split)")
+    questions = [r.question for r in rows if r.target is None]
+    answers = base_answers(lm, questions, config.base_answer_tokens, run_dir)
+    examples, dropped = encode_rows(lm, rows, answers, config.max_length)
+    random.Random(config.seed).shuffle(examples)
+    n_val = max(1, int(len(examples) * config.val_fraction))
+    val, train = examples[:n_val], examples[n_val:]
+    print(
+        f"examples: {len(train)} train, {len(val)} validation, "
+        f"{dropped} dropped (> {config.max_length} tokens)"
+    )
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    peft_model: Any = get_peft_model(lm.model, lora)
+    # The LlamaForCausalLM inside, now holding LoRA layers: scoring code treats it like any model.
+    tuned = LanguageModel(peft_model.base_model.model, lm.tokenizer, lm.model_id, lm.fingerprint)
+    tuned.model.train()
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    settings = LoopSettings(
+        config.epochs,
+        config.batch_size,
+        config.grad_accum,
+        config.lr,
+        config.warmup_ratio,
+        config.weight_decay,
+        config.eval_every,
+        config.checkpoint_every,
+        config.seed,
+    )
+    loop: TrainLoop[Example] = TrainLoop(
+        params,
+        train,
+        [len(e.prompt) + len(e.target) for e in train],
+        lambda b: answer_loss(tuned, b),
+        lambda: validate(tuned, val),
+        settings,
+        run_dir,
+        config.to_dict(),
+    )
+    if not fresh and loop.resume():
+        print(f"resumed from {loop.checkpoint_path} at step {loop.state.step}/{loop.total_steps}")
+    state = loop.run()
+
+    adapter_dir = run_dir / "adapter"
+    peft_model.save_pretrained(str(adapter_dir))
+    info = {
+        "model": config.model,
+        "model_fingerprint": lm.fingerprint,
+        "command": "python -m training lte --config configs/train/lte_lora.yaml",
+        "config": config.to_dict(),
+        "data": asdict(report),
+        "examples": {"train": len(train), "validation": len(val), "dropped": dropped},
+        "steps": state.step,
+        "train_seconds": round(state.seconds, 1),
+        "total_seconds_this_process": round(time.perf_counter() - began, 1),
+        "validation": state.log,
+    }
+    (adapter_dir / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if config.bundle_as:
+        target = BUNDLED_DIR / config.bundle_as
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(adapter_dir, target)
+        print(f"bundled as {target}")
+    print(f"adapter: {adapter_dir} ({state.step} steps, {state.seconds / 60:.1f} min of training)")
+    return adapter_dir

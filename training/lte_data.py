@@ -1,0 +1,150 @@
+"""The LTE alignment rows (METHODS.md §2.2), built from train splits with recall's own loaders and encoder.
+
+Three kinds of row, each a fact block plus a question:
+- in_scope: the block holds the edit's statement (at a random position among 0-2 distractors);
+  the target is the new answer, asked as the edit question or its paraphrase.
+- portability: the same block; a question whose answer follows from the edit (KnowEdit train).
+- out_of_scope: the block holds statements that do not answer the question (the case's own edit and
+  its nearest neighbours, like a gate that admitted the wrong edit); the target is the base model's
+  own answer without any block (training/base_answers.py), so the model learns to leave the question alone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from recall.encoder import Encoder
+from recall.eval.cases import EvalCase
+from recall.eval.datasets import load_cases
+from recall.prompts import statement
+from training.config import LteTrainConfig
+
+RowKind = Literal["in_scope", "portability", "out_of_scope"]
+
+# Evaluation splits the training data must never overlap (checked on the edit prompts).
+EVAL_FILES: tuple[tuple[str, str], ...] = (
+    ("../shared/data/zsre/zsre_mend_eval_portability_gpt4.json", "zsre"),
+    ("../shared/data/counterfact/counterfact-edit.json", "counterfact"),
+    ("../shared/data/knowedit/ZsRE-test-all.json", "knowedit"),
+    ("../shared/data/knowedit/wiki_counterfact_test_cf.json", "knowedit"),
+)
+
+
+@dataclass(frozen=True)
+class AlignmentRow:
+    """One training conversation: the fact block, the question, and the answer to learn.
+
+    `target` is None for out_of_scope rows: their target is the base model's own answer.
+    """
+
+    facts: tuple[str, ...]
+    question: str
+    target: str | None
+    kind: RowKind
+    source: str
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """What went into the rows, for the run's log and the adapter's training.json."""
+
+    cases: dict[str, int]
+    rows: dict[str, int]
+    excluded: int  # train cases dropped because their edit prompt also occurs in an evaluation split
+
+
+def load_train_cases(config: LteTrainConfig) -> tuple[dict[str, list[EvalCase]], int]:
+    """The train cases per source (each file capped at its configured count), and how many were
+    excluded because their edit prompt also occurs in an evaluation split.
+
+    CounterFact's train and edit splits are disjoint by case id, but 14 of the first 800 train cases
+    ask the same prompt as an edit case (another target): those are left out too.
+    """
+    sources: dict[str, list[EvalCase]] = {
+        "zsre": load_cases(config.zsre_train, "zsre", config.zsre_records),
+        "counterfact": load_cases(config.counterfact_train, "counterfact", config.counterfact_records),
+    }
+    for path in config.knowedit_train:
+        sources[f"knowedit:{Path(path).stem}"] = load_cases(path, "knowedit", config.knowedit_records)
+    held_out = eval_prompts()
+    kept = {
+        name: [c for c in cases if not c.is_noop and c.prompt.strip().lower() not in held_out]
+        for name, cases in sources.items()
+    }
+    excluded = sum(len(c) for c in sources.values()) - sum(len(c) for c in kept.values())
+    return kept, excluded
+
+
+def eval_prompts() -> set[str]:
+    """Edit prompts of every evaluation split that exists here (missing files are skipped)."""
+    prompts: set[str] = set()
+    for path, form in EVAL_FILES:
+        if Path(path).is_file():
+            prompts.update(c.prompt.strip().lower() for c in load_cases(path, form))  # type: ignore[arg-type]
+    return prompts
+
+
+def build_rows(
+    config: LteTrainConfig, sources: dict[str, list[EvalCase]], encoder: Encoder, excluded: int
+) -> tuple[list[AlignmentRow], DataReport]:
+    """Every alignment row (unshuffled, out_of_scope targets still None) and a report of the mix."""
+    rng = random.Random(config.seed)
+    cases = [(name, case) for name, items in sources.items() for case in items]
+    statements = [statement(c.prompt, c.target) for _, c in cases]
+    neighbours = _nearest(encoder, statements, config.neighbours, [c.subject for _, c in cases])
+    rows: list[AlignmentRow] = []
+    for index, (name, case) in enumerate(cases):
+        pool = [statements[j] for j in neighbours[index]]
+        own = statements[index]
+        question = case.prompt
+        if case.rephrases and rng.random() >= config.question_rate:
+            question = rng.choice(case.rephrases)
+        rows.append(AlignmentRow(_block(rng, own, pool, config), question, case.target, "in_scope", name))
+        for prompt, answer in case.portability[:1]:
+            rows.append(AlignmentRow(_block(rng, own, pool, config), prompt, answer, "portability", name))
+        for prompt, _ in case.locality[:1]:
+            rows.append(AlignmentRow(_block(rng, own, pool, config), prompt, None, "out_of_scope", name))
+    report = DataReport(
+        cases={name: len(items) for name, items in sources.items()},
+        rows={
+            kind: sum(r.kind == kind for r in rows) for kind in ("in_scope", "portability", "out_of_scope")
+        },
+        excluded=excluded,
+    )
+    return rows, report
+
+
+def _block(rng: random.Random, own: str, pool: Sequence[str], config: LteTrainConfig) -> tuple[str, ...]:
+    """The statement plus 0-2 distractors (LTE's 50/25/25), the statement at a random position."""
+    count = rng.choices(range(len(config.distractor_mix)), weights=config.distractor_mix)[0]
+    facts = [own, *rng.sample(list(pool), min(count, len(pool)))]
+    rng.shuffle(facts)  # LTE's notebook always puts the relevant fact first; we do not
+    return tuple(facts)
+
+
+def _nearest(
+    encoder: Encoder, statements: Sequence[str], k: int, subjects: Sequence[str | None]
+) -> list[list[int]]:
+    """For each statement, the k nearest others by cosine with another subject and other text."""
+    vectors = encoder.encode_keys(list(statements))  # (N, dim), L2-normalised
+    found: list[list[int]] = []
+    for start in range(0, len(statements), 512):
+        sims = vectors[start : start + 512] @ vectors.T  # (chunk, N)
+        order = np.argsort(-sims, axis=1)[:, : k * 4 + 1]
+        for offset, candidates in enumerate(order):
+            i = start + offset
+            keep = [
+                int(j)
+                for j in candidates
+                if j != i
+                and statements[j] != statements[i]
+                and (subjects[i] is None or subjects[j] != subjects[i])
+            ]
+            found.append(keep[:k])
+    return found
