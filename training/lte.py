@@ -101,7 +101,10 @@ def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
     if not any(sources.values()):
         raise TrainingError("no usable train cases: check the data paths in the config")
     rows, report = build_rows(config, sources, load_encoder(config.encoder, 64), excluded)
-    print(f"cases {report.cases}; rows {report.rows}; {excluded} excluded (prompt in an evaluation split)")
+    print(
+        f"cases {report.cases}; rows {report.rows}; "
+        f"{excluded} left out (no-op, or prompt in an evaluation split)"
+    )
     questions = [r.question for r in rows if r.target is None]
     answers = base_answers(lm, questions, config.base_answer_tokens, run_dir)
     examples, dropped = encode_rows(lm, rows, answers, config.max_length)

@@ -56,12 +56,13 @@ class DataReport:
 
     cases: dict[str, int]
     rows: dict[str, int]
-    excluded: int  # train cases dropped because their edit prompt also occurs in an evaluation split
+    excluded: int  # train cases left out: no-op edits, or an edit prompt that occurs in an evaluation split
 
 
 def load_train_cases(config: LteTrainConfig) -> tuple[dict[str, list[EvalCase]], int]:
     """The train cases per source (each file capped at its configured count), and how many were
-    excluded because their edit prompt also occurs in an evaluation split.
+    left out: no-op edits (target == original answer) and cases whose edit prompt occurs in an
+    evaluation split.
 
     CounterFact's train and edit splits are disjoint by case id, but 14 of the first 800 train cases
     ask the same prompt as an edit case (another target): those are left out too.
