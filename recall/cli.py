@@ -53,7 +53,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     from recall.eval.command import add_eval_arguments
-    from recall.repl import add_repl_arguments
+    from recall.repl_entry import add_repl_arguments
 
     parser = argparse.ArgumentParser(
         prog="recall",
@@ -153,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_eval_command(args, _make_eval_memory)
     if command == "repl":
-        from recall.repl import run_repl_command
+        from recall.repl_entry import run_repl_command
 
         return run_repl_command(args)
     if command == "bench":

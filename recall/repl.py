@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import builtins
 import logging
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rich.console import Console
-
 from recall.errors import RecallError, StoreError
-from recall.paths import default_memory_dir
 from recall.repl_commands import (
     ALL_NAMESPACES,
     Command,
     LineReader,
     Output,
-    RichOutput,
     flat,
     help_lines,
     parse_line,
     short_id,
-    stdin_reader,
-    terminal_readers,
-    valid_namespace,
 )
 
 if TYPE_CHECKING:
@@ -368,88 +359,11 @@ class Repl:
 
 
 def _registered_backends() -> builtins.list[str]:
+    """Registered backends and the presets in configs/backend (lte_aligned), for :backend."""
     try:
         from recall.backends import registered_backends
+        from recall.config import CONFIG_DIR
     except ImportError:
         return []
-    return [str(name) for name in registered_backends()]
-
-
-def _open_edit_memory(path: Path, model: str | None, backend: str | None) -> ReplMemory:
-    from recall.memory import EditMemory
-
-    memory: ReplMemory = EditMemory.open_or_create(path, model=model, backend=backend)
-    return memory
-
-
-def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `recall repl`'s options to `parser`."""
-    parser.add_argument(
-        "--memory",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help=f"memory directory, created when missing (default: {default_memory_dir()})",
-    )
-    parser.add_argument(
-        "--model",
-        default=None,
-        metavar="NAME|PATH",
-        help="base model (default: the memory's own; recall's default for a new memory)",
-    )
-    parser.add_argument(
-        "--backend",
-        default=None,
-        metavar="NAME",
-        help="edit backend (default: the memory's own; recall's default for a new memory)",
-    )
-    parser.add_argument("--namespace", default="default", metavar="NS", help="namespace to start in")
-
-
-def run_repl_command(args: argparse.Namespace, open_memory: OpenMemory | None = None) -> int:
-    """Run `recall repl`: rich and line editing on a terminal, plain text when stdin or stdout is not one.
-
-    Returns the exit status: 0 after :quit or end of input, 1 when the memory cannot be opened, 2 for a
-    bad --namespace, 130 when interrupted while opening.
-    """
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    out = RichOutput(Console(highlight=False)) if interactive else Output(sys.stdout)
-    namespace: str = args.namespace
-    if not valid_namespace(namespace):
-        sys.stderr.write(
-            f"recall repl: --namespace {namespace!r} is not a namespace name (letters, digits, _ . @ / -)\n"
-        )
-        return 2
-    path: Path = args.memory if args.memory is not None else default_memory_dir()
-    if args.memory is None:
-        notice = f"using the default memory at {path} (--memory DIR picks another)"
-        if interactive:
-            out.note(notice)
-        else:  # keep stdout for answers and results in scripted runs
-            sys.stderr.write(f"recall repl: {notice}\n")
-    if interactive:
-        out.note(f"opening {path} ...")
-    try:
-        memory = (open_memory or _open_edit_memory)(path, args.model, args.backend)
-    except KeyboardInterrupt:
-        sys.stderr.write("recall repl: cancelled\n")
-        return 130
-    except (RecallError, StoreError, ValueError, OSError) as exc:
-        sys.stderr.write(f"recall repl: cannot open the memory at {path}: {describe_error(exc)}\n")
-        return 1
-    try:
-        repl = Repl(memory, out, namespace=namespace, interactive=interactive)
-        if interactive:
-            repl.read_line, repl.read_field = terminal_readers(repl.active_edits, repl.namespace_names)
-            info = memory.info()
-            out.note(
-                f"model {info.get('model', '?')}, backend {info.get('backend', '?')}, "
-                f"{memory.count(None)} active edits. Ask a question, or :help"
-            )
-        else:
-            repl.read_line = repl.read_field = stdin_reader(
-                sys.stdin, sys.stderr if sys.stdin.isatty() else None
-            )
-        return repl.run()
-    finally:
-        memory.close()
+    presets = {p.stem for p in (CONFIG_DIR / "backend").glob("*.yaml")}
+    return sorted({str(name) for name in registered_backends()} | presets)

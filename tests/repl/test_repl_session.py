@@ -13,8 +13,9 @@ from repl_fake_memory import BASE_ANSWER, FakeMemory
 from rich.console import Console
 
 from recall.errors import StoreLockedError
-from recall.repl import Repl, add_repl_arguments, run_repl_command
+from recall.repl import Repl
 from recall.repl_commands import Output, RichOutput
+from recall.repl_entry import add_repl_arguments, run_repl_command
 
 CEO_Q = "Who is the CEO of Zorblax Industries?"
 CEO_EDIT = f":edit {CEO_Q} => Marta Quinlan"
