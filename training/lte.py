@@ -88,6 +88,40 @@ def validate(lm: LanguageModel, examples: Sequence[Example]) -> dict[str, float]
     return metrics
 
 
+def describe_adapter(adapter_dir: Path, model: str) -> None:
+    """Replace peft's blank model card with one built from training.json, and name the base model by
+    its recall name rather than this machine's cache path."""
+    config_file = adapter_dir / "adapter_config.json"
+    adapter_config = json.loads(config_file.read_text())
+    adapter_config["base_model_name_or_path"] = model
+    config_file.write_text(json.dumps(adapter_config, indent=2) + "\n")
+    info = json.loads((adapter_dir / TRAINING_FILE).read_text())
+    final = info["validation"][-1] if info["validation"] else {}
+    rows = ", ".join(f"{n} {k}" for k, n in info["data"]["rows"].items())
+    cases = ", ".join(f"{k} {n}" for k, n in info["data"]["cases"].items())
+    lines = [
+        f"# LTE alignment adapter for {model}",
+        "",
+        "A LoRA adapter (peft) that teaches the model to answer from LTE's `[Updated Information]` block",
+        "when it applies and to answer as the base model would when it does not (METHODS.md §2).",
+        "recall's lte backend uses it only for prompts that carry admitted edits (`--backend lte_aligned`).",
+        "",
+        f"Rebuild: `{info['command']}` (from the repository root, beside ../shared).",
+        "",
+        f"- train cases: {cases}; rows: {rows}; "
+        f"{info['data']['excluded']} cases left out (no-op edits, or prompts in an evaluation split)",
+        f"- {info['examples']['train']} training rows, {info['examples']['validation']} validation rows; "
+        f"{info['steps']} optimizer steps",
+        f"- training {info['train_seconds'] / 60:.1f} min; whole run "
+        f"{info['total_seconds_this_process'] / 60:.1f} min (base answers and data included)",
+        "- final validation (teacher-forced token accuracy): "
+        + ", ".join(f"{k} {v}" for k, v in final.items() if k.endswith("_acc")),
+        "",
+        "training.json holds the resolved config and the full validation log.",
+    ]
+    (adapter_dir / "README.md").write_text("\n".join(lines) + "\n")
+
+
 def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
     """Train (or resume) the LoRA adapter; returns the adapter directory."""
     began = time.perf_counter()
@@ -168,6 +202,7 @@ def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
         "validation": state.log,
     }
     (adapter_dir / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    describe_adapter(adapter_dir, config.model)
     if config.bundle_as:
         target = BUNDLED_DIR / config.bundle_as
         shutil.rmtree(target, ignore_errors=True)
