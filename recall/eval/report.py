@@ -88,9 +88,17 @@ def _format_value(key: str, value: float | int | None) -> str:
     return f"{value:.2f}"
 
 
+def _backend_label(memory: Mapping[str, Any], default: str) -> str:
+    """The backend's name, with its LoRA adapter when it has one (lte+lte-smollm2-135m)."""
+    backend_config = memory.get("config", {}).get("backend", {})
+    adapter = backend_config.get("adapter") if isinstance(backend_config, Mapping) else None
+    name = str(memory.get("backend", default))
+    return f"{name}+{Path(str(adapter)).name}" if adapter else name
+
+
 def _memory_line(stamp: Mapping[str, Any]) -> str:
     memory = stamp.get("memory", {})
-    parts = [f"backend `{memory.get('backend', '?')}`"]
+    parts = [f"backend `{_backend_label(memory, '?')}`"]
     for name in ("model", "encoder"):
         if name in memory:
             fingerprint = str(memory.get(f"{name}_fingerprint", ""))[:12]
@@ -136,7 +144,7 @@ def format_markdown(result: EvalResult, stamp: Mapping[str, Any]) -> str:
 
 def _report_stem(stamp: Mapping[str, Any], result: EvalResult) -> str:
     data = Path(str(stamp.get("data", {}).get("path", "data"))).stem
-    backend = stamp.get("memory", {}).get("backend", "memory")
+    backend = _backend_label(stamp.get("memory", {}), "memory")
     when = re.sub(r"[^0-9TZ]", "", str(stamp.get("timestamp", ""))) or "now"
     stem = f"eval-{data}-{backend}-{result.settings.protocol}-n{result.summary.get('n')}-{when}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)

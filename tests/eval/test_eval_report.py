@@ -112,3 +112,13 @@ def test_unserialisable_config_values_are_written_as_text(
     odd = {**stamp, "memory": {"backend": "fake", "config": {"store_path": tmp_path / "store"}}}
     json_path, _ = write_report(result, tmp_path, odd)
     assert load_report(json_path)["stamp"]["memory"]["config"]["store_path"] == str(tmp_path / "store")
+
+
+def test_an_adapter_shows_in_the_backend_label_and_file_name(
+    tmp_path: Path, result: EvalResult, stamp: dict[str, object]
+) -> None:
+    memory = {"backend": "lte", "config": {"backend": {"name": "lte", "adapter": "lte-smollm2-135m"}}}
+    adapted = {**stamp, "memory": memory}
+    assert "backend `lte+lte-smollm2-135m`" in format_markdown(result, adapted)
+    json_path, _ = write_report(result, tmp_path, adapted)
+    assert "-lte_lte-smollm2-135m-" in json_path.name  # "+" is not kept in file names
