@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from recall.backends import GenerationConfig
+from recall.config import load_config
 from recall.eval.datasets import load_cases
 from recall.memory import EditMemory
 
@@ -35,15 +37,19 @@ def _synthetic_edits(n: int) -> list[tuple[str, str]]:
     ]
 
 
-def run_bench(*, num_edits: int, num_asks: int, out_dir: Path) -> int:
+def run_bench(
+    *, num_edits: int, num_asks: int, out_dir: Path, backend: str = "lte", overrides: Sequence[str] = ()
+) -> int:
     results: dict[str, Any] = {
         "num_edits": num_edits,
         "num_asks": num_asks,
         "answer_tokens": ANSWER_TOKENS,
         "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform()},
     }
-    with EditMemory.temporary() as memory:
+    with EditMemory.temporary(load_config(backend=backend, overrides=overrides)) as memory:
         results["memory"] = memory.info()
+        results["backend_preset"] = backend
+        results["overrides"] = list(overrides)
         cases = load_cases(SAMPLE, "zsre")
         pairs = [(c.prompt, c.target) for c in cases] + _synthetic_edits(max(0, num_edits - len(cases)))
         memory.add(*pairs[0])  # warm-up: first encoder call and first SQLite write
@@ -88,7 +94,8 @@ def _markdown(r: dict[str, Any]) -> str:
         (f"ask without memory ({r['answer_tokens']} tokens)", r["ask_without_memory"]),
     ]
     lines = [
-        f"recall bench: {r['memory']['model']} / {r['memory']['backend']}, {r['num_edits']} edits in memory",
+        f"recall bench: {r['memory']['model']} / {r['backend_preset']} {' '.join(r['overrides'])}".rstrip()
+        + f", {r['num_edits']} edits in memory",
         "",
         "| operation | p50 ms | p99 ms | mean ms |",
         "|---|---|---|---|",

@@ -108,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--edits", type=int, default=200, help="edits in the timed memory (default: 200)")
     bench.add_argument("--asks", type=int, default=20, help="timed questions per mode (default: 20)")
     bench.add_argument("--out", type=Path, default=Path("reports"), help="report directory")
+    bench.add_argument("--backend", default="lte", help="backend or preset, e.g. lte_aligned (default: lte)")
+    bench.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, repeatable (e.g. --set retrieval.top_k=3)",
+    )
 
     train = sub.add_parser(
         "train",
@@ -159,7 +168,13 @@ def _run(args: argparse.Namespace) -> int:
     if command == "bench":
         from recall.bench import run_bench
 
-        return run_bench(num_edits=args.edits, num_asks=args.asks, out_dir=args.out)
+        return run_bench(
+            num_edits=args.edits,
+            num_asks=args.asks,
+            out_dir=args.out,
+            backend=args.backend,
+            overrides=args.overrides,
+        )
     if command == "calibrate":
         from recall.calibrate import run_calibrate
 

@@ -65,7 +65,7 @@ def test_loop_learns_and_logs_validation(tmp_path: Path) -> None:
     problem = _Problem()
     state = problem.loop(tmp_path).run()
     assert state.step == problem.loop(tmp_path / "other").total_steps
-    assert abs(float(problem.weight) - 3.0) < abs(0.0 - 3.0) / 2  # it moved most of the way to 3
+    assert abs(problem.weight.item() - 3.0) < abs(0.0 - 3.0) / 2  # it moved most of the way to 3
     assert state.log
     assert state.log[-1]["step"] == state.step
     assert (tmp_path / "checkpoint.pt").is_file()
