@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,11 @@ def load_adapted(lm: LanguageModel, name_or_path: str) -> LanguageModel:
             f"but {lm.model_id} has {lm.fingerprint}; retrain it for this model"
         )
     try:
-        peft_model: Any = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(path))
+        with (
+            warnings.catch_warnings()
+        ):  # peft calls a method transformers 5 deprecated; not the user's concern
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model: Any = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(path))
         merged = peft_model.merge_and_unload()
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         raise AdapterError(f"cannot apply adapter {str(path)!r} to {lm.model_id}: {exc}") from exc
