@@ -83,7 +83,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert loop.resume()
     assert loop.state.step == 2
     loop.run()
-    assert float(resumed.weight) == pytest.approx(float(straight.weight), abs=1e-6)
+    assert resumed.weight.item() == pytest.approx(straight.weight.item(), abs=1e-6)
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path: Path) -> None:
