@@ -47,29 +47,37 @@ def target_positions(items: Sequence[tuple[list[int], list[int]]]) -> tuple[torc
     return torch.cat(rows), torch.cat(cols)
 
 
+def target_logits(lm: LanguageModel, items: Sequence[tuple[list[int], list[int]]]) -> torch.Tensor:
+    """Logits predicting every target token of `items` (prompt_ids, target_ids), in item order.
+
+    Shape (sum of target lengths, V). Differentiable: scoring calls it under inference_mode, the
+    training loss with gradients.
+    """
+    pad = int(lm.tokenizer.pad_token_id or 0)
+    decoder: Any = lm.model.base_model  # the transformer without its LM head (LoRA layers included)
+    head: Any = lm.model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    input_ids, mask = pad_right([p + t for p, t in items], pad)  # (B, T) each
+    hidden = decoder(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device)).last_hidden_state
+    # The vocabulary projection is the costly part (V ~ 50k): apply it at target positions only.
+    rows, cols = target_positions(items)
+    logits: torch.Tensor = head(hidden[rows, cols]).float()
+    softcap = getattr(lm.model.config, "final_logit_softcapping", None)
+    if softcap:  # Gemma-style final logit soft-capping, as the model's own forward applies it
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
+
+
 @torch.inference_mode()
 def score_ids(
     lm: LanguageModel, items: Sequence[tuple[list[int], list[int]]], batch_size: int = 16
 ) -> list[TargetScore]:
     """Score each (prompt_ids, target_ids): argmax and log p of every target token, teacher-forced."""
     scores: list[TargetScore] = []
-    pad = int(lm.tokenizer.pad_token_id or 0)
-    decoder: Any = lm.model.base_model  # the transformer without its LM head
-    head: Any = lm.model.get_output_embeddings()  # type: ignore[no-untyped-call]
-    softcap = getattr(lm.model.config, "final_logit_softcapping", None)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        input_ids, mask = pad_right([p + t for p, t in chunk], pad)  # (B, T) each
-        hidden = decoder(
-            input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device)
-        ).last_hidden_state
-        # The vocabulary projection is the costly part (V ~ 50k): apply it at target positions only.
-        rows, cols = target_positions(chunk)
-        logits = head(hidden[rows, cols]).float()  # (sum of target lengths, V)
-        if softcap:  # Gemma-style final logit soft-capping, as the model's own forward applies it
-            logits = torch.tanh(logits / softcap) * softcap
+        logits = target_logits(lm, chunk)  # (sum of target lengths, V)
         logprobs = torch.log_softmax(logits, dim=-1)
-        labels = torch.tensor([tok for _, t in chunk for tok in t])
+        labels = torch.tensor([tok for _, t in chunk for tok in t], device=logprobs.device)
         predicted = logprobs.argmax(-1).tolist()
         label_lp = logprobs.gather(1, labels[:, None])[:, 0].tolist()
         offset = 0
@@ -82,12 +90,18 @@ def score_ids(
     return scores
 
 
-def stop_ids(lm: LanguageModel) -> list[int]:
-    """Tokens that end an answer: EOS and, for chat models, the end-of-turn token."""
-    stop = {lm.tokenizer.eos_token_id}
+def end_of_turn_id(lm: LanguageModel) -> int | None:
+    """The token that ends an answer: the chat end-of-turn token when the model has one, else EOS."""
     end_of_turn = lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
     if isinstance(end_of_turn, int) and end_of_turn != lm.tokenizer.unk_token_id:
-        stop.add(end_of_turn)
+        return end_of_turn
+    eos = lm.tokenizer.eos_token_id
+    return eos if isinstance(eos, int) else None
+
+
+def stop_ids(lm: LanguageModel) -> list[int]:
+    """Tokens that end an answer: EOS and, for chat models, the end-of-turn token."""
+    stop = {lm.tokenizer.eos_token_id, end_of_turn_id(lm)}
     return sorted(i for i in stop if isinstance(i, int))
 
 

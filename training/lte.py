@@ -24,7 +24,7 @@ from recall.encoder import load_encoder
 from recall.lora import BUNDLED_DIR, TRAINING_FILE
 from recall.models import LanguageModel, load_lm
 from recall.prompts import edit_message, render
-from recall.scoring import pad_right, prompt_ids, score_ids, stop_ids, target_ids, target_positions
+from recall.scoring import end_of_turn_id, prompt_ids, score_ids, target_ids, target_logits
 from training.base_answers import base_answers
 from training.config import LteTrainConfig
 from training.errors import TrainingError
@@ -45,7 +45,9 @@ def encode_rows(
     lm: LanguageModel, rows: Sequence[AlignmentRow], answers: dict[str, list[int]], max_length: int
 ) -> tuple[list[Example], int]:
     """Examples in row order, and how many rows were dropped for being longer than `max_length`."""
-    end = stop_ids(lm)[-1]  # the chat end-of-turn token: the model learns to stop after the answer
+    end = end_of_turn_id(lm)  # appended to every answer: the model learns to stop after it
+    if end is None:
+        raise TrainingError(f"{lm.model_id} has neither an end-of-turn nor an EOS token to end answers")
     examples: list[Example] = []
     dropped = 0
     for row in rows:
@@ -65,14 +67,8 @@ def encode_rows(
 def answer_loss(lm: LanguageModel, batch: Sequence[Example]) -> torch.Tensor:
     """Mean cross-entropy over the answer tokens of the batch (prompt tokens carry no loss)."""
     items = [(e.prompt, e.target) for e in batch]
-    input_ids, mask = pad_right([p + t for p, t in items], int(lm.tokenizer.pad_token_id or 0))
-    decoder: Any = lm.model.base_model  # the transformer (LoRA layers inside) without the LM head
-    head: Any = lm.model.get_output_embeddings()  # type: ignore[no-untyped-call]
-    hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, T, d)
-    rows, cols = target_positions(items)
-    logits = head(hidden[rows, cols]).float()  # (answer tokens, V): the LM head on answers only
-    labels = torch.tensor([tok for _, t in items for tok in t])
-    return torch.nn.functional.cross_entropy(logits, labels)
+    labels = torch.tensor([tok for _, t in items for tok in t], device=lm.device)
+    return torch.nn.functional.cross_entropy(target_logits(lm, items), labels)
 
 
 def validate(lm: LanguageModel, examples: Sequence[Example]) -> dict[str, float]:
