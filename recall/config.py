@@ -68,10 +68,11 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class SentinelConfig:
-    """The gate: a fixed cosine cut-off (calibrated with `recall calibrate`)."""
+    """The gate. 'fixed': one cosine cut-off (calibrated with `recall calibrate`). 'learned': RECIPE's
+    knowledge sentinel, a per-query cut-off cos(query, sentinel) from a trained encoder (recipe)."""
 
-    kind: Literal["fixed"] = "fixed"
-    min_cosine: float = 0.6
+    kind: Literal["fixed", "learned"] = "fixed"
+    min_cosine: float = 0.6  # the fixed cut-off; a learned sentinel ignores it
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_cosine <= 1.0:
@@ -120,26 +121,33 @@ def load_config(
     Raises:
         ConfigError: unknown keys (with close matches), wrong types, bad values, unreadable files.
     """
-    data = read_yaml(CONFIG_DIR / "base.yaml")
-    if path is not None:
-        _merge(data, read_yaml(Path(path)))
+    user: dict[str, Any] = read_yaml(Path(path)) if path is not None else {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(
                 f"override {item!r} must look like section.key=value, e.g. model.name=gemma3-270m"
             )
-        set_dotted(data, key.strip(), yaml.safe_load(raw))
-    # A backend YAML is a preset: lte_aligned.yaml says `name: lte` and sets the adapter.
-    preset = backend or data.get("backend", {}).get("name", BackendConfig.name)
+        set_dotted(user, key.strip(), yaml.safe_load(raw))
+    # A backend YAML is a preset: lte_aligned.yaml says `name: lte` and sets the adapter; recipe.yaml
+    # also sets the sections it needs (encoder, sentinel, ...). The user's file and overrides win.
+    preset = backend or user.get("backend", {}).get("name") or BackendConfig.name
     backend_yaml = CONFIG_DIR / "backend" / f"{preset}.yaml"
-    backend_data = read_yaml(backend_yaml) if backend_yaml.exists() else {}
-    user_backend = dict(data.get("backend", {}))
+    preset_data = read_yaml(backend_yaml) if backend_yaml.exists() else {}
+    sections = {k: preset_data.pop(k) for k in list(preset_data) if k in _SECTIONS}
+    data = read_yaml(CONFIG_DIR / "base.yaml")
+    _merge(data, sections)
+    user_backend = dict(user.pop("backend", {}) or {})
     user_backend.pop("name", None)  # the preset named it; its YAML may map it to a registered backend
-    _merge(backend_data, user_backend)
-    backend_data.setdefault("name", preset)
-    data["backend"] = backend_data
+    _merge(data, user)
+    _merge(preset_data, user_backend)
+    preset_data.setdefault("name", preset)
+    data["backend"] = preset_data
     return config_from_dict(data)
+
+
+# Sections a backend preset may set besides its own keys (`model` stays the user's choice).
+_SECTIONS = ("encoder", "store", "retrieval", "sentinel", "conflict")
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RecallConfig:

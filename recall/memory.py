@@ -71,11 +71,15 @@ class EditMemory:
             hnsw_min_rows=config.store.hnsw_min_rows,
             max_text_chars=config.store.max_text_chars,
         )
-        extra = {"model": lm.model_id, "model_fingerprint": lm.fingerprint, "config": config.to_dict()}
-        store.update_manifest({**extra, "recall_version": recall.__version__})
-        sentinel = build_sentinel(config, store.sentinel_dir)
-        sentinel.save(store.sentinel_dir)
-        backend = build_backend(config, lm)
+        try:
+            extra = {"model": lm.model_id, "model_fingerprint": lm.fingerprint, "config": config.to_dict()}
+            store.update_manifest({**extra, "recall_version": recall.__version__})
+            sentinel = build_sentinel(config, store.sentinel_dir, encoder)
+            sentinel.save(store.sentinel_dir)
+            backend = build_backend(config, lm)
+        except BaseException:
+            store.close()  # a bad config must not leave the store open (and locked)
+            raise
         return cls(
             store=store,
             lm=lm,
@@ -115,7 +119,7 @@ class EditMemory:
         except BaseException:
             store.close()
             raise
-        sentinel = build_sentinel(config, store.sentinel_dir)
+        sentinel = build_sentinel(config, store.sentinel_dir, encoder)
         backend = build_backend(config, lm)
         backend.load(store.path / "backend")
         return cls(store=store, lm=lm, encoder=encoder, sentinel=sentinel, backend=backend, config=config)

@@ -1,13 +1,15 @@
-"""Fixtures shared by every test folder: a tiny random llama built in-process."""
+"""Fixtures shared by every test folder: a tiny random llama built in-process, and a tiny RECIPE
+knowledge model for it."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from recall.models import LanguageModel
 
@@ -94,3 +96,58 @@ def make_tiny_lm(seed: int = 0) -> LanguageModel:
 @pytest.fixture(scope="session")
 def tiny_lm() -> LanguageModel:
     return make_tiny_lm(0)
+
+
+def make_tiny_bert(folder: Path) -> Path:
+    """A tiny random BERT with a word-level tokenizer over WORDS, saved as a Hugging Face folder: the
+    base encoder of the tiny RECIPE knowledge model."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {tok: i for i, tok in enumerate([*specials, *dict.fromkeys(WORDS)])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_lm: LanguageModel, tiny_bert_dir: Path
+) -> Path:
+    """An untrained RECIPE knowledge model for the tiny llama (random heads over the tiny BERT), saved
+    as an artifact directory the recipe backend and RecipeEncoder load."""
+    from recall.knowledge import KnowledgeSettings
+    from recall.knowledge_files import new_knowledge_model, save_knowledge
+
+    settings = KnowledgeSettings(
+        encoder=str(tiny_bert_dir),
+        model=tiny_lm.model_id,
+        model_fingerprint=tiny_lm.fingerprint,
+        llm_hidden=int(tiny_lm.model.config.hidden_size),
+        knowledge_dim=32,
+        prompt_tokens=2,
+        sentinel_tokens=4,
+        trainable_layers=1,
+        max_text_tokens=32,
+    )
+    torch.manual_seed(2)
+    artifact = tmp_path_factory.mktemp("tiny-recipe")
+    save_knowledge(new_knowledge_model(settings, tiny_lm), artifact)
+    return artifact

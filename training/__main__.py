@@ -1,4 +1,4 @@
-"""`python -m training lte [--config FILE] [--set key=value] [--fresh]` (also `recall train lte`)."""
+"""`python -m training {lte,recipe} [--config FILE] [--set key=value] [--fresh]` (also `recall train ...`)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,21 @@ from collections.abc import Sequence
 
 from recall.errors import RecallError
 
-RECIPES = ("lte",)
+RECIPES = ("lte", "recipe")
 
 EPILOG = """\
-The run writes to output_dir (default runs/lte-smollm2-135m): base_answers.json, checkpoint.pt
-(every checkpoint_every steps and on Ctrl-C) and adapter/ with training.json (config, data mix,
-validation log, time). With bundle_as, the adapter is also copied into recall/adapters/<name>,
-which `--backend lte_aligned` uses. Running the same command again resumes from the checkpoint.
-The default recipe takes ~50 minutes on 2 CPU cores.
+lte writes to output_dir (default runs/lte-smollm2-135m): base_answers.json, checkpoint.pt (every
+checkpoint_every steps and on Ctrl-C) and adapter/ with training.json (config, data mix, validation
+log, time). recipe writes checkpoint.pt and model/ (recipe_config.json, recipe.safetensors,
+training.json). With bundle_as, the result is also copied into recall/adapters/<name>, which
+`--backend lte_aligned` / `--backend recipe` use. Running the same command again resumes from the
+checkpoint. Each shipped recipe takes under an hour on 2 CPU cores.
 
 examples:
   python -m training lte                                   # the shipped recipe (configs/train/lte_lora.yaml)
+  python -m training recipe                                # RECIPE (configs/train/recipe.yaml)
   python -m training lte --set counterfact_records=200 --set output_dir=runs/small --set bundle_as=null
-  recall train lte --fresh                                 # the same, through the recall command
+  recall train recipe --fresh                              # the same, through the recall command
 """
 
 
@@ -30,15 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train recall's backends. `lte` fine-tunes a LoRA adapter (r=8 on q_proj/v_proj) so the model "
             "answers from the [Updated Information] block when it applies and ignores it otherwise "
-            "(LTE, METHODS.md §2). Data: the zsRE, CounterFact and KnowEdit train splits under "
-            "../shared/data; cases whose prompt occurs in an evaluation split are left out."
+            "(LTE, METHODS.md §2). `recipe` trains RECIPE's knowledge model for the frozen model: "
+            "MLP_K/MLP_Q over MiniLM, the prompt head and the knowledge sentinel (METHODS.md §1). "
+            "Data: the zsRE, CounterFact and KnowEdit train splits under ../shared/data; cases whose "
+            "prompt occurs in an evaluation split are left out."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("recipe", choices=RECIPES, help="lte: LoRA alignment to the edit template (LTE)")
     parser.add_argument(
-        "--config", help="a YAML file or a bundled recipe name (default: configs/train/lte_lora.yaml)"
+        "recipe",
+        choices=RECIPES,
+        help="lte: LoRA alignment to the edit template (LTE); recipe: RECIPE's knowledge model",
+    )
+    parser.add_argument(
+        "--config",
+        help="a YAML file or a bundled config name (default: configs/train/lte_lora.yaml for lte, "
+        "configs/train/recipe.yaml for recipe)",
     )
     parser.add_argument(
         "--set",
@@ -54,12 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from training import lte, recipe
     from training.config import load_train_config
-    from training.lte import run
 
     try:
-        config = load_train_config(args.config, args.overrides)
-        run(config, fresh=args.fresh)
+        config = load_train_config(args.config, args.overrides, args.recipe)
+        (recipe.run if args.recipe == "recipe" else lte.run)(config, fresh=args.fresh)
     except RecallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

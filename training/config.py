@@ -1,4 +1,5 @@
-"""LteTrainConfig: the whole LoRA alignment run (data recipe, LoRA, optimisation) as one frozen dataclass."""
+"""Training configs as frozen dataclasses: TrainDataConfig (the train splits every recipe reads), then
+LteTrainConfig (LoRA alignment) and RecipeTrainConfig (RECIPE knowledge model)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,16 @@ TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
 
 
 @dataclass(frozen=True)
-class LteTrainConfig:
-    """LTE alignment (METHODS.md §2.2-2.3), scaled to a 2-core CPU and SmolLM2-135M.
+class TrainDataConfig:
+    """The model, the train splits and the run directory, shared by every training recipe.
 
     Data paths are relative to the working directory (the repository root, beside ../shared).
     """
 
     model: str = "smollm2-135m"
-    encoder: str = "all-minilm-l6-v2"  # finds distractor statements (LTE used multi-qa-mpnet)
+    encoder: str = "all-minilm-l6-v2"
     output_dir: str = "runs/lte-smollm2-135m"
-    bundle_as: str | None = None  # also copy the final adapter to recall/adapters/<bundle_as>
+    bundle_as: str | None = None  # also copy the final artifact to recall/adapters/<bundle_as>
     seed: int = 0
 
     # Data: train splits only; the evaluation splits are checked to be disjoint at build time.
@@ -38,11 +39,21 @@ class LteTrainConfig:
     zsre_records: int = 1000
     counterfact_records: int = 800
     knowedit_records: int = 250  # per KnowEdit file
+    val_fraction: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class LteTrainConfig(TrainDataConfig):
+    """LTE alignment (METHODS.md §2.2-2.3), scaled to a 2-core CPU and SmolLM2-135M. `encoder` finds
+    distractor statements (LTE used multi-qa-mpnet)."""
+
     question_rate: float = 0.3  # in-scope rows ask the edit question itself, else its paraphrase
     distractor_mix: tuple[float, ...] = (0.5, 0.25, 0.25)  # P(0, 1, 2 distractors), LTE's threefold mix
     neighbours: int = 5  # distractors are drawn from this many nearest statements
     base_answer_tokens: int = 16  # out-of-scope targets: the base model's own greedy answer, this long
-    val_fraction: float = 0.05
 
     # LoRA (LTE's FastChat defaults)
     lora_r: int = 8
@@ -74,8 +85,58 @@ class LteTrainConfig:
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)  # type: ignore[no-any-return]
+
+@dataclass(frozen=True)
+class RecipeTrainConfig(TrainDataConfig):
+    """RECIPE's knowledge model (METHODS.md §1.5) for a frozen LLM, sized for a 2-core CPU. `encoder` is
+    the base sentence encoder whose top layers train."""
+
+    output_dir: str = "runs/recipe-smollm2-135m"
+    counterfact_records: int = 3000
+    device: str = "cpu"  # "cuda" when a GPU is at hand; the shipped run is sized for CPU
+
+    # Model (recall/knowledge.py KnowledgeSettings)
+    knowledge_dim: int = 512
+    prompt_tokens: int = 3
+    sentinel_tokens: int = 10
+    trainable_layers: int = 2
+
+    # Losses (RECIPE §1.5; all weights 1 there)
+    temperature: float = 0.05  # cosine / temperature in the InfoNCE terms (RECIPE: dot / sqrt(R), tau 1)
+    contrastive_hinge: float = 1.2  # sentinel terms count rows with p(target) < this x best other p
+    edit_hinge: float = 1.2  # an answer token counts while p(label) < this x best other p; 0 = plain NLL
+    contrastive_weight: float = 1.0
+    rel_weight: float = 1.0
+    gen_weight: float = 1.0
+    loc_weight: float = 1.0
+
+    # Optimisation: each step scores `retrieval_batch` edits contrastively (cheap: the encoder) and
+    # runs the LLM on the first `edit_batch` of them (the costly part).
+    epochs: int = 4
+    retrieval_batch: int = 64
+    edit_batch: int = 8
+    lr: float = 1e-3  # MLPs, prompt head, sentinel
+    encoder_lr_scale: float = 0.1  # the encoder's top layers train at lr x this
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_length: int = 160  # longer prompts are dropped (counted)
+    val_edits: int = 100  # held-out edits for validation (capped by val_fraction of the data)
+    eval_every: int = 100
+    checkpoint_every: int = 25
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "retrieval_batch", "edit_batch", "knowledge_dim", "prompt_tokens",
+                     "sentinel_tokens", "eval_every", "checkpoint_every", "val_edits"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.edit_batch > self.retrieval_batch:
+            raise ConfigError(
+                f"edit_batch ({self.edit_batch}) must be <= retrieval_batch ({self.retrieval_batch})"
+            )
+        if self.temperature <= 0 or self.lr <= 0:
+            raise ConfigError(f"temperature and lr must be > 0, got {self.temperature} and {self.lr}")
+        if self.trainable_layers < 0:
+            raise ConfigError(f"trainable_layers must be >= 0, got {self.trainable_layers}")
 
 
 def resolve_config_path(path: str) -> Path:
@@ -91,13 +152,19 @@ def resolve_config_path(path: str) -> Path:
     raise ConfigError(f"no training config at {path!r}; bundled recipes: {known}")
 
 
-def load_train_config(path: str | None, overrides: Sequence[str] = ()) -> LteTrainConfig:
-    """The bundled recipe (or `path`), then `key=value` overrides; unknown keys are errors."""
-    data = read_yaml(resolve_config_path(path or "lte_lora"))
+TRAIN_CONFIGS: dict[str, tuple[type[TrainDataConfig], str]] = {
+    "lte": (LteTrainConfig, "lte_lora"),
+    "recipe": (RecipeTrainConfig, "recipe"),
+}
+
+
+def load_train_config(path: str | None, overrides: Sequence[str] = (), recipe: str = "lte") -> Any:
+    """The recipe's bundled config (or `path`), then `key=value` overrides; unknown keys are errors."""
+    config_cls, default = TRAIN_CONFIGS[recipe]
+    data = read_yaml(resolve_config_path(path or default))
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} must look like key=value, e.g. epochs=2")
         set_dotted(data, key.strip(), yaml.safe_load(raw))
-    config: LteTrainConfig = build_dataclass(LteTrainConfig, data, "")
-    return config
+    return build_dataclass(config_cls, data, "")

@@ -89,7 +89,9 @@ class TrainLoop(Generic[Item]):
         settings: LoopSettings,
         run_dir: Path,
         config: dict[str, Any],
+        lr_scales: Sequence[float] | None = None,
     ) -> None:
+        """`lr_scales[i]` multiplies the learning rate of `params[i]` (default 1 for all)."""
         self.params = list(params)
         self.items = items
         self.loss_fn = loss_fn
@@ -99,7 +101,15 @@ class TrainLoop(Generic[Item]):
         self.config = config
         self.batches = plan_batches(lengths, settings)
         self.total_steps = math.ceil(len(self.batches) / settings.grad_accum)
-        self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay)
+        scales = list(lr_scales) if lr_scales is not None else [1.0] * len(self.params)
+        groups = [
+            {
+                "params": [p for p, s in zip(self.params, scales, strict=True) if s == scale],
+                "lr": settings.lr * scale,
+            }
+            for scale in sorted(set(scales))
+        ]
+        self.optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
         warmup = int(settings.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: cosine_with_warmup(step, self.total_steps, warmup)

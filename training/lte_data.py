@@ -23,7 +23,7 @@ from recall.encoder import Encoder
 from recall.eval.cases import EvalCase
 from recall.eval.datasets import load_cases
 from recall.prompts import statement
-from training.config import LteTrainConfig
+from training.config import LteTrainConfig, TrainDataConfig
 
 RowKind = Literal["in_scope", "portability", "out_of_scope"]
 
@@ -59,7 +59,7 @@ class DataReport:
     excluded: int  # train cases left out: no-op edits, or an edit prompt that occurs in an evaluation split
 
 
-def load_train_cases(config: LteTrainConfig) -> tuple[dict[str, list[EvalCase]], int]:
+def load_train_cases(config: TrainDataConfig) -> tuple[dict[str, list[EvalCase]], int]:
     """The train cases per source (each file capped at its configured count), and how many were
     left out: no-op edits (target == original answer) and cases whose edit prompt occurs in an
     evaluation split.

@@ -72,3 +72,7 @@ def _register_builtins() -> None:
         from recall.backends import lte
 
         register_backend("lte", lte.LteConfig, lte.LteBackend.create)
+    if "recipe" not in _REGISTRY:
+        from recall.backends import recipe
+
+        register_backend("recipe", recipe.RecipeConfig, recipe.RecipeBackend.create)

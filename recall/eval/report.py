@@ -89,9 +89,12 @@ def _format_value(key: str, value: float | int | None) -> str:
 
 
 def _backend_label(memory: Mapping[str, Any], default: str) -> str:
-    """The backend's name, with its LoRA adapter when it has one (lte+lte-smollm2-135m)."""
+    """The backend's name, with its trained artifact when it has one (lte+lte-smollm2-135m,
+    recipe+recipe-smollm2-135m)."""
     backend_config = memory.get("config", {}).get("backend", {})
-    adapter = backend_config.get("adapter") if isinstance(backend_config, Mapping) else None
+    adapter = None
+    if isinstance(backend_config, Mapping):
+        adapter = backend_config.get("adapter") or backend_config.get("checkpoint")
     name = str(memory.get("backend", default))
     return f"{name}+{Path(str(adapter)).name}" if adapter else name
 

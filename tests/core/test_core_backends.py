@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from memory_store import EditRecord, SearchHit
-from recall.backends import Capability, GenerationConfig, ScoreRequest, get_backend, registered_backends
+from recall.backends import (
+    Capability,
+    EditBackend,
+    GenerationConfig,
+    ScoreRequest,
+    get_backend,
+    registered_backends,
+)
 from recall.config import load_config
 from recall.models import LanguageModel
 from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
@@ -24,13 +32,28 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _backend(name: str, lm: LanguageModel):  # type: ignore[no-untyped-def]
-    config = load_config(backend=name)
-    return get_backend(name).factory(config.backend, lm)
+@pytest.fixture
+def backend_overrides(tiny_recipe_dir: Path) -> dict[str, list[str]]:
+    """What each backend needs on the tiny llama (recipe: a knowledge model made for it)."""
+    return {"recipe": [f"backend.checkpoint={tiny_recipe_dir}"]}
 
 
-def test_no_hit_is_the_base_model(backend_name: str, tiny_lm: LanguageModel) -> None:
-    backend = _backend(backend_name, tiny_lm)
+MakeBackend = Callable[[str, LanguageModel], EditBackend]
+
+
+@pytest.fixture
+def make_backend(backend_overrides: dict[str, list[str]]) -> MakeBackend:
+    def factory(name: str, lm: LanguageModel) -> EditBackend:
+        config = load_config(backend=name, overrides=backend_overrides.get(name, []))
+        return get_backend(name).factory(config.backend, lm)
+
+    return factory
+
+
+def test_no_hit_is_the_base_model(
+    backend_name: str, tiny_lm: LanguageModel, make_backend: MakeBackend
+) -> None:
+    backend = make_backend(backend_name, tiny_lm)
     question, answer = "what is the largest planet ?", "jupiter"
     base_prompt = prompt_ids(tiny_lm, question)
     expected = score_ids(tiny_lm, [(base_prompt, target_ids(tiny_lm, answer, leading_space=True))])[0]
@@ -40,8 +63,10 @@ def test_no_hit_is_the_base_model(backend_name: str, tiny_lm: LanguageModel) -> 
     assert generated.injected == ""
 
 
-def test_a_hit_changes_the_scores_and_is_finite(backend_name: str, tiny_lm: LanguageModel) -> None:
-    backend = _backend(backend_name, tiny_lm)
+def test_a_hit_changes_the_scores_and_is_finite(
+    backend_name: str, tiny_lm: LanguageModel, make_backend: MakeBackend
+) -> None:
+    backend = make_backend(backend_name, tiny_lm)
     plain, edited = backend.score_many(
         [ScoreRequest(RECORD.prompt, "jane doe"), ScoreRequest(RECORD.prompt, "jane doe", (HIT,))]
     )
@@ -51,14 +76,17 @@ def test_a_hit_changes_the_scores_and_is_finite(backend_name: str, tiny_lm: Lang
 
 
 def test_edit_forget_save_load_keep_outputs(
-    backend_name: str, tiny_lm: LanguageModel, tmp_path: Path
+    backend_name: str,
+    tiny_lm: LanguageModel,
+    tmp_path: Path,
+    make_backend: MakeBackend,
 ) -> None:
-    backend = _backend(backend_name, tiny_lm)
+    backend = make_backend(backend_name, tiny_lm)
     request = ScoreRequest(RECORD.prompt, "jane doe", (HIT,))
     backend.edit([RECORD])
     before = backend.score_many([request])[0]
     backend.save(tmp_path / "backend")
-    fresh = _backend(backend_name, tiny_lm)
+    fresh = make_backend(backend_name, tiny_lm)
     fresh.load(tmp_path / "backend")
     assert fresh.score_many([request])[0] == before
     if Capability.FORGET in backend.capabilities:

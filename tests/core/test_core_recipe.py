@@ -1,0 +1,119 @@
+"""The recipe backend on the tiny llama: continuous prompts, the RECIPE encoder, the learned sentinel."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from memory_store import EditRecord, LearnedSentinel, SearchHit
+from recall.artifacts import AdapterError
+from recall.backends import GenerationConfig
+from recall.backends.recipe import RecipeBackend, RecipeConfig
+from recall.config import load_config
+from recall.encoder import HashingEncoder
+from recall.errors import ConfigError
+from recall.knowledge_files import RecipeEncoder, load_knowledge
+from recall.memory import EditMemory
+from recall.models import LanguageModel
+from recall.scoring import embed_right, generate_ids, prompt_ids
+
+RECORD = EditRecord(
+    prompt="who is the ceo of acme ?", target="jane doe", statement="who is the ceo of acme ? jane doe"
+)
+
+
+def _config(artifact: Path, *extra: str) -> Any:
+    overrides = [f"backend.checkpoint={artifact}", f"encoder.name={artifact}", "model.name=tiny", *extra]
+    return load_config(backend="recipe", overrides=overrides)
+
+
+def test_the_preset_sets_encoder_sentinel_and_keys_and_the_user_wins() -> None:
+    config = load_config(backend="recipe")
+    assert config.backend.name == "recipe"
+    assert config.encoder.name == "recipe-smollm2-135m"
+    assert config.sentinel.kind == "learned"
+    assert config.retrieval.keys == ("statement",)
+    assert load_config(backend="recipe", overrides=["encoder.name=hashing"]).encoder.name == "hashing"
+    assert load_config(backend="lte_aligned").encoder.name == "all-minilm-l6-v2"
+
+
+def test_a_missing_or_foreign_checkpoint_is_a_clear_error(
+    tiny_lm: LanguageModel, tiny_recipe_dir: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"backend\.checkpoint must name"):
+        RecipeBackend(RecipeConfig(), tiny_lm)
+    other = dataclasses.replace(tiny_lm, fingerprint="another-model")
+    with pytest.raises(AdapterError, match="trained for model fingerprint"):
+        load_knowledge(str(tiny_recipe_dir), other)
+    with pytest.raises(AdapterError, match="no RECIPE knowledge model"):
+        load_knowledge("no-such-model")
+
+
+def test_the_encoder_is_asymmetric_and_normalised(tiny_recipe_dir: Path) -> None:
+    encoder = RecipeEncoder(str(tiny_recipe_dir))
+    keys = encoder.encode_keys(["who is the ceo of acme ?", "what is the capital of france ?"])
+    queries = encoder.encode_queries(["who is the ceo of acme ?"])
+    assert keys.shape == (2, encoder.dim)
+    assert keys.dtype == np.float32
+    assert np.allclose(np.linalg.norm(keys, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(keys[0], queries[0])  # MLP_K and MLP_Q are different heads
+    assert np.isclose(np.linalg.norm(encoder.sentinel_vector), 1.0, atol=1e-5)
+    assert encoder.encoder_id == f"recipe:{tiny_recipe_dir.name}"
+    assert encoder.encode_queries([]).shape == (0, encoder.dim)
+
+
+def test_generation_with_a_prompt_is_greedy_over_the_prefixed_input(
+    tiny_lm: LanguageModel, tiny_recipe_dir: Path
+) -> None:
+    backend = RecipeBackend(RecipeConfig(checkpoint=str(tiny_recipe_dir)), tiny_lm)
+    hit = SearchHit(record=RECORD, score=0.9, rank=0)
+    prefix = backend.prefix((hit,))
+    assert prefix is not None
+    assert prefix.shape == (2, 64)
+    ids = prompt_ids(tiny_lm, RECORD.prompt)
+    produced: list[int] = []
+    with torch.inference_mode():  # greedy by hand: one full forward per token, no cache
+        for _ in range(4):
+            embeds, mask = embed_right(tiny_lm, [ids + produced], [prefix])
+            logits = tiny_lm.model(inputs_embeds=embeds, attention_mask=mask).logits
+            produced.append(int(logits[0, -1].argmax()))
+    expected = str(tiny_lm.tokenizer.decode(produced, skip_special_tokens=True)).strip()
+    assert generate_ids(tiny_lm, ids, 4, 4, prefix) == expected
+    generated = backend.generate(RECORD.prompt, (hit,), GenerationConfig(max_new_tokens=4, min_new_tokens=4))
+    assert generated.text == expected
+    assert RECORD.statement in generated.injected
+
+
+def test_memory_gates_with_the_learned_sentinel_and_reopens(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_recipe_dir: Path
+) -> None:
+    encoder = RecipeEncoder(str(tiny_recipe_dir))
+    with EditMemory.create(tmp_path / "m", _config(tiny_recipe_dir), lm=tiny_lm, encoder=encoder) as memory:
+        assert isinstance(memory.sentinel, LearnedSentinel)
+        added = memory.add(RECORD.prompt, RECORD.target).record
+        retrieval = memory.retrieve("who is the ceo of acme ?")
+        query = encoder.encode_queries(["who is the ceo of acme ?"])[0]
+        assert retrieval.threshold == pytest.approx(float(query @ encoder.sentinel_vector), abs=1e-5)
+        assert [h.record.edit_id for h in retrieval.hits] == [added.edit_id]
+        assert all(h.score > retrieval.threshold for h in retrieval.admitted)
+        plain = memory.ask("what is the capital of france ?", use_memory=False, max_new_tokens=4)
+        base = generate_ids(tiny_lm, prompt_ids(tiny_lm, "what is the capital of france ?"), 4)
+        assert plain.text == base
+    with EditMemory.open(tmp_path / "m", lm=tiny_lm) as reopened:
+        assert isinstance(reopened.sentinel, LearnedSentinel)
+        assert np.allclose(reopened.sentinel.vector, encoder.sentinel_vector)
+        assert reopened.retrieve("who is the ceo of acme ?").threshold == pytest.approx(retrieval.threshold)
+        assert [r.edit_id for r in reopened.list()] == [added.edit_id]
+
+
+def test_a_learned_sentinel_needs_a_trained_encoder(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_recipe_dir: Path
+) -> None:
+    config = _config(tiny_recipe_dir, "encoder.name=hashing")
+    with pytest.raises(ConfigError, match=r"sentinel\.kind=learned needs an encoder"):
+        EditMemory.create(tmp_path / "m", config, lm=tiny_lm, encoder=HashingEncoder())

@@ -1,0 +1,91 @@
+"""RECIPE training: the hinged losses, a tiny end-to-end run into the recipe backend, and config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from recall.errors import ConfigError
+from training.__main__ import main
+from training.config import RecipeTrainConfig, load_train_config
+from training.recipe import hinged_nll
+
+
+def test_hinged_nll_counts_only_rows_not_yet_won_by_a_margin() -> None:
+    logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # row 0 is won; row 1 is lost
+    labels = torch.tensor([0, 0])
+    lost_only = -torch.log_softmax(logits[1], -1)[0]
+    assert torch.isclose(hinged_nll(logits, labels, 1.2), lost_only, atol=1e-6)
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.isclose(hinged_nll(logits, labels, 0.0), plain, atol=1e-6)
+    won = torch.tensor([[9.0, 0.0]])
+    loss = hinged_nll(won.requires_grad_(), torch.tensor([0]), 1.2)
+    assert loss.item() == 0.0
+    loss.backward()  # type: ignore[no-untyped-call]  # still part of the graph: no special case upstream
+
+
+def test_config_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="edit_batch"):
+        load_train_config("recipe", ["edit_batch=100", "retrieval_batch=8"], "recipe")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_train_config("recipe", ["prompt_token=3"], "recipe")
+    config = load_train_config("configs/train/recipe.yaml", [], "recipe")
+    assert isinstance(config, RecipeTrainConfig)
+    assert config.bundle_as == "recipe-smollm2-135m"
+
+
+def test_cli_reports_a_bad_override_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recipe", "--set", "temperature=0"]) == 2
+    assert "temperature and lr must be > 0" in capsys.readouterr().err
+
+
+def test_training_writes_a_model_the_recipe_backend_serves(
+    tiny_model_dir: Path, tiny_bert_dir: Path, train_files: dict[str, Path], tmp_path: Path
+) -> None:
+    from recall.backends import ScoreRequest
+    from recall.backends.recipe import RecipeBackend, RecipeConfig
+    from recall.memory import EditMemory
+    from recall.models import load_lm
+    from training.recipe import run
+
+    config = RecipeTrainConfig(
+        model=str(tiny_model_dir),
+        encoder=str(tiny_bert_dir),
+        output_dir=str(tmp_path / "run"),
+        zsre_train=str(train_files["zsre"]),
+        counterfact_train=str(train_files["counterfact"]),
+        knowedit_train=(),
+        knowledge_dim=16,
+        prompt_tokens=2,
+        sentinel_tokens=4,
+        trainable_layers=1,
+        epochs=3,
+        retrieval_batch=4,
+        edit_batch=2,
+        val_fraction=0.2,
+        val_edits=2,
+        eval_every=2,
+    )
+    artifact = run(config)
+    info = json.loads((artifact / "training.json").read_text())
+    assert info["data"]["cases"] == {"zsre": 6, "counterfact": 6}
+    assert info["examples"] == {"train": 10, "validation": 2}
+    assert info["steps"] == 9  # 3 epochs x ceil(10 / 4) batches
+    assert info["validation"][-1]["step"] == 9
+    assert "gen_hit" in info["validation"][-1]
+    assert (artifact / "README.md").is_file()
+
+    base = load_lm(str(tiny_model_dir))
+    backend = RecipeBackend(RecipeConfig(checkpoint=str(artifact)), base)
+    memory_config = f"backend.checkpoint={artifact}"
+    from recall.config import load_config
+
+    cfg = load_config(backend="recipe", overrides=[memory_config, f"encoder.name={artifact}"])
+    with EditMemory.temporary(cfg, lm=base) as memory:
+        memory.add("who is the ceo of acme 1 ?", "jane doe")
+        assert memory.count() == 1
+    request = ScoreRequest("who is the ceo of acme 1 ?", "jane doe")
+    assert backend.score_many([request])[0].target_ids  # the trained model serves scoring

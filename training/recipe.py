@@ -1,0 +1,261 @@
+"""`python -m training recipe`: RECIPE's knowledge model for a frozen LLM (METHODS.md §1.5).
+
+Each step takes `retrieval_batch` edits. The retriever terms use all of them (cheap: MiniLM):
+- L_nbr: each in-scope query (edit question and paraphrase) must pick its own key among the batch's
+  keys and the sentinel;
+- L_ks_in: with its own key removed, the sentinel must beat every other key (hinge-masked);
+- L_ks_out: for a locality query the sentinel must beat every key (hinge-masked).
+The editing terms run the frozen LLM on the first `edit_batch` edits, each with its own prompt
+P_i = MLP_P(r_k_i) prepended: hinged NLL of the target after the question (L_rel) and the paraphrase
+(L_gen), and KL(base || prompted) on the locality answer tokens (L_loc).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch.nn.functional import cross_entropy, normalize
+
+from recall.artifacts import BUNDLED_DIR, TRAINING_FILE
+from recall.knowledge import KnowledgeModel, KnowledgeSettings
+from recall.knowledge_files import new_knowledge_model, save_knowledge
+from recall.models import LanguageModel, load_lm
+from recall.scoring import target_logits
+from training.config import RecipeTrainConfig
+from training.errors import TrainingError
+from training.loop import CHECKPOINT, LoopSettings, TrainLoop
+from training.lte_data import load_train_cases
+from training.recipe_data import RecipeExample, build_edits, tokenise
+
+_EPS = 1e-8
+
+
+def hinged_nll(logits: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
+    """Mean -log p(label) over the rows where p(label) < scale x the best other p (all rows if scale
+    is 0). logits (N, C), labels (N,). Zero when no row counts."""
+    probs = logits.softmax(-1)
+    target = probs.gather(1, labels[:, None])[:, 0]
+    if scale <= 0:
+        return -(target + _EPS).log().mean()
+    other = probs.scatter(1, labels[:, None], 0.0).amax(-1)
+    keep = target < scale * other
+    if not keep.any():
+        return logits.sum() * 0.0
+    return -(target[keep] + _EPS).log().mean()
+
+
+def retrieval_losses(
+    model: KnowledgeModel, batch: Sequence[RecipeExample], config: RecipeTrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(contrastive loss, raw keys r_k (B, R) for the prompt head)."""
+    edits = [e.edit for e in batch]
+    keys_raw = model.encode([e.statement for e in edits], "key")  # (B, R)
+    keys = normalize(keys_raw, dim=-1)
+    sentinel = normalize(model.sentinel_key(), dim=-1)  # (1, R)
+    candidates = torch.cat([keys, sentinel])  # (B + 1, R); the sentinel is column B
+    size = len(edits)
+    own = torch.arange(size, device=keys.device)
+    loss = keys.sum() * 0.0
+    for texts in ([e.rel for e in edits], [e.gen for e in edits]):
+        logits = normalize(model.encode(texts, "query"), dim=-1) @ candidates.T / config.temperature
+        loss = loss + cross_entropy(logits, own)  # L_nbr
+        # L_ks_in: the query's own key is replaced by the sentinel's score; the sentinel is the target.
+        swapped = logits[:, :size].clone()
+        swapped[own, own] = logits[:, size]
+        loss = loss + hinged_nll(swapped, own, config.contrastive_hinge)
+    loc = normalize(model.encode([e.loc for e in edits], "query"), dim=-1) @ candidates.T
+    sentinel_label = torch.full((size,), size, device=keys.device)
+    loss = loss + hinged_nll(loc / config.temperature, sentinel_label, config.contrastive_hinge)  # L_ks_out
+    return loss, keys_raw
+
+
+def editing_losses(
+    lm: LanguageModel, prompts: torch.Tensor, batch: Sequence[RecipeExample], config: RecipeTrainConfig
+) -> torch.Tensor:
+    """prompts (E, L_p, d): each edit's own prompt. Weighted L_rel + L_gen + L_loc."""
+    pairs = [e.rel for e in batch] + [e.gen for e in batch] + [e.loc for e in batch]
+    prefixes = list(prompts) * 3
+    logits = target_logits(lm, pairs, prefixes)  # (answer tokens of all pairs, V)
+    lengths = [len(t) for _, t in pairs]
+    labels = torch.tensor([tok for _, t in pairs for tok in t], device=logits.device)
+    cut = [sum(lengths[: len(batch)]), sum(lengths[: 2 * len(batch)])]
+    rel, gen, loc = logits[: cut[0]], logits[cut[0] : cut[1]], logits[cut[1] :]
+    with torch.no_grad():
+        base = target_logits(lm, [e.loc for e in batch]).log_softmax(-1)  # p_pre: no prompt
+    kl = (base.exp() * (base - loc.log_softmax(-1))).sum(-1).mean()
+    return (
+        config.rel_weight * hinged_nll(rel, labels[: cut[0]], config.edit_hinge)
+        + config.gen_weight * hinged_nll(gen, labels[cut[0] : cut[1]], config.edit_hinge)
+        + config.loc_weight * kl
+    )
+
+
+def step_loss(
+    lm: LanguageModel, model: KnowledgeModel, batch: Sequence[RecipeExample], config: RecipeTrainConfig
+) -> torch.Tensor:
+    contrastive, keys_raw = retrieval_losses(model, batch, config)
+    edit_part = batch[: config.edit_batch]
+    prompts = model.prompts(keys_raw[: len(edit_part)])
+    return config.contrastive_weight * contrastive + editing_losses(lm, prompts, edit_part, config)
+
+
+@torch.no_grad()
+def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExample]) -> dict[str, float]:
+    """Gate and edit quality on held-out edits, all of them in memory at once.
+
+    rel_hit / gen_hit: the query's top-1 key is its own edit and beats the sentinel; loc_fa: some key
+    beats the sentinel for a locality question; rel_acc / gen_acc: teacher-forced token accuracy with
+    the edit's own prompt; loc_agree: argmax agreement with the base model on locality answers.
+    """
+    model.eval()
+    edits = [e.edit for e in val]
+    keys = normalize(model.encode([e.statement for e in edits], "key"), dim=-1)
+    sentinel = normalize(model.sentinel_key(), dim=-1)[0]
+    metrics: dict[str, float] = {}
+    own = torch.arange(len(edits), device=keys.device)
+    for kind in ("rel", "gen", "loc"):
+        queries = normalize(model.encode([getattr(e, kind) for e in edits], "query"), dim=-1)
+        scores = queries @ keys.T  # (n, n)
+        best, index = scores.max(-1)
+        admitted = best > queries @ sentinel
+        if kind == "loc":
+            metrics["loc_fa"] = round(float(admitted.float().mean()), 4)
+        else:
+            metrics[f"{kind}_hit"] = round(float((admitted & (index == own)).float().mean()), 4)
+    sample = val[:64]
+    prompts = model.prompts(model.encode([e.edit.statement for e in sample], "key"))
+    for kind in ("rel", "gen", "loc"):
+        pairs = [getattr(e, kind) for e in sample]
+        labels = torch.tensor([tok for _, t in pairs for tok in t], device=keys.device)
+        predicted = target_logits(lm, pairs, list(prompts)).argmax(-1)
+        if kind == "loc":
+            base = target_logits(lm, pairs).argmax(-1)
+            metrics["loc_agree"] = round(float((predicted == base).float().mean()), 4)
+        else:
+            metrics[f"{kind}_acc"] = round(float((predicted == labels).float().mean()), 4)
+    model.train()
+    return metrics
+
+
+def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
+    """Train (or resume) the knowledge model; returns the artifact directory."""
+    began = time.perf_counter()
+    torch.manual_seed(config.seed)
+    run_dir = Path(config.output_dir)
+    if fresh and run_dir.exists():
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lm = load_lm(config.model)
+    cast(Any, lm.model).to(config.device)  # transformers types .to() too narrowly
+    sources, excluded = load_train_cases(config)
+    if not any(sources.values()):
+        raise TrainingError("no usable train cases: check the data paths in the config")
+    examples, dropped = tokenise(lm, build_edits(sources, config.seed), config.max_length)
+    random.Random(config.seed).shuffle(examples)
+    n_val = max(1, min(config.val_edits, int(len(examples) * config.val_fraction)))
+    val, train = examples[:n_val], examples[n_val:]
+    cases = {name: len(items) for name, items in sources.items()}
+    print(f"cases {cases}; {excluded} left out (no-op, or prompt in an evaluation split)")
+    print(
+        f"edits: {len(train)} train, {len(val)} validation, {dropped} dropped (> {config.max_length} tokens)"
+    )
+
+    settings = KnowledgeSettings(
+        encoder=config.encoder,
+        model=config.model,
+        model_fingerprint=lm.fingerprint,
+        llm_hidden=int(lm.model.config.hidden_size),
+        knowledge_dim=config.knowledge_dim,
+        prompt_tokens=config.prompt_tokens,
+        sentinel_tokens=config.sentinel_tokens,
+        trainable_layers=config.trainable_layers,
+    )
+    model = new_knowledge_model(settings, lm)
+    model.to(config.device)
+    model.train()
+    encoder_params = {id(p) for layer in model.trainable_encoder_layers() for p in layer.parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    scales = [config.encoder_lr_scale if id(p) in encoder_params else 1.0 for p in params]
+    loop_settings = LoopSettings(
+        config.epochs,
+        config.retrieval_batch,
+        1,
+        config.lr,
+        config.warmup_ratio,
+        config.weight_decay,
+        config.eval_every,
+        config.checkpoint_every,
+        config.seed,
+    )
+    loop: TrainLoop[RecipeExample] = TrainLoop(
+        params,
+        train,
+        [len(e.rel[0]) + len(e.rel[1]) for e in train],
+        lambda batch: step_loss(lm, model, batch, config),
+        lambda: validate(lm, model, val),
+        loop_settings,
+        run_dir,
+        config.to_dict(),
+        lr_scales=scales,
+    )
+    if not fresh and loop.resume():
+        print(f"resumed from {loop.checkpoint_path} at step {loop.state.step}/{loop.total_steps}")
+    state = loop.run()
+
+    artifact = run_dir / "model"
+    save_knowledge(model, artifact)
+    info = {
+        "model": config.model,
+        "model_fingerprint": lm.fingerprint,
+        "command": "python -m training recipe --config configs/train/recipe.yaml",
+        "config": config.to_dict(),
+        "data": {"cases": cases, "excluded": excluded, "dropped": dropped},
+        "examples": {"train": len(train), "validation": len(val)},
+        "steps": state.step,
+        "train_seconds": round(state.seconds, 1),
+        "total_seconds_this_process": round(time.perf_counter() - began, 1),
+        "validation": state.log,
+    }
+    (artifact / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    describe(artifact, info)
+    if config.bundle_as:
+        target = BUNDLED_DIR / config.bundle_as
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(artifact, target)
+        print(f"bundled as {target}")
+    size = (artifact / "recipe.safetensors").stat().st_size / 2**20
+    print(f"knowledge model: {artifact} ({size:.1f} MB; {state.step} steps, {state.seconds / 60:.1f} min)")
+    return artifact
+
+
+def describe(artifact: Path, info: dict[str, Any]) -> None:
+    """The artifact's README, built from training.json."""
+    log = info["validation"]
+    final = log[-1] if isinstance(log, list) and log else {}
+    config = info["config"]
+    lines = [
+        f"# RECIPE knowledge model for {info['model']}",
+        "",
+        "MLP_K / MLP_Q over the bundled MiniLM (top layers fine-tuned), the prompt head MLP_P and the",
+        "knowledge sentinel (METHODS.md §1). recall's recipe backend uses it (`--backend recipe`): the",
+        "store keeps its keys, the sentinel gates each query, and an admitted edit becomes",
+        f"{config['prompt_tokens']} prompt vectors before the frozen model's input.",
+        "",
+        f"Rebuild: `{info['command']}` (from the repository root, beside ../shared).",
+        "",
+        f"- data: {info['data']}",
+        f"- edits: {info['examples']}; {info['steps']} steps",
+        f"- training {float(info['train_seconds']) / 60:.1f} min "
+        f"(whole run {float(info['total_seconds_this_process']) / 60:.1f} min)",
+        f"- final validation: {json.dumps(final)}",
+        "",
+        "training.json holds the resolved config and the full validation log.",
+    ]
+    (artifact / "README.md").write_text("\n".join(lines) + "\n")
