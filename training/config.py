@@ -115,8 +115,9 @@ class RecipeTrainConfig(TrainDataConfig):
     epochs: int = 4
     retrieval_batch: int = 64
     edit_batch: int = 8
-    lr: float = 1e-3  # MLPs, prompt head, sentinel
-    encoder_lr_scale: float = 0.1  # the encoder's top layers train at lr x this
+    lr: float = 1e-3  # the prompt head MLP_P
+    retriever_lr_scale: float = 0.2  # MLP_K, MLP_Q and the sentinel train at lr x this
+    encoder_lr_scale: float = 0.05  # the encoder's top layers train at lr x this
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_length: int = 160  # longer prompts are dropped (counted)

@@ -102,7 +102,9 @@ def step_loss(
 ) -> torch.Tensor:
     contrastive, keys_raw = retrieval_losses(model, batch, config)
     edit_part = batch[: config.edit_batch]
-    prompts = model.prompts(keys_raw[: len(edit_part)])
+    # The editing losses train MLP_P only: in RECIPE they also reach MLP_K through r_k, which here
+    # pulled every key towards one direction and broke retrieval.
+    prompts = model.prompts(keys_raw[: len(edit_part)].detach())
     return config.contrastive_weight * contrastive + editing_losses(lm, prompts, edit_part, config)
 
 
@@ -180,9 +182,16 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
     model = new_knowledge_model(settings, lm)
     model.to(config.device)
     model.train()
-    encoder_params = {id(p) for layer in model.trainable_encoder_layers() for p in layer.parameters()}
-    params = [p for p in model.parameters() if p.requires_grad]
-    scales = [config.encoder_lr_scale if id(p) in encoder_params else 1.0 for p in params]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    scales = [
+        config.encoder_lr_scale
+        if n.startswith("bert.")
+        else 1.0
+        if n.startswith("prompt_head.")
+        else config.retriever_lr_scale
+        for n, _ in named
+    ]
     loop_settings = LoopSettings(
         config.epochs,
         config.retrieval_batch,
