@@ -69,13 +69,17 @@ WORDS = (
 )
 
 
-def make_tiny_lm(seed: int = 0) -> LanguageModel:
-    vocab = {tok: i for i, tok in enumerate(["<s>", "</s>", "<pad>", "<unk>", *dict.fromkeys(WORDS)])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+def word_tokenizer(**specials: str) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer over the special tokens (in keyword order) and WORDS."""
+    vocab = {tok: i for i, tok in enumerate([*specials.values(), *dict.fromkeys(WORDS)])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=specials["unk_token"]))
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **specials)  # type: ignore[no-untyped-call]
+
+
+def make_tiny_lm(seed: int = 0) -> LanguageModel:
+    tokenizer = word_tokenizer(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    vocab = tokenizer.get_vocab()
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(vocab),
@@ -101,13 +105,8 @@ def tiny_lm() -> LanguageModel:
 def make_tiny_bert(folder: Path) -> Path:
     """A tiny random BERT with a word-level tokenizer over WORDS, saved as a Hugging Face folder: the
     base encoder of the tiny RECIPE knowledge model."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {tok: i for i, tok in enumerate([*specials, *dict.fromkeys(WORDS)])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
+    tokenizer = word_tokenizer(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]")
+    vocab = tokenizer.get_vocab()
     torch.manual_seed(1)
     config = BertConfig(
         vocab_size=len(vocab),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,15 +20,16 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from recall.encoder import load_encoder
-from recall.lora import BUNDLED_DIR, TRAINING_FILE
-from recall.models import LanguageModel, load_lm
+from recall.lora import TRAINING_FILE
+from recall.models import LanguageModel
 from recall.prompts import edit_message, render
 from recall.scoring import end_of_turn_id, prompt_ids, score_ids, target_ids, target_logits
 from training.base_answers import base_answers
 from training.config import LteTrainConfig
 from training.errors import TrainingError
-from training.loop import CHECKPOINT, LoopSettings, TrainLoop
-from training.lte_data import AlignmentRow, build_rows, load_train_cases
+from training.loop import LoopSettings, TrainLoop
+from training.lte_data import AlignmentRow, build_rows
+from training.runs import bundle, start_run
 
 
 @dataclass(frozen=True)
@@ -121,15 +121,8 @@ def describe_adapter(adapter_dir: Path, model: str) -> None:
 def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
     """Train (or resume) the LoRA adapter; returns the adapter directory."""
     began = time.perf_counter()
-    torch.manual_seed(config.seed)
-    run_dir = Path(config.output_dir)
-    if fresh and run_dir.exists():
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lm = load_lm(config.model)
-    sources, excluded = load_train_cases(config)
-    if not any(sources.values()):
-        raise TrainingError("no usable train cases: check the data paths in the config")
+    start = start_run(config, fresh=fresh)
+    run_dir, lm, sources, excluded = start.run_dir, start.lm, start.sources, start.excluded
     rows, report = build_rows(config, sources, load_encoder(config.encoder, 64), excluded)
     print(
         f"cases {report.cases}; rows {report.rows}; "
@@ -199,10 +192,6 @@ def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
     }
     (adapter_dir / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
     describe_adapter(adapter_dir, config.model)
-    if config.bundle_as:
-        target = BUNDLED_DIR / config.bundle_as
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(adapter_dir, target)
-        print(f"bundled as {target}")
+    bundle(adapter_dir, config.bundle_as)
     print(f"adapter: {adapter_dir} ({state.step} steps, {state.seconds / 60:.1f} min of training)")
     return adapter_dir

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,16 +22,15 @@ from typing import Any, cast
 import torch
 from torch.nn.functional import cross_entropy, normalize
 
-from recall.artifacts import BUNDLED_DIR, TRAINING_FILE
+from recall.artifacts import TRAINING_FILE
 from recall.knowledge import KnowledgeModel, KnowledgeSettings
 from recall.knowledge_files import new_knowledge_model, save_knowledge
-from recall.models import LanguageModel, load_lm
+from recall.models import LanguageModel
 from recall.scoring import target_logits
 from training.config import RecipeTrainConfig
-from training.errors import TrainingError
-from training.loop import CHECKPOINT, LoopSettings, TrainLoop
-from training.lte_data import load_train_cases
+from training.loop import LoopSettings, TrainLoop
 from training.recipe_data import RecipeExample, build_edits, tokenise
+from training.runs import bundle, start_run
 
 _EPS = 1e-8
 
@@ -149,16 +147,9 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
 def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
     """Train (or resume) the knowledge model; returns the artifact directory."""
     began = time.perf_counter()
-    torch.manual_seed(config.seed)
-    run_dir = Path(config.output_dir)
-    if fresh and run_dir.exists():
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lm = load_lm(config.model)
+    start = start_run(config, fresh=fresh)
+    run_dir, lm, sources, excluded = start.run_dir, start.lm, start.sources, start.excluded
     cast(Any, lm.model).to(config.device)  # transformers types .to() too narrowly
-    sources, excluded = load_train_cases(config)
-    if not any(sources.values()):
-        raise TrainingError("no usable train cases: check the data paths in the config")
     examples, dropped = tokenise(lm, build_edits(sources, config.seed), config.max_length)
     random.Random(config.seed).shuffle(examples)
     n_val = max(1, min(config.val_edits, int(len(examples) * config.val_fraction)))
@@ -234,11 +225,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
     }
     (artifact / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
     describe(artifact, info)
-    if config.bundle_as:
-        target = BUNDLED_DIR / config.bundle_as
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(artifact, target)
-        print(f"bundled as {target}")
+    bundle(artifact, config.bundle_as)
     size = (artifact / "recipe.safetensors").stat().st_size / 2**20
     print(f"knowledge model: {artifact} ({size:.1f} MB; {state.step} steps, {state.seconds / 60:.1f} min)")
     return artifact
