@@ -36,6 +36,21 @@ class LoopSettings:
     checkpoint_every: int
     seed: int
 
+    @classmethod
+    def from_config(cls, config: Any, batch_size: int, grad_accum: int) -> LoopSettings:
+        """The settings a training config names (epochs, lr, schedule, cadence, seed) with its batch."""
+        return cls(
+            epochs=config.epochs,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=config.lr,
+            warmup_ratio=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+            eval_every=config.eval_every,
+            checkpoint_every=config.checkpoint_every,
+            seed=config.seed,
+        )
+
 
 @dataclass
 class LoopState:

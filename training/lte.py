@@ -151,17 +151,7 @@ def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
     tuned = LanguageModel(peft_model.base_model.model, lm.tokenizer, lm.model_id, lm.fingerprint)
     tuned.model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
-    settings = LoopSettings(
-        config.epochs,
-        config.batch_size,
-        config.grad_accum,
-        config.lr,
-        config.warmup_ratio,
-        config.weight_decay,
-        config.eval_every,
-        config.checkpoint_every,
-        config.seed,
-    )
+    settings = LoopSettings.from_config(config, config.batch_size, config.grad_accum)
     loop: TrainLoop[Example] = TrainLoop(
         params,
         train,

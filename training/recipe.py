@@ -183,17 +183,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
         else config.retriever_lr_scale
         for n, _ in named
     ]
-    loop_settings = LoopSettings(
-        config.epochs,
-        config.retrieval_batch,
-        1,
-        config.lr,
-        config.warmup_ratio,
-        config.weight_decay,
-        config.eval_every,
-        config.checkpoint_every,
-        config.seed,
-    )
+    loop_settings = LoopSettings.from_config(config, config.retrieval_batch, 1)
     loop: TrainLoop[RecipeExample] = TrainLoop(
         params,
         train,

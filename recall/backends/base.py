@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -64,3 +64,19 @@ class EditBackend(Protocol):
     def save(self, path: Path) -> None: ...
 
     def load(self, path: Path) -> None: ...
+
+
+def score_by_hits(
+    requests: Sequence[ScoreRequest],
+    with_hits: Callable[[list[int]], list[TargetScore]],
+    without_hits: Callable[[list[int]], list[TargetScore]],
+) -> list[TargetScore]:
+    """Score the requests that carry hits and those that do not by two routes (each given the row
+    indices it serves), and return the scores in request order. Backends use it so that prompts
+    without hits take exactly the base model's path."""
+    scores: dict[int, TargetScore] = {}
+    for route, hit in ((with_hits, True), (without_hits, False)):
+        rows = [i for i, r in enumerate(requests) if bool(r.hits) == hit]
+        if rows:
+            scores.update(zip(rows, route(rows), strict=True))
+    return [scores[i] for i in range(len(requests))]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from memory_store import EditRecord, SearchHit
-from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest
+from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest, score_by_hits
 from recall.config import BackendConfig
 from recall.errors import ConfigError
 from recall.lora import load_adapted
@@ -89,16 +89,11 @@ class LteBackend:
         if self.edit_lm is self.lm:
             return score_ids(self.lm, items, self.config.batch_size)
         # With an adapter, prompts with edits and prompts without go to different weights.
-        scores: list[TargetScore | None] = [None] * len(items)
-        for lm, rows in (
-            (self.edit_lm, [i for i, r in enumerate(requests) if r.hits]),
-            (self.lm, [i for i, r in enumerate(requests) if not r.hits]),
-        ):
-            for row, score in zip(
-                rows, score_ids(lm, [items[i] for i in rows], self.config.batch_size), strict=False
-            ):
-                scores[row] = score
-        return [s for s in scores if s is not None]
+        return score_by_hits(
+            requests,
+            lambda rows: score_ids(self.edit_lm, [items[i] for i in rows], self.config.batch_size),
+            lambda rows: score_ids(self.lm, [items[i] for i in rows], self.config.batch_size),
+        )
 
     def _statements(self, hits: Sequence[SearchHit]) -> list[str]:
         return [hit.record.statement for hit in hits[: self.config.max_facts]]

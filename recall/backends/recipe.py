@@ -13,7 +13,7 @@ import torch
 
 from memory_store import EditRecord, SearchHit
 from memory_store.errors import CorruptStoreError
-from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest
+from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest, score_by_hits
 from recall.config import BackendConfig
 from recall.errors import ConfigError
 from recall.knowledge_files import load_knowledge
@@ -127,18 +127,15 @@ class RecipeBackend:
             (prompt_ids(self.lm, self._render(r.prompt)), target_ids(self.lm, r.target, leading_space=raw))
             for r in requests
         ]
-        # Prompts without hits take the plain token path: exactly the base model's scores.
-        scores: list[TargetScore | None] = [None] * len(items)
-        plain = [i for i, r in enumerate(requests) if not r.hits]
-        plain_scores = score_ids(self.lm, [items[i] for i in plain], self.config.batch_size)
-        for row, score in zip(plain, plain_scores, strict=True):
-            scores[row] = score
-        edited = [i for i, r in enumerate(requests) if r.hits]
-        prefixes = [self.prefix(requests[i].hits) for i in edited]
-        with_prefix = score_ids(self.lm, [items[i] for i in edited], self.config.batch_size, prefixes)
-        for row, score in zip(edited, with_prefix, strict=True):
-            scores[row] = score
-        return [s for s in scores if s is not None]
+        size = self.config.batch_size
+        return score_by_hits(
+            requests,
+            lambda rows: score_ids(
+                self.lm, [items[i] for i in rows], size, [self.prefix(requests[i].hits) for i in rows]
+            ),
+            # Prompts without hits take the plain token path: exactly the base model's scores.
+            lambda rows: score_ids(self.lm, [items[i] for i in rows], size),
+        )
 
     def _render(self, question: str) -> str:
         return render(self.lm, question, use_chat_template=self.config.use_chat_template)
