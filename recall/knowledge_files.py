@@ -74,6 +74,28 @@ def new_knowledge_model(settings: KnowledgeSettings, lm: LanguageModel) -> Knowl
     return KnowledgeModel(settings, bert, tokenizer, embedding_scale(lm))
 
 
+def edit_prompts(
+    model: KnowledgeModel, lm: LanguageModel, statements: Sequence[str], keys: torch.Tensor
+) -> list[torch.Tensor]:
+    """Each edit's prompt (L_p + n_i, d): MLP_P(r_k) from its raw key (B, R), then the first
+    `statement_tokens` of the statement's own token embeddings in the LLM (none when that is 0).
+
+    Training and the recipe backend both build prompts here; gradients reach MLP_P only (the LLM's
+    embedding table is frozen).
+    """
+    learned = model.prompts(keys)  # (B, L_p, d)
+    limit = model.settings.statement_tokens
+    if limit == 0:
+        return list(learned)
+    embed: Any = lm.model.get_input_embeddings()
+    ids = lm.tokenizer(list(statements), add_special_tokens=False).input_ids
+    out = []
+    for vectors, row in zip(learned, ids, strict=True):
+        tokens = embed(torch.tensor(row[:limit], dtype=torch.long, device=lm.device))  # (n_i, d)
+        out.append(torch.cat([vectors.to(lm.device, tokens.dtype), tokens.detach()]))
+    return out
+
+
 def save_knowledge(model: KnowledgeModel, directory: Path) -> None:
     """Write recipe_config.json and the trained tensors (the frozen encoder is not copied)."""
     from safetensors.torch import save_file

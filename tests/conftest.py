@@ -142,6 +142,7 @@ def tiny_recipe_dir(
         llm_hidden=int(tiny_lm.model.config.hidden_size),
         knowledge_dim=32,
         prompt_tokens=2,
+        statement_tokens=3,
         sentinel_tokens=4,
         trainable_layers=1,
         max_text_tokens=32,

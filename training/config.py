@@ -40,6 +40,12 @@ class TrainDataConfig:
     counterfact_records: int = 800
     knowedit_records: int = 250  # per KnowEdit file
     val_fraction: float = 0.05
+    # P(0, 1, 2 distractors) beside the relevant edit, as a top-k memory admits them (LTE's mix)
+    distractor_mix: tuple[float, ...] = (0.5, 0.25, 0.25)
+
+    def __post_init__(self) -> None:
+        if abs(sum(self.distractor_mix) - 1.0) > 1e-6 or any(p < 0 for p in self.distractor_mix):
+            raise ConfigError(f"distractor_mix must be probabilities summing to 1, got {self.distractor_mix}")
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)  # type: ignore[no-any-return]
@@ -51,7 +57,6 @@ class LteTrainConfig(TrainDataConfig):
     distractor statements (LTE used multi-qa-mpnet)."""
 
     question_rate: float = 0.3  # in-scope rows ask the edit question itself, else its paraphrase
-    distractor_mix: tuple[float, ...] = (0.5, 0.25, 0.25)  # P(0, 1, 2 distractors), LTE's threefold mix
     neighbours: int = 5  # distractors are drawn from this many nearest statements
     base_answer_tokens: int = 16  # out-of-scope targets: the base model's own greedy answer, this long
 
@@ -73,8 +78,7 @@ class LteTrainConfig(TrainDataConfig):
     checkpoint_every: int = 25  # optimizer steps between checkpoints
 
     def __post_init__(self) -> None:
-        if abs(sum(self.distractor_mix) - 1.0) > 1e-6 or any(p < 0 for p in self.distractor_mix):
-            raise ConfigError(f"distractor_mix must be probabilities summing to 1, got {self.distractor_mix}")
+        super().__post_init__()
         if not 0.0 <= self.question_rate <= 1.0:
             raise ConfigError(f"question_rate must be in [0, 1], got {self.question_rate}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -98,6 +102,7 @@ class RecipeTrainConfig(TrainDataConfig):
     # Model (recall/knowledge.py KnowledgeSettings)
     knowledge_dim: int = 512
     prompt_tokens: int = 3
+    statement_tokens: int = 48  # the statement's own token embeddings after the L_p vectors (0: none)
     sentinel_tokens: int = 10
     trainable_layers: int = 2
 
@@ -112,7 +117,7 @@ class RecipeTrainConfig(TrainDataConfig):
 
     # Optimisation: each step scores `retrieval_batch` edits contrastively (cheap: the encoder) and
     # runs the LLM on the first `edit_batch` of them (the costly part).
-    epochs: int = 4
+    epochs: int = 3
     retrieval_batch: int = 64
     edit_batch: int = 8
     lr: float = 1e-3  # the prompt head MLP_P
@@ -126,6 +131,7 @@ class RecipeTrainConfig(TrainDataConfig):
     checkpoint_every: int = 25
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("epochs", "retrieval_batch", "edit_batch", "knowledge_dim", "prompt_tokens",
                      "sentinel_tokens", "eval_every", "checkpoint_every", "val_edits"):  # fmt: skip
             if getattr(self, name) < 1:
@@ -136,6 +142,8 @@ class RecipeTrainConfig(TrainDataConfig):
             )
         if self.temperature <= 0 or self.lr <= 0:
             raise ConfigError(f"temperature and lr must be > 0, got {self.temperature} and {self.lr}")
+        if self.statement_tokens < 0:
+            raise ConfigError(f"statement_tokens must be >= 0, got {self.statement_tokens}")
         if self.trainable_layers < 0:
             raise ConfigError(f"trainable_layers must be >= 0, got {self.trainable_layers}")
 

@@ -6,8 +6,9 @@ Each step takes `retrieval_batch` edits. The retriever terms use all of them (ch
 - L_ks_in: with its own key removed, the sentinel must beat every other key (hinge-masked);
 - L_ks_out: for a locality query the sentinel must beat every key (hinge-masked).
 The editing terms run the frozen LLM on the first `edit_batch` edits, each with its own prompt
-P_i = MLP_P(r_k_i) prepended: hinged NLL of the target after the question (L_rel) and the paraphrase
-(L_gen), and KL(base || prompted) on the locality answer tokens (L_loc).
+P_i = [MLP_P(r_k_i); the statement's token embeddings] prepended, shuffled among 0-2 distractor prompts
+(its nearest other edits in the batch, `distractor_mix`): hinged NLL of the target after the question
+(L_rel) and the paraphrase (L_gen), and KL(base || prompted) on the locality answer tokens (L_loc).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch.nn.functional import cross_entropy, normalize
 
 from recall.artifacts import TRAINING_FILE
 from recall.knowledge import KnowledgeModel, KnowledgeSettings
-from recall.knowledge_files import new_knowledge_model, save_knowledge
+from recall.knowledge_files import edit_prompts, new_knowledge_model, save_knowledge
 from recall.models import LanguageModel
 from recall.scoring import target_logits
 from training.config import RecipeTrainConfig
@@ -75,9 +76,12 @@ def retrieval_losses(
 
 
 def editing_losses(
-    lm: LanguageModel, prompts: torch.Tensor, batch: Sequence[RecipeExample], config: RecipeTrainConfig
+    lm: LanguageModel,
+    prompts: Sequence[torch.Tensor],
+    batch: Sequence[RecipeExample],
+    config: RecipeTrainConfig,
 ) -> torch.Tensor:
-    """prompts (E, L_p, d): each edit's own prompt. Weighted L_rel + L_gen + L_loc."""
+    """prompts: each edit's prefix (L_i, d). Weighted L_rel + L_gen + L_loc."""
     pairs = [e.rel for e in batch] + [e.gen for e in batch] + [e.loc for e in batch]
     prefixes = list(prompts) * 3
     logits = target_logits(lm, pairs, prefixes)  # (answer tokens of all pairs, V)
@@ -95,15 +99,44 @@ def editing_losses(
     )
 
 
+def prompt_blocks(
+    lm: LanguageModel,
+    model: KnowledgeModel,
+    batch: Sequence[RecipeExample],
+    keys_raw: torch.Tensor,
+    config: RecipeTrainConfig,
+) -> list[torch.Tensor]:
+    """The prefix each of the first `edit_batch` edits is trained under: its own prompt, shuffled among
+    the prompts of 0, 1 or 2 (`distractor_mix`) of its nearest other edits in the batch, as a top-k
+    memory admits them. keys_raw (B, R) is detached: the editing losses train MLP_P only (in RECIPE
+    they also reach MLP_K through r_k, which here pulled every key towards one direction)."""
+    keys = keys_raw.detach()
+    size = min(config.edit_batch, len(batch))
+    rng = random.Random(f"{config.seed}:{batch[0].edit.statement}")  # the same draw on resume
+    unit = normalize(keys, dim=-1)
+    similar = unit[:size] @ unit.T  # (E, B)
+    similar[torch.arange(size), torch.arange(size)] = -2.0  # never its own distractor
+    most = min(len(config.distractor_mix) - 1, len(batch) - 1)
+    nearest = similar.topk(most, dim=-1).indices.tolist() if most else [[] for _ in range(size)]
+    counts = rng.choices(range(most + 1), weights=config.distractor_mix[: most + 1], k=size)
+    members = [[e, *nearest[e][: counts[e]]] for e in range(size)]
+    needed = sorted({i for parts in members for i in parts})
+    made = edit_prompts(model, lm, [batch[i].edit.statement for i in needed], keys[needed])
+    prompt = dict(zip(needed, made, strict=True))
+    blocks = []
+    for parts in members:
+        rng.shuffle(parts)
+        blocks.append(torch.cat([prompt[i] for i in parts]))
+    return blocks
+
+
 def step_loss(
     lm: LanguageModel, model: KnowledgeModel, batch: Sequence[RecipeExample], config: RecipeTrainConfig
 ) -> torch.Tensor:
     contrastive, keys_raw = retrieval_losses(model, batch, config)
-    edit_part = batch[: config.edit_batch]
-    # The editing losses train MLP_P only: in RECIPE they also reach MLP_K through r_k, which here
-    # pulled every key towards one direction and broke retrieval.
-    prompts = model.prompts(keys_raw[: len(edit_part)].detach())
-    return config.contrastive_weight * contrastive + editing_losses(lm, prompts, edit_part, config)
+    blocks = prompt_blocks(lm, model, batch, keys_raw, config)
+    edits = batch[: len(blocks)]
+    return config.contrastive_weight * contrastive + editing_losses(lm, blocks, edits, config)
 
 
 @torch.no_grad()
@@ -130,7 +163,8 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
         else:
             metrics[f"{kind}_hit"] = round(float((admitted & (index == own)).float().mean()), 4)
     sample = val[:64]
-    prompts = model.prompts(model.encode([e.edit.statement for e in sample], "key"))
+    statements = [e.edit.statement for e in sample]
+    prompts = edit_prompts(model, lm, statements, model.encode(statements, "key"))
     for kind in ("rel", "gen", "loc"):
         pairs = [getattr(e, kind) for e in sample]
         labels = torch.tensor([tok for _, t in pairs for tok in t], device=keys.device)
@@ -167,6 +201,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
         llm_hidden=int(lm.model.config.hidden_size),
         knowledge_dim=config.knowledge_dim,
         prompt_tokens=config.prompt_tokens,
+        statement_tokens=config.statement_tokens,
         sentinel_tokens=config.sentinel_tokens,
         trainable_layers=config.trainable_layers,
     )
@@ -232,7 +267,8 @@ def describe(artifact: Path, info: dict[str, Any]) -> None:
         "MLP_K / MLP_Q over the bundled MiniLM (top layers fine-tuned), the prompt head MLP_P and the",
         "knowledge sentinel (METHODS.md §1). recall's recipe backend uses it (`--backend recipe`): the",
         "store keeps its keys, the sentinel gates each query, and an admitted edit becomes",
-        f"{config['prompt_tokens']} prompt vectors before the frozen model's input.",
+        f"{config['prompt_tokens']} prompt vectors and up to {config['statement_tokens']} of the",
+        "statement's own token embeddings before the frozen model's input.",
         "",
         f"Rebuild: `{info['command']}` (from the repository root, beside ../shared).",
         "",

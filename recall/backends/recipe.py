@@ -16,7 +16,7 @@ from memory_store.errors import CorruptStoreError
 from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest, score_by_hits
 from recall.config import BackendConfig
 from recall.errors import ConfigError
-from recall.knowledge_files import load_knowledge
+from recall.knowledge_files import edit_prompts, load_knowledge
 from recall.models import LanguageModel
 from recall.prompts import render
 from recall.results import TargetScore
@@ -104,8 +104,9 @@ class RecipeBackend:
     def injected(self, hits: Sequence[SearchHit]) -> str:
         """What went in, in words: the edits whose prompt vectors were prepended ("" for none)."""
         used = hits[: self.config.max_prompts]
-        size = self.knowledge.settings.prompt_tokens
-        return "\n".join(f"[{size} prompt vectors of] {hit.record.statement}" for hit in used)
+        settings = self.knowledge.settings
+        what = f"{settings.prompt_tokens} prompt vectors" + (" + tokens" if settings.statement_tokens else "")
+        return "\n".join(f"[{what} of] {hit.record.statement}" for hit in used)
 
     def prefix(self, hits: Sequence[SearchHit]) -> torch.Tensor | None:
         """(n * L_p, d): the admitted edits' prompts in rank order, or None without hits."""
@@ -145,5 +146,6 @@ class RecipeBackend:
         out: list[torch.Tensor] = []
         for start in range(0, len(statements), 64):
             chunk = statements[start : start + 64]
-            out.extend(self.knowledge.prompts(self.knowledge.encode(chunk, "key")).float().cpu())
+            keys = self.knowledge.encode(chunk, "key")  # (B, R)
+            out.extend(p.float().cpu() for p in edit_prompts(self.knowledge, self.lm, chunk, keys))
         return out

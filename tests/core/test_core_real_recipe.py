@@ -48,10 +48,11 @@ def test_recipe_gates_with_the_sentinel_and_injects_only_admitted_prompts(memory
         retrieval = memory.retrieve(query)
         assert [h.record.edit_id for h in retrieval.admitted] == [edit.edit_id], retrieval
     after = memory.score(QUESTION, NEW_ANSWER)
-    # The admitted edit's prompt reaches the model. (The shipped MLP_P does not yet raise an unseen
-    # name like this one to the top: held-out token accuracy 0.46, see its training.json.)
-    assert after.logprobs != before.logprobs
-    assert memory.ask(QUESTION).injected.endswith(f"{QUESTION} {NEW_ANSWER}")
+    assert sum(after.logprobs) > sum(before.logprobs) + 5.0  # the unseen name becomes likely
+    for query in (QUESTION, PARAPHRASE):
+        answer = memory.ask(query)
+        assert NEW_ANSWER in answer.text, answer
+        assert answer.injected.endswith(f"{QUESTION} {NEW_ANSWER}")
     unrelated = memory.ask(UNRELATED)
     assert not unrelated.used_memory  # the learned sentinel rejects the Zorblax edit here
     assert unrelated.text == base_unrelated

@@ -17,7 +17,7 @@ from recall.backends.recipe import RecipeBackend, RecipeConfig
 from recall.config import load_config
 from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
-from recall.knowledge_files import RecipeEncoder, load_knowledge
+from recall.knowledge_files import RecipeEncoder, edit_prompts, load_knowledge, new_knowledge_model
 from recall.memory import EditMemory
 from recall.models import LanguageModel
 from recall.scoring import embed_right, generate_ids, prompt_ids
@@ -37,7 +37,8 @@ def test_the_preset_sets_encoder_sentinel_and_keys_and_the_user_wins() -> None:
     assert config.backend.name == "recipe"
     assert config.encoder.name == "recipe-smollm2-135m"
     assert config.sentinel.kind == "learned"
-    assert config.retrieval.keys == ("statement",)
+    assert config.retrieval.keys == ("question", "statement")
+    assert config.retrieval.top_k == 3
     assert load_config(backend="recipe", overrides=["encoder.name=hashing"]).encoder.name == "hashing"
     assert load_config(backend="lte_aligned").encoder.name == "all-minilm-l6-v2"
 
@@ -67,6 +68,27 @@ def test_the_encoder_is_asymmetric_and_normalised(tiny_recipe_dir: Path) -> None
     assert encoder.encode_queries([]).shape == (0, encoder.dim)
 
 
+def test_an_edit_prompt_is_the_learned_vectors_then_the_statement_tokens(
+    tiny_lm: LanguageModel, tiny_recipe_dir: Path
+) -> None:
+    model = load_knowledge(str(tiny_recipe_dir), tiny_lm)
+    texts = [RECORD.statement, "jane"]
+    with torch.inference_mode():
+        keys = model.encode(texts, "key")
+        learned = model.prompts(keys)  # (2, L_p = 2, d)
+        prompts = edit_prompts(model, tiny_lm, texts, keys)
+        embed = tiny_lm.model.get_input_embeddings()
+        for text, vectors, prompt in zip(texts, learned, prompts, strict=True):
+            ids = tiny_lm.tokenizer(text, add_special_tokens=False).input_ids[:3]  # statement_tokens = 3
+            assert prompt.shape == (2 + len(ids), 64)
+            assert torch.equal(prompt[:2], vectors)
+            assert torch.equal(prompt[2:], embed(torch.tensor(ids)))
+    assert len(prompts[1]) == 3  # a one-token statement adds one token, not three
+    prompt_only = new_knowledge_model(dataclasses.replace(model.settings, statement_tokens=0), tiny_lm)
+    with torch.inference_mode():
+        assert [len(p) for p in edit_prompts(prompt_only, tiny_lm, texts, keys)] == [2, 2]  # RECIPE's form
+
+
 def test_generation_with_a_prompt_is_greedy_over_the_prefixed_input(
     tiny_lm: LanguageModel, tiny_recipe_dir: Path
 ) -> None:
@@ -74,7 +96,7 @@ def test_generation_with_a_prompt_is_greedy_over_the_prefixed_input(
     hit = SearchHit(record=RECORD, score=0.9, rank=0)
     prefix = backend.prefix((hit,))
     assert prefix is not None
-    assert prefix.shape == (2, 64)
+    assert prefix.shape == (2 + 3, 64)  # L_p learned vectors + the statement's first 3 tokens
     ids = prompt_ids(tiny_lm, RECORD.prompt)
     produced: list[int] = []
     with torch.inference_mode():  # greedy by hand: one full forward per token, no cache

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -89,3 +91,41 @@ def test_training_writes_a_model_the_recipe_backend_serves(
         assert memory.count() == 1
     request = ScoreRequest("who is the ceo of acme 1 ?", "jane doe")
     assert backend.score_many([request])[0].target_ids  # the trained model serves scoring
+
+
+def test_each_edit_is_trained_among_its_nearest_distractors(tiny_lm: Any, tiny_recipe_dir: Path) -> None:
+    from recall.knowledge_files import edit_prompts, load_knowledge
+    from training.recipe import prompt_blocks
+    from training.recipe_data import RecipeEdit, tokenise
+
+    model = load_knowledge(str(tiny_recipe_dir), tiny_lm)
+    words = ["acme", "paris", "france", "jane", "doe", "london"]
+    edits = [
+        RecipeEdit(
+            f"who is the ceo of {w} ? jane",
+            f"who is the ceo of {w} ?",
+            f"ceo of {w} ?",
+            "capital ?",
+            "paris",
+            "jane",
+            "t",
+        )
+        for w in words
+    ]
+    batch, _ = tokenise(tiny_lm, edits, 160)
+    config = RecipeTrainConfig(edit_batch=4, retrieval_batch=6, distractor_mix=(0.0, 0.0, 1.0))
+    with torch.inference_mode():
+        keys = model.encode([e.statement for e in edits], "key")
+        own = edit_prompts(model, tiny_lm, [e.statement for e in edits], keys)
+        blocks = prompt_blocks(tiny_lm, model, batch, keys, config)
+        again = prompt_blocks(tiny_lm, model, batch, keys, config)
+    assert len(blocks) == 4  # the first edit_batch edits
+    for index, block in enumerate(blocks):
+        assert len(block) == 3 * len(own[index])  # its own prompt and exactly two distractors
+        width = len(own[index])
+        pieces = [block[k : k + width] for k in range(0, len(block), width)]
+        assert sum(torch.equal(piece, own[index]) for piece in pieces) == 1
+        assert all(any(torch.equal(piece, p) for p in own) for piece in pieces)
+    assert all(torch.equal(a, b) for a, b in zip(blocks, again, strict=True))  # resumable: same draw
+    alone = prompt_blocks(tiny_lm, model, batch, keys, dataclasses.replace(config, distractor_mix=(1.0,)))
+    assert all(torch.equal(block, own[i]) for i, block in enumerate(alone))
