@@ -266,9 +266,10 @@ def describe(artifact: Path, info: dict[str, Any]) -> None:
         "",
         "MLP_K / MLP_Q over the bundled MiniLM (top layers fine-tuned), the prompt head MLP_P and the",
         "knowledge sentinel (METHODS.md §1). recall's recipe backend uses it (`--backend recipe`): the",
-        "store keeps its keys, the sentinel gates each query, and an admitted edit becomes",
-        f"{config['prompt_tokens']} prompt vectors and up to {config['statement_tokens']} of the",
-        "statement's own token embeddings before the frozen model's input.",
+        "store keeps its keys and the sentinel gates each query. An admitted edit becomes",
+        f"{config['prompt_tokens']} prompt vectors and up to {config['statement_tokens']} of its statement's "
+        "own token embeddings,",
+        "in front of the frozen model's input.",
         "",
         f"Rebuild: `{info['command']}` (from the repository root, beside ../shared).",
         "",
