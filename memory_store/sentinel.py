@@ -163,26 +163,30 @@ def _inner_product(query: np.ndarray, vector: np.ndarray) -> float:
 
 
 class LearnedSentinel:
-    """A per-query cut-off, `score_fn(query, vector)`: RECIPE's knowledge sentinel.
+    """A per-query cut-off, `score_fn(query, vector) + margin`: RECIPE's knowledge sentinel.
 
     The default score is the inner product with the sentinel vector; recall passes its own scoring
-    function (for example the trained prompt encoder's similarity).
+    function (for example the trained prompt encoder's similarity). `margin` (0 in RECIPE) is what a
+    hit must beat the sentinel by; training calibrates it on held-out out-of-scope queries.
     """
 
     name = "learned"
 
-    def __init__(self, vector: np.ndarray, score_fn: ScoreFn | None = None) -> None:
+    def __init__(self, vector: np.ndarray, score_fn: ScoreFn | None = None, margin: float = 0.0) -> None:
         arr = np.asarray(vector)
         if arr.dtype.kind != "f" or arr.ndim != 1 or not len(arr) or not np.isfinite(arr).all():
             raise InvalidVectorError(
                 f"sentinel vector expected a finite 1-D float array, received dtype {arr.dtype} "
                 f"shape {arr.shape}"
             )
+        if not math.isfinite(margin):
+            raise InvalidArgumentError(f"sentinel margin expected a finite number, received {margin!r}")
         self.vector = arr.astype(np.float32)
         self.score_fn: ScoreFn = score_fn if score_fn is not None else _inner_product
+        self.margin = float(margin)
 
     def __repr__(self) -> str:
-        return f"LearnedSentinel(dim={len(self.vector)})"
+        return f"LearnedSentinel(dim={len(self.vector)}, margin={self.margin:g})"
 
     def threshold(self, query: np.ndarray) -> float:
         query = np.asarray(query, dtype=np.float32)
@@ -191,7 +195,7 @@ class LearnedSentinel:
                 f"sentinel query expected shape {self.vector.shape}, received {query.shape}; "
                 "pass one query vector"
             )
-        return float(self.score_fn(query, self.vector))
+        return float(self.score_fn(query, self.vector)) + self.margin
 
     def admit(self, query: np.ndarray, hits: Sequence[SearchHit]) -> list[SearchHit]:
         """The hits scoring strictly above this query's threshold, in their order."""
@@ -204,7 +208,12 @@ class LearnedSentinel:
         atomic_write(directory / _VECTOR_FILE, lambda tmp: _write_npy(tmp, self.vector))
         atomic_write_json(
             directory / SENTINEL_FILE,
-            {"kind": self.name, "format_version": _FORMAT_VERSION, "dim": len(self.vector)},
+            {
+                "kind": self.name,
+                "format_version": _FORMAT_VERSION,
+                "dim": len(self.vector),
+                "margin": self.margin,
+            },
         )
 
     @classmethod
@@ -226,7 +235,12 @@ class LearnedSentinel:
                 f"{str(directory)!r}: {_VECTOR_FILE} expected shape ({data.get('dim')!r},), "
                 f"received {vector.shape}"
             )
-        return cls(vector, score_fn)
+        margin = data.get("margin", 0.0)  # sentinels saved before margins existed have none
+        if not isinstance(margin, int | float) or isinstance(margin, bool):
+            raise CorruptStoreError(
+                f"{str(directory)!r}: sentinel margin expected a number, received {margin!r}"
+            )
+        return cls(vector, score_fn, float(margin))
 
 
 def _write_npy(path: Path, vector: np.ndarray) -> None:

@@ -42,7 +42,7 @@ def build_sentinel(config: RecallConfig, directory: Path, encoder: Encoder) -> S
     """The saved sentinel when the memory has one, else a new one from the config.
 
     A learned sentinel is the encoder's trained sentinel vector (a RECIPE knowledge model has one):
-    the per-query cut-off is the query's cosine with it.
+    the per-query cut-off is the query's cosine with it, plus the margin calibrated in training.
     """
     if (directory / "sentinel.json").is_file():
         return load_sentinel(directory)
@@ -54,5 +54,5 @@ def build_sentinel(config: RecallConfig, directory: Path, encoder: Encoder) -> S
                 f"such as 'recipe-smollm2-135m'); encoder {encoder.encoder_id!r} has none. "
                 "Use sentinel.kind=fixed, or --backend recipe"
             )
-        return LearnedSentinel(vector)
+        return LearnedSentinel(vector, margin=float(getattr(encoder, "sentinel_margin", 0.0)))
     return FixedSentinel(config.sentinel.min_cosine)

@@ -38,6 +38,9 @@ class KnowledgeSettings:
     # 135M model (held-out token accuracy 0.46); the learned vectors now teach it to use the tokens.
     statement_tokens: int = 0
     sentinel_tokens: int = 10
+    # A key is admitted when its cosine beats cos(query, sentinel) by this much (0 in RECIPE). Training
+    # calibrates it on held-out locality questions against every training key (`calibrate_margin`).
+    sentinel_margin: float = 0.0
     trainable_layers: int = 2  # top encoder layers that train; the rest stay as shipped
     max_text_tokens: int = 64  # encoder inputs are truncated to this many tokens
 

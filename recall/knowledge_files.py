@@ -147,7 +147,8 @@ def load_knowledge(name_or_path: str, lm: LanguageModel | None = None) -> Knowle
 
 class RecipeEncoder:
     """The Encoder a recipe memory stores and searches with: keys through MLP_K, queries through MLP_Q,
-    both L2-normalised; `sentinel_vector` is the normalised r_Θ that LearnedSentinel compares against."""
+    both L2-normalised; `sentinel_vector` is the normalised r_Θ that LearnedSentinel compares against,
+    and `sentinel_margin` what a key must beat it by."""
 
     def __init__(self, name_or_path: str, batch_size: int = 64) -> None:
         self.model = load_knowledge(name_or_path)
@@ -158,6 +159,7 @@ class RecipeEncoder:
         self.fingerprint = hashlib.sha256((path / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
         with torch.inference_mode():
             self.sentinel_vector = _normalise(self.model.sentinel_key())[0]  # (R,)
+        self.sentinel_margin = self.model.settings.sentinel_margin
 
     def encode_keys(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, "key")

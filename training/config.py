@@ -114,6 +114,13 @@ class RecipeTrainConfig(TrainDataConfig):
     rel_weight: float = 1.0
     gen_weight: float = 1.0
     loc_weight: float = 1.0
+    # The share of question blocks with distractors whose farthest one becomes a conflicting edit (the
+    # paraphrase stating another target; training/recipe.py prompt_blocks). On ZsRE with 1000 edits in
+    # memory, 46% of questions also admit another edit of the same subject.
+    conflict_rate: float = 0.5
+    # After training, the sentinel's margin is set so that at most this share of held-out locality
+    # questions admit an edit, with every training edit in memory (training/recipe_gate.py; 1 = none).
+    sentinel_false_accept: float = 0.01
 
     # Optimisation: each step scores `retrieval_batch` edits contrastively (cheap: the encoder) and
     # runs the LLM on the first `edit_batch` of them (the costly part).
@@ -142,6 +149,9 @@ class RecipeTrainConfig(TrainDataConfig):
             )
         if self.temperature <= 0 or self.lr <= 0:
             raise ConfigError(f"temperature and lr must be > 0, got {self.temperature} and {self.lr}")
+        for name in ("conflict_rate", "sentinel_false_accept"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.statement_tokens < 0:
             raise ConfigError(f"statement_tokens must be >= 0, got {self.statement_tokens}")
         if self.trainable_layers < 0:

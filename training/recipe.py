@@ -9,14 +9,19 @@ The editing terms run the frozen LLM on the first `edit_batch` edits, each with 
 P_i = [MLP_P(r_k_i); the statement's token embeddings] prepended, shuffled among 0-2 distractor prompts
 (its nearest other edits in the batch, `distractor_mix`): hinged NLL of the target after the question
 (L_rel) and the paraphrase (L_gen), and KL(base || prompted) on the locality answer tokens (L_loc).
+With `conflict_rate`, one distractor of the question's block is a conflicting edit: the paraphrase with
+another target. The question must still get its own target, so the model learns to follow the prompt
+whose words match the question, as a memory holding two edits of one fact needs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,10 +32,12 @@ from recall.artifacts import TRAINING_FILE
 from recall.knowledge import KnowledgeModel, KnowledgeSettings
 from recall.knowledge_files import edit_prompts, new_knowledge_model, save_knowledge
 from recall.models import LanguageModel
+from recall.prompts import statement
 from recall.scoring import target_logits
 from training.config import RecipeTrainConfig
 from training.loop import LoopSettings, TrainLoop
 from training.recipe_data import RecipeExample, build_edits, tokenise
+from training.recipe_gate import calibrate_margin
 from training.runs import bundle, start_run
 
 _EPS = 1e-8
@@ -77,13 +84,13 @@ def retrieval_losses(
 
 def editing_losses(
     lm: LanguageModel,
-    prompts: Sequence[torch.Tensor],
+    blocks: PromptBlocks,
     batch: Sequence[RecipeExample],
     config: RecipeTrainConfig,
 ) -> torch.Tensor:
-    """prompts: each edit's prefix (L_i, d). Weighted L_rel + L_gen + L_loc."""
+    """blocks: each edit's prefixes (L_i, d). Weighted L_rel + L_gen + L_loc."""
     pairs = [e.rel for e in batch] + [e.gen for e in batch] + [e.loc for e in batch]
-    prefixes = list(prompts) * 3
+    prefixes = [*blocks.rel, *blocks.other, *blocks.other]
     logits = target_logits(lm, pairs, prefixes)  # (answer tokens of all pairs, V)
     lengths = [len(t) for _, t in pairs]
     labels = torch.tensor([tok for _, t in pairs for tok in t], device=logits.device)
@@ -99,17 +106,28 @@ def editing_losses(
     )
 
 
+@dataclass(frozen=True)
+class PromptBlocks:
+    """The prefixes the first `edit_batch` edits train under: `rel` for the question (it may hold a
+    conflicting edit), `other` for the paraphrase and the locality question."""
+
+    rel: list[torch.Tensor]
+    other: list[torch.Tensor]
+
+
 def prompt_blocks(
     lm: LanguageModel,
     model: KnowledgeModel,
     batch: Sequence[RecipeExample],
     keys_raw: torch.Tensor,
     config: RecipeTrainConfig,
-) -> list[torch.Tensor]:
-    """The prefix each of the first `edit_batch` edits is trained under: its own prompt, shuffled among
-    the prompts of 0, 1 or 2 (`distractor_mix`) of its nearest other edits in the batch, as a top-k
-    memory admits them. keys_raw (B, R) is detached: the editing losses train MLP_P only (in RECIPE
-    they also reach MLP_K through r_k, which here pulled every key towards one direction)."""
+) -> PromptBlocks:
+    """Each edit's own prompt, shuffled among the prompts of 0, 1 or 2 (`distractor_mix`) of its nearest
+    other edits in the batch, as a top-k memory admits them. With probability `conflict_rate` a row with
+    distractors swaps its last one, in the question's block only, for a conflicting edit: the paraphrase
+    stating the next batch edit's target. keys_raw (B, R) is detached: the editing losses train MLP_P
+    only (in RECIPE they also reach MLP_K through r_k, which here pulled every key towards one
+    direction)."""
     keys = keys_raw.detach()
     size = min(config.edit_batch, len(batch))
     rng = random.Random(f"{config.seed}:{batch[0].edit.statement}")  # the same draw on resume
@@ -122,12 +140,30 @@ def prompt_blocks(
     members = [[e, *nearest[e][: counts[e]]] for e in range(size)]
     needed = sorted({i for parts in members for i in parts})
     made = edit_prompts(model, lm, [batch[i].edit.statement for i in needed], keys[needed])
-    prompt = dict(zip(needed, made, strict=True))
-    blocks = []
-    for parts in members:
+    prompt: dict[int | str, torch.Tensor] = dict(zip(needed, made, strict=True))
+    conflicts = {}  # edit -> the statement of its conflicting edit
+    for e in range(size):
+        edit, next_edit = batch[e].edit, batch[(e + 1) % len(batch)].edit
+        possible = counts[e] and edit.gen != edit.rel and next_edit.target != edit.target
+        if possible and rng.random() < config.conflict_rate:
+            conflicts[e] = statement(edit.gen, next_edit.target)
+    if conflicts:
+        texts = list(conflicts.values())
+        with torch.no_grad():
+            conflict_keys = model.encode(texts, "key")
+        prompt.update(zip(texts, edit_prompts(model, lm, texts, conflict_keys), strict=True))
+    rel, other = [], []
+    for e, parts in enumerate(members):
         rng.shuffle(parts)
-        blocks.append(torch.cat([prompt[i] for i in parts]))
-    return blocks
+        other.append(torch.cat([prompt[i] for i in parts]))
+        if e in conflicts:
+            dropped = nearest[e][counts[e] - 1]  # the farthest distractor makes room
+            with_conflict: list[int | str] = [p for p in parts if p != dropped]
+            with_conflict.insert(rng.randrange(len(with_conflict) + 1), conflicts[e])
+            rel.append(torch.cat([prompt[i] for i in with_conflict]))
+        else:
+            rel.append(other[-1])
+    return PromptBlocks(rel, other)
 
 
 def step_loss(
@@ -135,7 +171,7 @@ def step_loss(
 ) -> torch.Tensor:
     contrastive, keys_raw = retrieval_losses(model, batch, config)
     blocks = prompt_blocks(lm, model, batch, keys_raw, config)
-    edits = batch[: len(blocks)]
+    edits = batch[: len(blocks.other)]
     return config.contrastive_weight * contrastive + editing_losses(lm, blocks, edits, config)
 
 
@@ -145,7 +181,9 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
 
     rel_hit / gen_hit: the query's top-1 key is its own edit and beats the sentinel; loc_fa: some key
     beats the sentinel for a locality question; rel_acc / gen_acc: teacher-forced token accuracy with
-    the edit's own prompt; loc_agree: argmax agreement with the base model on locality answers.
+    the edit's own prompt; rel_conflict_acc: the same for the question with a conflicting edit (the
+    paraphrase stating another target) ranked second; loc_agree: argmax agreement with the base model on
+    locality answers.
     """
     model.eval()
     edits = [e.edit for e in val]
@@ -174,6 +212,20 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
             metrics["loc_agree"] = round(float((predicted == base).float().mean()), 4)
         else:
             metrics[f"{kind}_acc"] = round(float((predicted == labels).float().mean()), 4)
+    rows = [
+        (e, sample[(i + 1) % len(sample)].edit.target)
+        for i, e in enumerate(sample)
+        if e.edit.gen != e.edit.rel and sample[(i + 1) % len(sample)].edit.target != e.edit.target
+    ]
+    if rows:
+        texts = [statement(e.edit.gen, target) for e, target in rows]
+        conflicts = edit_prompts(model, lm, texts, model.encode(texts, "key"))
+        by_edit = {id(e): p for e, p in zip(sample, prompts, strict=True)}
+        blocks = [torch.cat([by_edit[id(e)], c]) for (e, _), c in zip(rows, conflicts, strict=True)]
+        pairs = [e.rel for e, _ in rows]
+        labels = torch.tensor([tok for _, t in pairs for tok in t], device=keys.device)
+        predicted = target_logits(lm, pairs, blocks).argmax(-1)
+        metrics["rel_conflict_acc"] = round(float((predicted == labels).float().mean()), 4)
     model.train()
     return metrics
 
@@ -233,6 +285,14 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
     if not fresh and loop.resume():
         print(f"resumed from {loop.checkpoint_path} at step {loop.state.step}/{loop.total_steps}")
     state = loop.run()
+    gate = calibrate_margin(model, val, train, config.sentinel_false_accept)
+    model.settings = dataclasses.replace(model.settings, sentinel_margin=gate["margin"])
+    print(
+        f"sentinel margin {gate['margin']:.4f} over {gate['keys']} keys: held-out locality false accepts "
+        f"{gate['loc_false_accept']:.2%} (without it {gate['loc_false_accept_at_zero']:.2%}); own edit "
+        f"admitted for {gate['rel_own_admitted']:.2%} of questions, "
+        f"{gate['gen_own_admitted']:.2%} of paraphrases"
+    )
 
     artifact = run_dir / "model"
     save_knowledge(model, artifact)
@@ -247,6 +307,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
         "train_seconds": round(state.seconds, 1),
         "total_seconds_this_process": round(time.perf_counter() - began, 1),
         "validation": state.log,
+        "sentinel": gate,
     }
     (artifact / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
     describe(artifact, info)
@@ -278,6 +339,7 @@ def describe(artifact: Path, info: dict[str, Any]) -> None:
         f"- training {float(info['train_seconds']) / 60:.1f} min "
         f"(whole run {float(info['total_seconds_this_process']) / 60:.1f} min)",
         f"- final validation: {json.dumps(final)}",
+        f"- sentinel: {json.dumps(info.get('sentinel', {}))}",
         "",
         "training.json holds the resolved config and the full validation log.",
     ]

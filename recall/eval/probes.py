@@ -47,6 +47,7 @@ class CaseRow:
     em_rephrase: bool | None = None
     contains_rephrase: bool | None = None
     ask_latency_ms: float | None = None
+    closed_rephrase: float | None = None  # share of rephrases on which the sentinel admitted nothing
 
 
 class _PairBatch:
@@ -223,6 +224,7 @@ def probe_cases(
                 admitted_prompt=_is_admitted(prompt_hits, edit_id),
                 admitted_rephrase=_share([_is_admitted(r, edit_id) for r in rephrase_hits]),
                 loc_false_accept=_share([r.used_memory for r in loc_hits]),
+                closed_rephrase=_share([not r.used_memory for r in rephrase_hits]),
                 generation_prompt=generation.prompt_text,
                 generation_rephrase=generation.rephrase_text,
                 em_prompt=generation.em_prompt,

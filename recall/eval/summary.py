@@ -36,6 +36,8 @@ SUMMARY_KEYS: dict[str, str] = {
     "retrieval_topk_rephrase": "the case's record is among the top-k hits for rephrases, %",
     "gate_false_reject_prompt": "the sentinel did not admit the case's record for its prompt, %",
     "gate_false_reject_rephrase": "the same for rephrases, %",
+    "gate_closed_rephrase": "the sentinel admitted no record at all for a rephrase: the gate alone, "
+    "where a false reject also counts the case's record missing from the top-k, %",
     "gate_false_accept_loc": "the sentinel admitted some record for a locality prompt, %",
     "edit_latency_p50_ms": "median time per edit (a batch's time split evenly over its edits), ms",
     "edit_latency_p99_ms": "99th percentile time per edit, ms",
@@ -87,6 +89,7 @@ def summarize(rows: Sequence[CaseRow]) -> Summary:
         "retrieval_topk_rephrase": _rate(rows, lambda r: r.topk_rephrase),
         "gate_false_reject_prompt": _complement(_rate(rows, lambda r: r.admitted_prompt)),
         "gate_false_reject_rephrase": _complement(_rate(rows, lambda r: r.admitted_rephrase)),
+        "gate_closed_rephrase": _rate(rows, lambda r: r.closed_rephrase),
         "gate_false_accept_loc": _rate(rows, lambda r: r.loc_false_accept),
         "edit_latency_p50_ms": metrics.percentile(latencies, 50),
         "edit_latency_p99_ms": metrics.percentile(latencies, 99),

@@ -139,3 +139,24 @@ def test_a_learned_sentinel_needs_a_trained_encoder(
     config = _config(tiny_recipe_dir, "encoder.name=hashing")
     with pytest.raises(ConfigError, match=r"sentinel\.kind=learned needs an encoder"):
         EditMemory.create(tmp_path / "m", config, lm=tiny_lm, encoder=HashingEncoder())
+
+
+def test_the_trained_sentinel_margin_raises_the_memory_threshold(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_recipe_dir: Path
+) -> None:
+    import json
+    import shutil
+
+    margined = tmp_path / "margined"
+    shutil.copytree(tiny_recipe_dir, margined)
+    settings = json.loads((margined / "recipe_config.json").read_text())
+    settings["sentinel_margin"] = 0.3
+    (margined / "recipe_config.json").write_text(json.dumps(settings))
+    encoder = RecipeEncoder(str(margined))
+    assert encoder.sentinel_margin == pytest.approx(0.3)
+    with EditMemory.create(tmp_path / "m", _config(margined), lm=tiny_lm, encoder=encoder) as memory:
+        query = encoder.encode_queries(["who is the ceo of acme ?"])[0]
+        expected = float(query @ encoder.sentinel_vector) + 0.3
+        assert memory.retrieve("who is the ceo of acme ?").threshold == pytest.approx(expected, abs=1e-5)
+    with EditMemory.open(tmp_path / "m", lm=tiny_lm) as reopened:  # the margin is saved with the memory
+        assert reopened.retrieve("who is the ceo of acme ?").threshold == pytest.approx(expected, abs=1e-5)

@@ -27,8 +27,9 @@ def test_perfect_memory_scores_everything_full() -> None:
         assert summary[key] == pytest.approx(100.0), key
     for key in ("retrieval_top1_prompt", "retrieval_top1_rephrase"):
         assert summary[key] == pytest.approx(100.0), key
-    for key in ("gate_false_reject_prompt", "gate_false_reject_rephrase", "gate_false_accept_loc"):
+    for key in ("gate_false_reject_prompt", "gate_false_reject_rephrase", "gate_closed_rephrase"):
         assert summary[key] == pytest.approx(0.0), key
+    assert summary["gate_false_accept_loc"] == pytest.approx(0.0)
     assert summary["n"] == 3
     assert summary["n_noop"] == 0
 
@@ -42,6 +43,7 @@ def test_wrong_memory_scores_zero() -> None:
     assert summary["retrieval_topk_rephrase"] == pytest.approx(0.0)
     assert summary["gate_false_reject_prompt"] == pytest.approx(100.0)
     assert summary["gate_false_reject_rephrase"] == pytest.approx(100.0)
+    assert summary["gate_closed_rephrase"] == pytest.approx(0.0)  # the gate is open; retrieval is wrong
     assert summary["gate_false_accept_loc"] == pytest.approx(100.0)
 
 
@@ -65,6 +67,7 @@ def test_sequential_rates_match_hand_computation() -> None:
         "retrieval_topk_rephrase": 80.0,  # the fake returns 3 hits of 5 records: a, b, c for e's rephrase
         "gate_false_reject_prompt": 0.0,
         "gate_false_reject_rephrase": 20.0,
+        "gate_closed_rephrase": 20.0,  # e's rephrase: nothing admitted at all
         "gate_false_accept_loc": 20.0,
     }
     for key, value in expected.items():

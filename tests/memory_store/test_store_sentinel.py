@@ -25,7 +25,7 @@ from memory_store import (
     StoreError,
     load_sentinel,
 )
-from memory_store.errors import InvalidArgumentError
+from memory_store.errors import CorruptStoreError, InvalidArgumentError
 
 
 def hit(score: float, rank: int = 0) -> SearchHit:
@@ -123,6 +123,28 @@ def test_learned_threshold_is_per_query() -> None:
     hits = [hit(0.6), hit(0.3)]
     assert [h.score for h in sentinel.admit(np.array([0.5, 1.0, 0.0], np.float32), hits)] == [0.6]
     assert [h.score for h in sentinel.admit(np.array([0.2, 1.0, 0.0], np.float32), hits)] == [0.6, 0.3]
+
+
+def test_a_learned_margin_raises_every_threshold_and_survives_save(tmp_path: Path) -> None:
+    query = np.array([0.5, 1.0, 0.0], np.float32)
+    sentinel = LearnedSentinel(np.array([1.0, 0.0, 0.0], np.float32), margin=0.2)
+    assert sentinel.threshold(query) == pytest.approx(0.7)
+    assert [h.score for h in sentinel.admit(query, [hit(0.8), hit(0.6)])] == [0.8]  # 0.6 beat 0.5 only
+    sentinel.save(tmp_path)
+    loaded = load_sentinel(tmp_path)
+    assert isinstance(loaded, LearnedSentinel)
+    assert loaded.margin == pytest.approx(0.2)
+    assert loaded.threshold(query) == pytest.approx(0.7)
+    saved = json.loads((tmp_path / "sentinel.json").read_text())
+    del saved["margin"]  # a sentinel saved before margins existed
+    (tmp_path / "sentinel.json").write_text(json.dumps(saved))
+    assert LearnedSentinel.load(tmp_path).threshold(query) == pytest.approx(0.5)
+    saved["margin"] = "wide"
+    (tmp_path / "sentinel.json").write_text(json.dumps(saved))
+    with pytest.raises(CorruptStoreError, match="margin expected a number"):
+        load_sentinel(tmp_path)
+    with pytest.raises(InvalidArgumentError, match="margin expected a finite number"):
+        LearnedSentinel(np.ones(3, np.float32), margin=float("inf"))
 
 
 def test_learned_uses_the_supplied_score_fn() -> None:

@@ -29,9 +29,22 @@ def test_hinged_nll_counts_only_rows_not_yet_won_by_a_margin() -> None:
     loss.backward()  # type: ignore[no-untyped-call]  # still part of the graph: no special case upstream
 
 
+def test_the_margin_lets_through_at_most_the_target_share() -> None:
+    from training.recipe_gate import margin_for
+
+    excess = torch.tensor([0.30, -0.10, 0.05, 0.20, -0.40, 0.10, 0.0, -0.2, 0.15, -0.05])
+    assert margin_for(excess, 0.0) == pytest.approx(0.30)  # nothing above the largest
+    assert margin_for(excess, 0.2) == pytest.approx(0.15)  # 2 of 10 above: 0.30 and 0.20
+    assert int((excess > margin_for(excess, 0.2)).sum()) == 2
+    assert margin_for(excess, 0.5) == 0.0  # never below RECIPE's own threshold
+    assert margin_for(excess, 1.0) == 0.0
+
+
 def test_config_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="edit_batch"):
         load_train_config("recipe", ["edit_batch=100", "retrieval_batch=8"], "recipe")
+    with pytest.raises(ConfigError, match="sentinel_false_accept must lie in"):
+        load_train_config("recipe", ["sentinel_false_accept=2"], "recipe")
     with pytest.raises(ConfigError, match="unknown config key"):
         load_train_config("recipe", ["prompt_token=3"], "recipe")
     config = load_train_config("configs/train/recipe.yaml", [], "recipe")
@@ -79,6 +92,12 @@ def test_training_writes_a_model_the_recipe_backend_serves(
     assert info["validation"][-1]["step"] == 9
     assert "gen_hit" in info["validation"][-1]
     assert (artifact / "README.md").is_file()
+    gate = info["sentinel"]  # the margin calibrated on the held-out locality questions
+    assert gate["keys"] == 24  # 12 edits x (statement, question)
+    assert gate["margin"] >= 0.0
+    assert gate["loc_false_accept"] <= gate["loc_false_accept_at_zero"]
+    settings = json.loads((artifact / "recipe_config.json").read_text())
+    assert settings["sentinel_margin"] == gate["margin"]
 
     base = load_lm(str(tiny_model_dir))
     backend = RecipeBackend(RecipeConfig(checkpoint=str(artifact)), base)
@@ -113,13 +132,17 @@ def test_each_edit_is_trained_among_its_nearest_distractors(tiny_lm: Any, tiny_r
         for w in words
     ]
     batch, _ = tokenise(tiny_lm, edits, 160)
-    config = RecipeTrainConfig(edit_batch=4, retrieval_batch=6, distractor_mix=(0.0, 0.0, 1.0))
+    config = RecipeTrainConfig(
+        edit_batch=4, retrieval_batch=6, distractor_mix=(0.0, 0.0, 1.0), conflict_rate=0.0
+    )
     with torch.inference_mode():
         keys = model.encode([e.statement for e in edits], "key")
         own = edit_prompts(model, tiny_lm, [e.statement for e in edits], keys)
-        blocks = prompt_blocks(tiny_lm, model, batch, keys, config)
-        again = prompt_blocks(tiny_lm, model, batch, keys, config)
+        made = prompt_blocks(tiny_lm, model, batch, keys, config)
+        again = prompt_blocks(tiny_lm, model, batch, keys, config).other
+    blocks = made.other
     assert len(blocks) == 4  # the first edit_batch edits
+    assert all(torch.equal(a, b) for a, b in zip(made.rel, blocks, strict=True))  # no conflicts asked
     for index, block in enumerate(blocks):
         assert len(block) == 3 * len(own[index])  # its own prompt and exactly two distractors
         width = len(own[index])
@@ -128,4 +151,46 @@ def test_each_edit_is_trained_among_its_nearest_distractors(tiny_lm: Any, tiny_r
         assert all(any(torch.equal(piece, p) for p in own) for piece in pieces)
     assert all(torch.equal(a, b) for a, b in zip(blocks, again, strict=True))  # resumable: same draw
     alone = prompt_blocks(tiny_lm, model, batch, keys, dataclasses.replace(config, distractor_mix=(1.0,)))
-    assert all(torch.equal(block, own[i]) for i, block in enumerate(alone))
+    assert all(torch.equal(block, own[i]) for i, block in enumerate(alone.other))
+
+
+def test_a_question_block_can_hold_a_conflicting_edit(tiny_lm: Any, tiny_recipe_dir: Path) -> None:
+    from recall.knowledge_files import edit_prompts, load_knowledge
+    from recall.prompts import statement
+    from training.recipe import prompt_blocks
+    from training.recipe_data import RecipeEdit, tokenise
+
+    model = load_knowledge(str(tiny_recipe_dir), tiny_lm)
+    words = ["acme", "paris", "france", "jane", "doe", "london"]
+    edits = [
+        RecipeEdit(
+            f"who is the ceo of {w} ? {w}",
+            f"who is the ceo of {w} ?",
+            f"ceo of {w} ?",
+            "capital ?",
+            "paris",
+            w,
+            "t",
+        )
+        for w in words
+    ]
+    edits[5] = dataclasses.replace(edits[5], gen=edits[5].rel)  # no paraphrase: nothing to conflict with
+    batch, _ = tokenise(tiny_lm, edits, 160)
+    config = RecipeTrainConfig(
+        edit_batch=6, retrieval_batch=6, distractor_mix=(0.0, 0.0, 1.0), conflict_rate=1.0
+    )
+    conflicting = [statement(e.gen, edits[(i + 1) % 6].target) for i, e in enumerate(edits)]
+    with torch.inference_mode():
+        keys = model.encode([e.statement for e in edits], "key")
+        own = edit_prompts(model, tiny_lm, [e.statement for e in edits], keys)
+        conflict = edit_prompts(model, tiny_lm, conflicting, model.encode(conflicting, "key"))
+        blocks = prompt_blocks(tiny_lm, model, batch, keys, config)
+    width = len(own[0])
+    for index, (rel, other) in enumerate(zip(blocks.rel, blocks.other, strict=True)):
+        rel_pieces = [rel[k : k + width] for k in range(0, len(rel), width)]
+        other_pieces = [other[k : k + width] for k in range(0, len(other), width)]
+        assert len(rel_pieces) == len(other_pieces) == 3  # the conflict takes a distractor's place
+        assert sum(torch.equal(p, own[index]) for p in rel_pieces) == 1
+        assert not any(torch.allclose(p, c) for p in other_pieces for c in conflict)  # question only
+        holds_conflict = any(torch.allclose(p, conflict[index]) for p in rel_pieces)
+        assert holds_conflict == (index != 5)
