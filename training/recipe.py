@@ -285,7 +285,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
     if not fresh and loop.resume():
         print(f"resumed from {loop.checkpoint_path} at step {loop.state.step}/{loop.total_steps}")
     state = loop.run()
-    gate = calibrate_margin(model, val, train, config.sentinel_false_accept)
+    gate = calibrate_margin(model, val, config.sentinel_false_accept)
     model.settings = dataclasses.replace(model.settings, sentinel_margin=gate["margin"])
     print(
         f"sentinel margin {gate['margin']:.4f} over {gate['keys']} keys: held-out locality false accepts "
@@ -337,7 +337,7 @@ def describe(artifact: Path, info: dict[str, Any]) -> None:
         f"- data: {info['data']}",
         f"- edits: {info['examples']}; {info['steps']} steps",
         f"- training {float(info['train_seconds']) / 60:.1f} min "
-        f"(whole run {float(info['total_seconds_this_process']) / 60:.1f} min)",
+        f"({float(info['total_seconds_this_process']) / 60:.1f} min in the process that finished the run)",
         f"- final validation: {json.dumps(final)}",
         f"- sentinel: {json.dumps(info.get('sentinel', {}))}",
         "",

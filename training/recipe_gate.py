@@ -1,14 +1,20 @@
 """The knowledge sentinel's margin, calibrated once training ends (training/recipe.py).
 
-RECIPE admits a key when its cosine beats the query's cosine with the sentinel. With every training edit
-in memory that let 2-3% of unrelated questions through on ZsRE, above the 1% the recipe backend aims
-at. The margin m is the smallest m >= 0 at which at most `target` of the held-out edits' locality
-questions admit any key, with the training and held-out edits all in memory under both keys the
-shipped preset stores (question and statement). The held-out edits never trained the sentinel.
+RECIPE admits a key when its cosine beats the query's cosine with the sentinel. On ZsRE with 1000 edits
+in memory that let 2-4% of unrelated questions through, above the 1% the recipe backend aims at. The
+margin m is the smallest m >= 0 at which at most `target` of the held-out edits' locality questions
+admit any key, with the held-out edits in memory under both keys the shipped preset stores (question
+and statement). The held-out edits never trained the sentinel.
+
+The training edits stay out of that memory: CounterFact and KnowEdit locality questions are often about
+another training edit's subject and relation, so they are in scope for it ('Queen Maud Land is located
+in the continent' finds 'Queen Maud Land is in Asia'). Against all 8,868 training keys 17.7% of them
+admitted something, and the margin that cut that to 1% (0.144) also shut out 31% of paraphrases.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -36,9 +42,7 @@ def margin_for(excess: torch.Tensor, target: float) -> float:
 
 
 @torch.no_grad()
-def calibrate_margin(
-    model: KnowledgeModel, val: Sequence[RecipeExample], train: Sequence[RecipeExample], target: float
-) -> dict[str, float]:
+def calibrate_margin(model: KnowledgeModel, val: Sequence[RecipeExample], target: float) -> dict[str, float]:
     """The margin and the held-out gate rates at it.
 
     Returns margin; keys (how many were in memory); loc_false_accept (held-out locality questions
@@ -46,7 +50,7 @@ def calibrate_margin(
     own edit beats the threshold); and loc_false_accept_at_zero, the rate without a margin.
     """
     model.eval()
-    edits = [e.edit for e in [*val, *train]]  # the held-out edits are rows 0..len(val)-1
+    edits = [e.edit for e in val]
     keys = torch.cat(
         [_encode(model, [e.statement for e in edits], "key"), _encode(model, [e.rel for e in edits], "key")]
     )  # (2N, R): statement keys, then question keys
@@ -64,7 +68,7 @@ def calibrate_margin(
     loc, _ = excess([e.edit.loc for e in val])
     _, gen_own = excess([e.edit.gen for e in val])
     _, rel_own = excess([e.edit.rel for e in val])
-    margin = round(margin_for(loc, target), 6)
+    margin = math.ceil(margin_for(loc, target) * 1e6) / 1e6  # rounded up: the count stays within target
     model.train()
     return {
         "margin": margin,
