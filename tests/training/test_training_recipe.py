@@ -112,25 +112,29 @@ def test_training_writes_a_model_the_recipe_backend_serves(
     assert backend.score_many([request])[0].target_ids  # the trained model serves scoring
 
 
+def _ceo_edits(*, answer_by_company: bool) -> list[Any]:
+    """Six edits "who is the ceo of <company> ?", answered "jane" or the company's own word."""
+    from training.recipe_data import RecipeEdit
+
+    edits = []
+    for word in ["acme", "paris", "france", "jane", "doe", "london"]:
+        answer = word if answer_by_company else "jane"
+        question = f"who is the ceo of {word} ?"
+        edits.append(
+            RecipeEdit(
+                f"{question} {answer}", question, f"ceo of {word} ?", "capital ?", "paris", answer, "t"
+            )
+        )
+    return edits
+
+
 def test_each_edit_is_trained_among_its_nearest_distractors(tiny_lm: Any, tiny_recipe_dir: Path) -> None:
     from recall.knowledge_files import edit_prompts, load_knowledge
     from training.recipe import prompt_blocks
-    from training.recipe_data import RecipeEdit, tokenise
+    from training.recipe_data import tokenise
 
     model = load_knowledge(str(tiny_recipe_dir), tiny_lm)
-    words = ["acme", "paris", "france", "jane", "doe", "london"]
-    edits = [
-        RecipeEdit(
-            f"who is the ceo of {w} ? jane",
-            f"who is the ceo of {w} ?",
-            f"ceo of {w} ?",
-            "capital ?",
-            "paris",
-            "jane",
-            "t",
-        )
-        for w in words
-    ]
+    edits = _ceo_edits(answer_by_company=False)
     batch, _ = tokenise(tiny_lm, edits, 160)
     config = RecipeTrainConfig(
         edit_batch=4, retrieval_batch=6, distractor_mix=(0.0, 0.0, 1.0), conflict_rate=0.0
@@ -158,22 +162,10 @@ def test_a_question_block_can_hold_a_conflicting_edit(tiny_lm: Any, tiny_recipe_
     from recall.knowledge_files import edit_prompts, load_knowledge
     from recall.prompts import statement
     from training.recipe import prompt_blocks
-    from training.recipe_data import RecipeEdit, tokenise
+    from training.recipe_data import tokenise
 
     model = load_knowledge(str(tiny_recipe_dir), tiny_lm)
-    words = ["acme", "paris", "france", "jane", "doe", "london"]
-    edits = [
-        RecipeEdit(
-            f"who is the ceo of {w} ? {w}",
-            f"who is the ceo of {w} ?",
-            f"ceo of {w} ?",
-            "capital ?",
-            "paris",
-            w,
-            "t",
-        )
-        for w in words
-    ]
+    edits = _ceo_edits(answer_by_company=True)
     edits[5] = dataclasses.replace(edits[5], gen=edits[5].rel)  # no paraphrase: nothing to conflict with
     batch, _ = tokenise(tiny_lm, edits, 160)
     config = RecipeTrainConfig(
