@@ -106,6 +106,15 @@ def editing_losses(
     )
 
 
+def conflicting_statement(batch: Sequence[RecipeExample], index: int) -> str | None:
+    """Edit `index`'s paraphrase stating the next edit's target: an edit of the same fact with another
+    answer. None when the edit has no paraphrase or the next edit has the same target."""
+    edit, next_edit = batch[index].edit, batch[(index + 1) % len(batch)].edit
+    if edit.gen == edit.rel or next_edit.target == edit.target:
+        return None
+    return statement(edit.gen, next_edit.target)
+
+
 @dataclass(frozen=True)
 class PromptBlocks:
     """The prefixes the first `edit_batch` edits train under: `rel` for the question (it may hold a
@@ -143,10 +152,9 @@ def prompt_blocks(
     prompt: dict[int | str, torch.Tensor] = dict(zip(needed, made, strict=True))
     conflicts = {}  # edit -> the statement of its conflicting edit
     for e in range(size):
-        edit, next_edit = batch[e].edit, batch[(e + 1) % len(batch)].edit
-        possible = counts[e] and edit.gen != edit.rel and next_edit.target != edit.target
-        if possible and rng.random() < config.conflict_rate:
-            conflicts[e] = statement(edit.gen, next_edit.target)
+        conflict = conflicting_statement(batch, e) if counts[e] else None
+        if conflict is not None and rng.random() < config.conflict_rate:
+            conflicts[e] = conflict
     if conflicts:
         texts = list(conflicts.values())
         with torch.no_grad():
@@ -212,17 +220,12 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
             metrics["loc_agree"] = round(float((predicted == base).float().mean()), 4)
         else:
             metrics[f"{kind}_acc"] = round(float((predicted == labels).float().mean()), 4)
-    rows = [
-        (e, sample[(i + 1) % len(sample)].edit.target)
-        for i, e in enumerate(sample)
-        if e.edit.gen != e.edit.rel and sample[(i + 1) % len(sample)].edit.target != e.edit.target
-    ]
+    rows = [(i, text) for i in range(len(sample)) if (text := conflicting_statement(sample, i)) is not None]
     if rows:
-        texts = [statement(e.edit.gen, target) for e, target in rows]
+        texts = [text for _, text in rows]
         conflicts = edit_prompts(model, lm, texts, model.encode(texts, "key"))
-        by_edit = {id(e): p for e, p in zip(sample, prompts, strict=True)}
-        blocks = [torch.cat([by_edit[id(e)], c]) for (e, _), c in zip(rows, conflicts, strict=True)]
-        pairs = [e.rel for e, _ in rows]
+        blocks = [torch.cat([prompts[i], c]) for (i, _), c in zip(rows, conflicts, strict=True)]
+        pairs = [sample[i].rel for i, _ in rows]
         labels = torch.tensor([tok for _, t in pairs for tok in t], device=keys.device)
         predicted = target_logits(lm, pairs, blocks).argmax(-1)
         metrics["rel_conflict_acc"] = round(float((predicted == labels).float().mean()), 4)
