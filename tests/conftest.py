@@ -3,6 +3,7 @@ knowledge model for it."""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -151,3 +152,12 @@ def tiny_recipe_dir(
     artifact = tmp_path_factory.mktemp("tiny-recipe")
     save_knowledge(new_knowledge_model(settings, tiny_lm), artifact)
     return artifact
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm: LanguageModel) -> Path:
+    """The tiny llama as a Hugging Face folder, so `load_lm(path)` loads it like any local model."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    copy.deepcopy(tiny_lm.model).save_pretrained(folder)
+    tiny_lm.tokenizer.save_pretrained(folder)
+    return folder

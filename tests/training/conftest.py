@@ -1,23 +1,11 @@
-"""Fixtures for training tests: the tiny llama saved as a local model folder, and tiny train files."""
+"""Fixtures for training tests: tiny train files (the tiny llama's folder is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import pytest
-
-from recall.models import LanguageModel
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm: LanguageModel) -> Path:
-    """The tiny llama as a Hugging Face folder, so `load_lm(path)` loads it like any local model."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    copy.deepcopy(tiny_lm.model).save_pretrained(folder)
-    tiny_lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture
