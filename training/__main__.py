@@ -11,7 +11,7 @@ from recall.errors import RecallError
 RECIPES = ("lte", "recipe")
 
 EPILOG = """\
-lte writes to output_dir (default runs/lte-smollm2-135m): base_answers.json, checkpoint.pt (every
+lte writes to output_dir (default runs/lte-smollm2-135m): checkpoint.pt (every
 checkpoint_every steps and on Ctrl-C) and adapter/ with training.json (config, data mix, validation
 log, time). recipe writes checkpoint.pt and model/ (recipe_config.json, recipe.safetensors,
 training.json). With bundle_as, the result is also copied into recall/adapters/<name>, which

@@ -58,7 +58,6 @@ class LteTrainConfig(TrainDataConfig):
 
     question_rate: float = 0.3  # in-scope rows ask the edit question itself, else its paraphrase
     neighbours: int = 5  # distractors are drawn from this many nearest statements
-    base_answer_tokens: int = 16  # out-of-scope targets: the base model's own greedy answer, this long
 
     # LoRA (LTE's FastChat defaults)
     lora_r: int = 8

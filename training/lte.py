@@ -1,8 +1,9 @@
 """`python -m training lte`: LoRA alignment of the LLM to LTE's edit template (METHODS.md §2).
 
-The run: load the train cases, build the alignment rows with our encoder's distractors, generate the
-base model's answers for out_of_scope rows, tokenise each row exactly as the lte backend renders it
-(recall.prompts), then train a peft LoRA adapter with next-token loss on the answer tokens only.
+The run: load the train cases, build the alignment rows with our encoder's distractors, tokenise each
+row exactly as the lte backend renders it (recall.prompts), then train a peft LoRA adapter on the
+answer tokens only: next-token loss for edit rows, and for out_of_scope rows KL(base || adapted), where
+the base model (adapter off) sees the question alone, as it does when no edit is admitted.
 The adapter, its training.json and (with `bundle_as`) a copy in recall/adapters/ come out at the end.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,28 +26,32 @@ from recall.lora import TRAINING_FILE
 from recall.models import LanguageModel
 from recall.prompts import edit_message, render
 from recall.scoring import end_of_turn_id, prompt_ids, score_ids, target_ids, target_logits
-from training.base_answers import base_answers
 from training.config import LteTrainConfig
 from training.errors import TrainingError
 from training.loop import LoopSettings, TrainLoop
 from training.lte_data import AlignmentRow, build_rows
 from training.runs import bundle, start_run
 
+# A context in which the model runs without its adapter: the base model (peft's disable_adapter).
+AdapterOff = Callable[[], AbstractContextManager[None]]
+
 
 @dataclass(frozen=True)
 class Example:
-    """A tokenised row: the rendered prompt, the answer ids (end-of-turn included), its kind."""
+    """A tokenised row: the rendered prompt, the answer ids, its kind, and for out_of_scope rows the
+    question rendered alone (`plain`: what the base model sees when no edit is admitted)."""
 
     prompt: list[int]
-    target: list[int]
+    target: list[int]  # edit answers end with the end-of-turn token; locality answers do not
     kind: str
+    plain: list[int] | None = None
 
 
 def encode_rows(
-    lm: LanguageModel, rows: Sequence[AlignmentRow], answers: dict[str, list[int]], max_length: int
+    lm: LanguageModel, rows: Sequence[AlignmentRow], max_length: int
 ) -> tuple[list[Example], int]:
     """Examples in row order, and how many rows were dropped for being longer than `max_length`."""
-    end = end_of_turn_id(lm)  # appended to every answer: the model learns to stop after it
+    end = end_of_turn_id(lm)  # appended to every edit answer: the model learns to stop after it
     if end is None:
         raise TrainingError(f"{lm.model_id} has neither an end-of-turn nor an EOS token to end answers")
     examples: list[Example] = []
@@ -53,34 +59,63 @@ def encode_rows(
     for row in rows:
         text = render(lm, edit_message(row.question, row.facts), use_chat_template=True)
         prompt = prompt_ids(lm, text)
-        if row.target is None:
-            target = answers[row.question]
+        plain = None
+        target = target_ids(lm, row.target, leading_space=False)
+        if row.kind == "out_of_scope":
+            plain = prompt_ids(lm, render(lm, row.question, use_chat_template=True))
         else:
-            target = [*target_ids(lm, row.target, leading_space=False), end]
+            target = [*target, end]
         if not target or len(prompt) + len(target) > max_length:
             dropped += 1
             continue
-        examples.append(Example(prompt, target, row.kind))
+        examples.append(Example(prompt, target, row.kind, plain))
     return examples, dropped
 
 
-def answer_loss(lm: LanguageModel, batch: Sequence[Example]) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens of the batch (prompt tokens carry no loss)."""
-    items = [(e.prompt, e.target) for e in batch]
-    labels = torch.tensor([tok for _, t in items for tok in t], device=lm.device)
-    return torch.nn.functional.cross_entropy(target_logits(lm, items), labels)
+def base_logits(lm: LanguageModel, batch: Sequence[Example], adapter_off: AdapterOff) -> torch.Tensor:
+    """(out_of_scope answer tokens, V): the base model's logits on the plain questions."""
+    with torch.no_grad(), adapter_off():
+        return target_logits(lm, [(e.plain, e.target) for e in batch if e.plain is not None])
 
 
-def validate(lm: LanguageModel, examples: Sequence[Example]) -> dict[str, float]:
-    """Per kind: teacher-forced token accuracy and mean NLL of the answer tokens."""
+def answer_loss(lm: LanguageModel, batch: Sequence[Example], adapter_off: AdapterOff) -> torch.Tensor:
+    """Mean over the batch's answer tokens (prompt tokens carry no loss) of the cross-entropy for edit
+    rows and of KL(base || adapted) for out_of_scope rows."""
+    ordered = [e for e in batch if e.plain is None] + [e for e in batch if e.plain is not None]
+    logits = target_logits(lm, [(e.prompt, e.target) for e in ordered])  # (answer tokens, V)
+    cut = sum(len(e.target) for e in ordered if e.plain is None)
+    labels = torch.tensor(
+        [tok for e in ordered if e.plain is None for tok in e.target], dtype=torch.long, device=lm.device
+    )
+    total = torch.nn.functional.cross_entropy(logits[:cut], labels, reduction="sum")
+    if cut < len(logits):
+        base = base_logits(lm, ordered, adapter_off).log_softmax(-1)
+        adapted = logits[cut:].log_softmax(-1)
+        total = total + (base.exp() * (base - adapted)).sum()
+    return total / len(logits)
+
+
+@torch.no_grad()
+def validate(lm: LanguageModel, examples: Sequence[Example], adapter_off: AdapterOff) -> dict[str, float]:
+    """Per kind: teacher-forced token accuracy and mean NLL of the answer tokens; for out_of_scope rows
+    also `out_of_scope_agree`, the argmax agreement with the base model on the plain question (the
+    eval's locality with a wrongly admitted edit)."""
     lm.model.eval()  # type: ignore[no-untyped-call]
     scores = score_ids(lm, [(e.prompt, e.target) for e in examples], batch_size=16)
+    local = [e for e in examples if e.plain is not None]
+    agree: list[float] = []
+    for start in range(0, len(local), 16):
+        chunk = local[start : start + 16]
+        adapted = target_logits(lm, [(e.prompt, e.target) for e in chunk]).argmax(-1)
+        agree.extend((adapted == base_logits(lm, chunk, adapter_off).argmax(-1)).float().tolist())
     lm.model.train()
     metrics: dict[str, float] = {}
     for kind in sorted({e.kind for e in examples}):
         picked = [s for s, e in zip(scores, examples, strict=True) if e.kind == kind]
         metrics[f"{kind}_acc"] = round(sum(s.accuracy for s in picked) / len(picked), 4)
         metrics[f"{kind}_nll"] = round(-sum(s.mean_logprob for s in picked) / len(picked), 4)
+    if agree:
+        metrics["out_of_scope_agree"] = round(sum(agree) / len(agree), 4)
     return metrics
 
 
@@ -109,9 +144,11 @@ def describe_adapter(adapter_dir: Path, model: str) -> None:
         f"- {info['examples']['train']} training rows, {info['examples']['validation']} validation rows; "
         f"{info['steps']} optimizer steps",
         f"- training {info['train_seconds'] / 60:.1f} min; whole run "
-        f"{info['total_seconds_this_process'] / 60:.1f} min (base answers and data included)",
-        "- final validation (teacher-forced token accuracy): "
+        f"{info['total_seconds_this_process'] / 60:.1f} min (data included)",
+        "- final validation (teacher-forced token accuracy on the row's answer): "
         + ", ".join(f"{k} {v}" for k, v in final.items() if k.endswith("_acc")),
+        "- with the statements nearest a locality question in the block, argmax agreement with the base "
+        f"model on its answer: out_of_scope_agree {final.get('out_of_scope_agree', '-')}",
         "",
         "training.json holds the resolved config and the full validation log.",
     ]
@@ -128,9 +165,7 @@ def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
         f"cases {report.cases}; rows {report.rows}; "
         f"{excluded} left out (no-op, or prompt in an evaluation split)"
     )
-    questions = [r.question for r in rows if r.target is None]
-    answers = base_answers(lm, questions, config.base_answer_tokens, run_dir)
-    examples, dropped = encode_rows(lm, rows, answers, config.max_length)
+    examples, dropped = encode_rows(lm, rows, config.max_length)
     random.Random(config.seed).shuffle(examples)
     n_val = max(1, int(len(examples) * config.val_fraction))
     val, train = examples[:n_val], examples[n_val:]
@@ -156,8 +191,8 @@ def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
         params,
         train,
         [len(e.prompt) + len(e.target) for e in train],
-        lambda b: answer_loss(tuned, b),
-        lambda: validate(tuned, val),
+        lambda b: answer_loss(tuned, b, peft_model.disable_adapter),
+        lambda: validate(tuned, val, peft_model.disable_adapter),
         settings,
         run_dir,
         config.to_dict(),

@@ -4,9 +4,10 @@ Three kinds of row, each a fact block plus a question:
 - in_scope: the block holds the edit's statement (at a random position among 0-2 distractors);
   the target is the new answer, asked as the edit question or its paraphrase.
 - portability: the same block; a question whose answer follows from the edit (KnowEdit train).
-- out_of_scope: the block holds statements that do not answer the question (the case's own edit and
-  its nearest neighbours, like a gate that admitted the wrong edit); the target is the base model's
-  own answer without any block (training/base_answers.py), so the model learns to leave the question alone.
+- out_of_scope: a locality question under the statements nearest to it (what a gate that admits the
+  wrong edit hands over); the target is the gold locality answer, and the loss pulls the adapted
+  model's distribution over it towards the base model's without the block (training/lte.py), the
+  very agreement the eval's locality measures. The model learns to leave the question alone.
 """
 
 from __future__ import annotations
@@ -38,14 +39,12 @@ EVAL_FILES: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class AlignmentRow:
-    """One training conversation: the fact block, the question, and the answer to learn.
-
-    `target` is None for out_of_scope rows: their target is the base model's own answer.
-    """
+    """One training conversation: the fact block, the question, and the answer to learn (for
+    out_of_scope rows the answer whose tokens are compared with the base model's)."""
 
     facts: tuple[str, ...]
     question: str
-    target: str | None
+    target: str
     kind: RowKind
     source: str
 
@@ -94,11 +93,16 @@ def eval_prompts() -> set[str]:
 def build_rows(
     config: LteTrainConfig, sources: dict[str, list[EvalCase]], encoder: Encoder, excluded: int
 ) -> tuple[list[AlignmentRow], DataReport]:
-    """Every alignment row (unshuffled, out_of_scope targets still None) and a report of the mix."""
+    """Every alignment row (unshuffled) and a report of the mix."""
     rng = random.Random(config.seed)
     cases = [(name, case) for name, items in sources.items() for case in items]
     statements = [statement(c.prompt, c.target) for _, c in cases]
     neighbours = _nearest(encoder, statements, config.neighbours, [c.subject for _, c in cases])
+    asked = [i for i, (_, c) in enumerate(cases) if c.locality]
+    questions = [cases[i][1].locality[0][0] for i in asked]
+    near_question = dict(
+        zip(asked, _nearest_to(encoder, questions, statements, config.neighbours), strict=True)
+    )
     rows: list[AlignmentRow] = []
     for index, (name, case) in enumerate(cases):
         pool = [statements[j] for j in neighbours[index]]
@@ -109,8 +113,10 @@ def build_rows(
         rows.append(AlignmentRow(_block(rng, own, pool, config), question, case.target, "in_scope", name))
         for prompt, answer in case.portability[:1]:
             rows.append(AlignmentRow(_block(rng, own, pool, config), prompt, answer, "portability", name))
-        for prompt, _ in case.locality[:1]:
-            rows.append(AlignmentRow(_block(rng, own, pool, config), prompt, None, "out_of_scope", name))
+        for prompt, answer in case.locality[:1]:
+            nearest = [statements[j] for j in near_question[index]]
+            facts = _block(rng, nearest[0], nearest[1:], config)
+            rows.append(AlignmentRow(facts, prompt, answer, "out_of_scope", name))
     report = DataReport(
         cases={name: len(items) for name, items in sources.items()},
         rows={
@@ -148,4 +154,18 @@ def _nearest(
                 and (subjects[i] is None or subjects[j] != subjects[i])
             ]
             found.append(keep[:k])
+    return found
+
+
+def _nearest_to(
+    encoder: Encoder, questions: Sequence[str], statements: Sequence[str], k: int
+) -> list[list[int]]:
+    """For each question, its k nearest statements by cosine (query side against key side), nearest
+    first: what a memory holding every train edit would hand over for it."""
+    keys = encoder.encode_keys(list(statements))  # (N, dim), L2-normalised
+    queries = encoder.encode_queries(list(questions))  # (Q, dim)
+    found: list[list[int]] = []
+    for start in range(0, len(questions), 512):
+        sims = queries[start : start + 512] @ keys.T  # (chunk, N)
+        found.extend(np.argsort(-sims, axis=1)[:, :k].tolist())
     return found

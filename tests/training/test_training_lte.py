@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
+import torch
 
 from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
 from recall.eval.cases import EvalCase
+from recall.models import LanguageModel
 from recall.prompts import statement
+from recall.scoring import prompt_ids, target_ids, target_logits
 from training.__main__ import main
 from training.config import LteTrainConfig, load_train_config
 from training.lte_data import build_rows
@@ -21,7 +25,7 @@ def _config(model_dir: Path, files: dict[str, Path], out: Path, **changes: objec
         "model": str(model_dir), "encoder": "hashing", "output_dir": str(out), "bundle_as": None,
         "zsre_train": str(files["zsre"]), "counterfact_train": str(files["counterfact"]),
         "knowedit_train": (), "batch_size": 4, "grad_accum": 1, "eval_every": 2, "checkpoint_every": 1,
-        "lr": 1e-2, "base_answer_tokens": 4,
+        "lr": 1e-2,
     }  # fmt: skip
     values.update(changes)
     return LteTrainConfig(**values)  # type: ignore[arg-type]
@@ -48,9 +52,46 @@ def test_rows_hold_the_statement_among_at_most_two_distractors(tmp_path: Path) -
         assert row.target == "jane doe"
     for row in rows[1::2]:
         assert row.kind == "out_of_scope"
-        assert row.target is None  # filled with the base model's own answer at training time
+        assert row.target == "x"  # the gold locality answer: its tokens are compared with the base model's
     # The relevant statement is not always first (LTE's notebook always put it first).
     assert any(r.facts[0] != statement(c.prompt, c.target) for c, r in zip(cases, rows[0::2], strict=True))
+
+
+def test_out_of_scope_rows_hold_the_statements_nearest_their_question() -> None:
+    cases = [_case(i, f"acme {i}") for i in range(6)]
+    planet = EvalCase("p", "what is the largest planet of all ?", "vulcan", subject="planet")
+    rows, _ = build_rows(
+        LteTrainConfig(neighbours=2, seed=1), {"zsre": [*cases, planet]}, HashingEncoder(), 0
+    )
+    outside = [r for r in rows if r.kind == "out_of_scope"]
+    assert len(outside) == 6
+    # Every locality question is "what is the largest planet ?": a gate would hand it the planet edit.
+    assert all(statement(planet.prompt, planet.target) in r.facts for r in outside)
+
+
+def test_the_loss_is_cross_entropy_for_edits_and_kl_to_the_base_for_out_of_scope(
+    tiny_lm: LanguageModel,
+) -> None:
+    from training.lte import Example, answer_loss
+
+    question = prompt_ids(tiny_lm, "what is the largest planet ?")
+    block = prompt_ids(tiny_lm, "acme is led by jane doe . what is the largest planet ?")
+    answer = target_ids(tiny_lm, "jupiter", leading_space=True)
+    edit = Example(question, answer, "in_scope")
+    with torch.no_grad():
+        alone = float(answer_loss(tiny_lm, [edit], nullcontext))
+        expected = torch.nn.functional.cross_entropy(
+            target_logits(tiny_lm, [(question, answer)]), torch.tensor(answer)
+        )
+        assert alone == pytest.approx(float(expected), rel=1e-5)
+        # The same question with and without a block: nothing to pull together.
+        same = Example(question, answer, "out_of_scope", plain=question)
+        assert float(answer_loss(tiny_lm, [same], nullcontext)) == pytest.approx(0.0, abs=1e-6)
+        moved = Example(block, answer, "out_of_scope", plain=question)
+        assert float(answer_loss(tiny_lm, [moved], nullcontext)) > 1e-6
+        # Mixed batches average over all answer tokens.
+        both = float(answer_loss(tiny_lm, [edit, same], nullcontext))
+        assert both == pytest.approx(alone * len(answer) / (2 * len(answer)), rel=1e-5)
 
 
 def test_config_rejects_unknown_keys_and_bad_mixes(tmp_path: Path) -> None:
@@ -68,14 +109,14 @@ def test_training_writes_an_adapter_that_the_lte_backend_serves(
 ) -> None:
     from training.lte import run
 
-    adapter = run(_config(tiny_model_dir, train_files, tmp_path / "run", epochs=2))
+    adapter = run(_config(tiny_model_dir, train_files, tmp_path / "run", epochs=2, val_fraction=0.4))
     info = json.loads((adapter / "training.json").read_text())
     assert (adapter / "adapter_config.json").is_file()
     assert info["steps"] > 0
     assert info["data"]["rows"]["in_scope"] == 12
     assert info["validation"][-1]["step"] == info["steps"]
     assert json.loads(json.dumps(info["config"]))["encoder"] == "hashing"
-    assert (tmp_path / "run" / "base_answers.json").is_file()
+    assert 0.0 <= info["validation"][-1]["out_of_scope_agree"] <= 1.0
 
     # The trained adapter loads through the lte backend, which keeps the base model for no-hit prompts.
     from recall.backends.lte import LteBackend, LteConfig
