@@ -29,6 +29,7 @@ from recall.scoring import end_of_turn_id, prompt_ids, score_ids, target_ids, ta
 from training.config import LteTrainConfig
 from training.errors import TrainingError
 from training.loop import LoopSettings, TrainLoop
+from training.losses import kl_from_base
 from training.lte_data import AlignmentRow, build_rows
 from training.runs import bundle, start_run
 
@@ -89,9 +90,7 @@ def answer_loss(lm: LanguageModel, batch: Sequence[Example], adapter_off: Adapte
     )
     total = torch.nn.functional.cross_entropy(logits[:cut], labels, reduction="sum")
     if cut < len(logits):
-        base = base_logits(lm, ordered, adapter_off).log_softmax(-1)
-        adapted = logits[cut:].log_softmax(-1)
-        total = total + (base.exp() * (base - adapted)).sum()
+        total = total + kl_from_base(base_logits(lm, ordered, adapter_off), logits[cut:]).sum()
     return total / len(logits)
 
 

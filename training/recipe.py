@@ -36,6 +36,7 @@ from recall.prompts import statement
 from recall.scoring import target_logits
 from training.config import RecipeTrainConfig
 from training.loop import LoopSettings, TrainLoop
+from training.losses import kl_from_base
 from training.recipe_data import RecipeExample, build_edits, tokenise
 from training.recipe_gate import calibrate_margin
 from training.runs import bundle, start_run
@@ -97,8 +98,8 @@ def editing_losses(
     cut = [sum(lengths[: len(batch)]), sum(lengths[: 2 * len(batch)])]
     rel, gen, loc = logits[: cut[0]], logits[cut[0] : cut[1]], logits[cut[1] :]
     with torch.no_grad():
-        base = target_logits(lm, [e.loc for e in batch]).log_softmax(-1)  # p_pre: no prompt
-    kl = (base.exp() * (base - loc.log_softmax(-1))).sum(-1).mean()
+        base = target_logits(lm, [e.loc for e in batch])  # p_pre: no prompt
+    kl = kl_from_base(base, loc).mean()
     return (
         config.rel_weight * hinged_nll(rel, labels[: cut[0]], config.edit_hinge)
         + config.gen_weight * hinged_nll(gen, labels[cut[0] : cut[1]], config.edit_hinge)
