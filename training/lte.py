@@ -82,15 +82,14 @@ def base_logits(lm: LanguageModel, batch: Sequence[Example], adapter_off: Adapte
 def answer_loss(lm: LanguageModel, batch: Sequence[Example], adapter_off: AdapterOff) -> torch.Tensor:
     """Mean over the batch's answer tokens (prompt tokens carry no loss) of the cross-entropy for edit
     rows and of KL(base || adapted) for out_of_scope rows."""
-    ordered = [e for e in batch if e.plain is None] + [e for e in batch if e.plain is not None]
-    logits = target_logits(lm, [(e.prompt, e.target) for e in ordered])  # (answer tokens, V)
-    cut = sum(len(e.target) for e in ordered if e.plain is None)
-    labels = torch.tensor(
-        [tok for e in ordered if e.plain is None for tok in e.target], dtype=torch.long, device=lm.device
-    )
+    edits = [e for e in batch if e.plain is None]
+    local = [e for e in batch if e.plain is not None]
+    logits = target_logits(lm, [(e.prompt, e.target) for e in edits + local])  # (answer tokens, V)
+    labels = torch.tensor([tok for e in edits for tok in e.target], dtype=torch.long, device=lm.device)
+    cut = len(labels)  # the edit rows' tokens come first
     total = torch.nn.functional.cross_entropy(logits[:cut], labels, reduction="sum")
-    if cut < len(logits):
-        total = total + kl_from_base(base_logits(lm, ordered, adapter_off), logits[cut:]).sum()
+    if local:
+        total = total + kl_from_base(base_logits(lm, local, adapter_off), logits[cut:]).sum()
     return total / len(logits)
 
 

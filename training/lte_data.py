@@ -97,12 +97,11 @@ def build_rows(
     rng = random.Random(config.seed)
     cases = [(name, case) for name, items in sources.items() for case in items]
     statements = [statement(c.prompt, c.target) for _, c in cases]
-    neighbours = _nearest(encoder, statements, config.neighbours, [c.subject for _, c in cases])
+    keys = encoder.encode_keys(statements)  # (N, dim), L2-normalised; one pass serves both searches
+    neighbours = _nearest(keys, statements, config.neighbours, [c.subject for _, c in cases])
     asked = [i for i, (_, c) in enumerate(cases) if c.locality]
-    questions = [cases[i][1].locality[0][0] for i in asked]
-    near_question = dict(
-        zip(asked, _nearest_to(encoder, questions, statements, config.neighbours), strict=True)
-    )
+    queries = encoder.encode_queries([cases[i][1].locality[0][0] for i in asked])  # (Q, dim)
+    near_question = dict(zip(asked, _nearest_to(queries, keys, config.neighbours), strict=True))
     rows: list[AlignmentRow] = []
     for index, (name, case) in enumerate(cases):
         pool = [statements[j] for j in neighbours[index]]
@@ -136,10 +135,10 @@ def _block(rng: random.Random, own: str, pool: Sequence[str], config: LteTrainCo
 
 
 def _nearest(
-    encoder: Encoder, statements: Sequence[str], k: int, subjects: Sequence[str | None]
+    vectors: np.ndarray, statements: Sequence[str], k: int, subjects: Sequence[str | None]
 ) -> list[list[int]]:
-    """For each statement, the k nearest others by cosine with another subject and other text."""
-    vectors = encoder.encode_keys(list(statements))  # (N, dim), L2-normalised
+    """For each statement (keys (N, dim)), the k nearest others by cosine with another subject and
+    other text."""
     found: list[list[int]] = []
     for start in range(0, len(statements), 512):
         sims = vectors[start : start + 512] @ vectors.T  # (chunk, N)
@@ -157,15 +156,11 @@ def _nearest(
     return found
 
 
-def _nearest_to(
-    encoder: Encoder, questions: Sequence[str], statements: Sequence[str], k: int
-) -> list[list[int]]:
-    """For each question, its k nearest statements by cosine (query side against key side), nearest
+def _nearest_to(queries: np.ndarray, keys: np.ndarray, k: int) -> list[list[int]]:
+    """For each question (queries (Q, dim)), its k nearest statements (keys (N, dim)) by cosine, nearest
     first: what a memory holding every train edit would hand over for it."""
-    keys = encoder.encode_keys(list(statements))  # (N, dim), L2-normalised
-    queries = encoder.encode_queries(list(questions))  # (Q, dim)
     found: list[list[int]] = []
-    for start in range(0, len(questions), 512):
+    for start in range(0, len(queries), 512):
         sims = queries[start : start + 512] @ keys.T  # (chunk, N)
         found.extend(np.argsort(-sims, axis=1)[:, :k].tolist())
     return found
