@@ -37,6 +37,9 @@ class KnowledgeSettings:
     # prompt-only form). Three vectors from a 2-layer MLP could not spell unseen names into a frozen
     # 135M model (held-out token accuracy 0.46); the learned vectors now teach it to use the tokens.
     statement_tokens: int = 0
+    # How those tokens read: "text", the statement "Q? A"; "dialog", the edit as an earlier chat
+    # exchange (recall/prompts.py: exchange_text), which a frozen chat model repeats more faithfully.
+    statement_form: Literal["text", "dialog"] = "text"
     sentinel_tokens: int = 10
     # A key is admitted when its cosine beats cos(query, sentinel) by this much (0 in RECIPE). Training
     # calibrates it on held-out locality questions against every training key (`calibrate_margin`).

@@ -22,6 +22,7 @@ from recall.artifacts import AdapterError, artifact_info, check_trained_for, res
 from recall.errors import ModelNotAvailableError
 from recall.knowledge import KnowledgeModel, KnowledgeSettings
 from recall.models import LanguageModel
+from recall.prompts import Fact, exchange_text, statement
 
 CONFIG_FILE = "recipe_config.json"
 WEIGHTS_FILE = "recipe.safetensors"
@@ -75,10 +76,12 @@ def new_knowledge_model(settings: KnowledgeSettings, lm: LanguageModel) -> Knowl
 
 
 def edit_prompts(
-    model: KnowledgeModel, lm: LanguageModel, statements: Sequence[str], keys: torch.Tensor
+    model: KnowledgeModel, lm: LanguageModel, facts: Sequence[Fact], keys: torch.Tensor
 ) -> list[torch.Tensor]:
-    """Each edit's prompt (L_p + n_i, d): MLP_P(r_k) from its raw key (B, R), then the first
-    `statement_tokens` of the statement's own token embeddings in the LLM (none when that is 0).
+    """Each edit's prompt (L_p + n_i, d): MLP_P(r_k) from its raw key (B, R), then the LLM's token
+    embeddings of the first `statement_tokens` tokens of the edit (its statement, or its exchange in
+    the chat template: `statement_form`; none when `statement_tokens` is 0). `facts` are the edits as
+    (prompt, target).
 
     Training and the recipe backend both build prompts here; gradients reach MLP_P only (the LLM's
     embedding table is frozen).
@@ -88,7 +91,11 @@ def edit_prompts(
     if limit == 0:
         return list(learned)
     embed: Any = lm.model.get_input_embeddings()
-    ids = lm.tokenizer(list(statements), add_special_tokens=False).input_ids
+    if model.settings.statement_form == "dialog":
+        texts = [exchange_text(lm, prompt, target) for prompt, target in facts]
+    else:
+        texts = [statement(prompt, target) for prompt, target in facts]
+    ids = lm.tokenizer(texts, add_special_tokens=False).input_ids
     out = []
     for vectors, row in zip(learned, ids, strict=True):
         tokens = embed(torch.tensor(row[:limit], dtype=torch.long, device=lm.device))  # (n_i, d)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from recall.config import CONFIG_DIR, build_dataclass, read_yaml, set_dotted, to_plain
 from recall.errors import ConfigError
+from recall.prompts import TemplateName
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
 
@@ -57,6 +58,8 @@ class LteTrainConfig(TrainDataConfig):
     distractor statements (LTE used multi-qa-mpnet)."""
 
     question_rate: float = 0.3  # in-scope rows ask the edit question itself, else its paraphrase
+    # How the block is written (recall/prompts.py); the lte backend must use the same template.
+    template: TemplateName = "lte"
     neighbours: int = 5  # distractors are drawn from this many nearest statements
 
     # LoRA (LTE's FastChat defaults)
@@ -102,6 +105,8 @@ class RecipeTrainConfig(TrainDataConfig):
     knowledge_dim: int = 512
     prompt_tokens: int = 3
     statement_tokens: int = 48  # the statement's own token embeddings after the L_p vectors (0: none)
+    # "text": those tokens read "Q? A"; "dialog": the edit as an earlier chat exchange (recall/knowledge.py)
+    statement_form: Literal["text", "dialog"] = "text"
     sentinel_tokens: int = 10
     trainable_layers: int = 2
 

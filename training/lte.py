@@ -24,7 +24,7 @@ from peft import LoraConfig, get_peft_model
 from recall.encoder import load_encoder
 from recall.lora import TRAINING_FILE
 from recall.models import LanguageModel
-from recall.prompts import edit_message, render
+from recall.prompts import TemplateName, prompt_text
 from recall.scoring import end_of_turn_id, prompt_ids, score_ids, target_ids, target_logits
 from training.config import LteTrainConfig
 from training.errors import TrainingError
@@ -49,7 +49,7 @@ class Example:
 
 
 def encode_rows(
-    lm: LanguageModel, rows: Sequence[AlignmentRow], max_length: int
+    lm: LanguageModel, rows: Sequence[AlignmentRow], max_length: int, template: TemplateName = "lte"
 ) -> tuple[list[Example], int]:
     """Examples in row order, and how many rows were dropped for being longer than `max_length`."""
     end = end_of_turn_id(lm)  # appended to every edit answer: the model learns to stop after it
@@ -58,12 +58,12 @@ def encode_rows(
     examples: list[Example] = []
     dropped = 0
     for row in rows:
-        text = render(lm, edit_message(row.question, row.facts), use_chat_template=True)
+        text = prompt_text(lm, row.question, row.facts, template)
         prompt = prompt_ids(lm, text)
         plain = None
         target = target_ids(lm, row.target, leading_space=False)
         if row.kind == "out_of_scope":
-            plain = prompt_ids(lm, render(lm, row.question, use_chat_template=True))
+            plain = prompt_ids(lm, prompt_text(lm, row.question, ()))
         else:
             target = [*target, end]
         if not target or len(prompt) + len(target) > max_length:
@@ -163,7 +163,7 @@ def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
         f"cases {report.cases}; rows {report.rows}; "
         f"{excluded} left out (no-op, or prompt in an evaluation split)"
     )
-    examples, dropped = encode_rows(lm, rows, config.max_length)
+    examples, dropped = encode_rows(lm, rows, config.max_length, config.template)
     random.Random(config.seed).shuffle(examples)
     n_val = max(1, int(len(examples) * config.val_fraction))
     val, train = examples[:n_val], examples[n_val:]

@@ -23,7 +23,7 @@ import numpy as np
 from recall.encoder import Encoder
 from recall.eval.cases import EvalCase
 from recall.eval.datasets import load_cases
-from recall.prompts import statement
+from recall.prompts import Fact, statement
 from training.config import LteTrainConfig, TrainDataConfig
 
 RowKind = Literal["in_scope", "portability", "out_of_scope"]
@@ -42,7 +42,7 @@ class AlignmentRow:
     """One training conversation: the fact block, the question, and the answer to learn (for
     out_of_scope rows the answer whose tokens are compared with the base model's)."""
 
-    facts: tuple[str, ...]
+    facts: tuple[Fact, ...]  # (prompt, target) of each statement in the block
     question: str
     target: str
     kind: RowKind
@@ -96,7 +96,8 @@ def build_rows(
     """Every alignment row (unshuffled) and a report of the mix."""
     rng = random.Random(config.seed)
     cases = [(name, case) for name, items in sources.items() for case in items]
-    statements = [statement(c.prompt, c.target) for _, c in cases]
+    facts: list[Fact] = [(c.prompt, c.target) for _, c in cases]
+    statements = [statement(p, t) for p, t in facts]
     keys = encoder.encode_keys(statements)  # (N, dim), L2-normalised; one pass serves both searches
     neighbours = _nearest(keys, statements, config.neighbours, [c.subject for _, c in cases])
     asked = [i for i, (_, c) in enumerate(cases) if c.locality]
@@ -104,8 +105,8 @@ def build_rows(
     near_question = dict(zip(asked, _nearest_to(queries, keys, config.neighbours), strict=True))
     rows: list[AlignmentRow] = []
     for index, (name, case) in enumerate(cases):
-        pool = [statements[j] for j in neighbours[index]]
-        own = statements[index]
+        pool = [facts[j] for j in neighbours[index]]
+        own = facts[index]
         question = case.prompt
         if case.rephrases and rng.random() >= config.question_rate:
             question = rng.choice(case.rephrases)
@@ -113,9 +114,9 @@ def build_rows(
         for prompt, answer in case.portability[:1]:
             rows.append(AlignmentRow(_block(rng, own, pool, config), prompt, answer, "portability", name))
         for prompt, answer in case.locality[:1]:
-            nearest = [statements[j] for j in near_question[index]]
-            facts = _block(rng, nearest[0], nearest[1:], config)
-            rows.append(AlignmentRow(facts, prompt, answer, "out_of_scope", name))
+            nearest = [facts[j] for j in near_question[index]]
+            block = _block(rng, nearest[0], nearest[1:], config)
+            rows.append(AlignmentRow(block, prompt, answer, "out_of_scope", name))
     report = DataReport(
         cases={name: len(items) for name, items in sources.items()},
         rows={
@@ -126,7 +127,7 @@ def build_rows(
     return rows, report
 
 
-def _block(rng: random.Random, own: str, pool: Sequence[str], config: LteTrainConfig) -> tuple[str, ...]:
+def _block(rng: random.Random, own: Fact, pool: Sequence[Fact], config: LteTrainConfig) -> tuple[Fact, ...]:
     """The statement plus 0-2 distractors (LTE's 50/25/25), the statement at a random position."""
     count = rng.choices(range(len(config.distractor_mix)), weights=config.distractor_mix)[0]
     facts = [own, *rng.sample(list(pool), min(count, len(pool)))]

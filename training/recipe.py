@@ -32,7 +32,7 @@ from recall.artifacts import TRAINING_FILE
 from recall.knowledge import KnowledgeModel, KnowledgeSettings
 from recall.knowledge_files import edit_prompts, new_knowledge_model, save_knowledge
 from recall.models import LanguageModel
-from recall.prompts import statement
+from recall.prompts import Fact, statement
 from recall.scoring import target_logits
 from training.config import RecipeTrainConfig
 from training.loop import LoopSettings, TrainLoop
@@ -107,13 +107,19 @@ def editing_losses(
     )
 
 
-def conflicting_statement(batch: Sequence[RecipeExample], index: int) -> str | None:
-    """Edit `index`'s paraphrase stating the next edit's target: an edit of the same fact with another
-    answer. None when the edit has no paraphrase or the next edit has the same target."""
+def conflicting_edit(batch: Sequence[RecipeExample], index: int) -> Fact | None:
+    """Edit `index`'s paraphrase answered by the next edit's target, as (prompt, target): an edit of the
+    same fact with another answer. None when the edit has no paraphrase or the next edit has the same
+    target."""
     edit, next_edit = batch[index].edit, batch[(index + 1) % len(batch)].edit
     if edit.gen == edit.rel or next_edit.target == edit.target:
         return None
-    return statement(edit.gen, next_edit.target)
+    return (edit.gen, next_edit.target)
+
+
+def fact_prompts(lm: LanguageModel, model: KnowledgeModel, facts: Sequence[Fact]) -> list[torch.Tensor]:
+    """The prompts of edits given as (prompt, target), keyed by their statements."""
+    return edit_prompts(model, lm, facts, model.encode([statement(p, t) for p, t in facts], "key"))
 
 
 @dataclass(frozen=True)
@@ -149,25 +155,25 @@ def prompt_blocks(
     counts = rng.choices(range(most + 1), weights=config.distractor_mix[: most + 1], k=size)
     members = [[e, *nearest[e][: counts[e]]] for e in range(size)]
     needed = sorted({i for parts in members for i in parts})
-    made = edit_prompts(model, lm, [batch[i].edit.statement for i in needed], keys[needed])
-    prompt: dict[int | str, torch.Tensor] = dict(zip(needed, made, strict=True))
-    conflicts = {}  # edit -> the statement of its conflicting edit
+    made = edit_prompts(model, lm, [(batch[i].edit.rel, batch[i].edit.target) for i in needed], keys[needed])
+    prompt: dict[int | Fact, torch.Tensor] = dict(zip(needed, made, strict=True))
+    conflicts: dict[int, Fact] = {}  # edit -> its conflicting edit
     for e in range(size):
-        conflict = conflicting_statement(batch, e) if counts[e] else None
+        conflict = conflicting_edit(batch, e) if counts[e] else None
         if conflict is not None and rng.random() < config.conflict_rate:
             conflicts[e] = conflict
     if conflicts:
-        texts = list(conflicts.values())
+        facts = list(conflicts.values())
         with torch.no_grad():
-            conflict_keys = model.encode(texts, "key")
-        prompt.update(zip(texts, edit_prompts(model, lm, texts, conflict_keys), strict=True))
+            conflict_keys = model.encode([statement(p, t) for p, t in facts], "key")
+        prompt.update(zip(facts, edit_prompts(model, lm, facts, conflict_keys), strict=True))
     rel, other = [], []
     for e, parts in enumerate(members):
         rng.shuffle(parts)
         other.append(torch.cat([prompt[i] for i in parts]))
         if e in conflicts:
             dropped = nearest[e][counts[e] - 1]  # the farthest distractor makes room
-            with_conflict: list[int | str] = [p for p in parts if p != dropped]
+            with_conflict: list[int | Fact] = [p for p in parts if p != dropped]
             with_conflict.insert(rng.randrange(len(with_conflict) + 1), conflicts[e])
             rel.append(torch.cat([prompt[i] for i in with_conflict]))
         else:
@@ -210,8 +216,7 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
         else:
             metrics[f"{kind}_hit"] = round(float((admitted & (index == own)).float().mean()), 4)
     sample = val[:64]
-    statements = [e.edit.statement for e in sample]
-    prompts = edit_prompts(model, lm, statements, model.encode(statements, "key"))
+    prompts = fact_prompts(lm, model, [(e.edit.rel, e.edit.target) for e in sample])
     for kind in ("rel", "gen", "loc"):
         pairs = [getattr(e, kind) for e in sample]
         labels = torch.tensor([tok for _, t in pairs for tok in t], device=keys.device)
@@ -221,10 +226,9 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
             metrics["loc_agree"] = round(float((predicted == base).float().mean()), 4)
         else:
             metrics[f"{kind}_acc"] = round(float((predicted == labels).float().mean()), 4)
-    rows = [(i, text) for i in range(len(sample)) if (text := conflicting_statement(sample, i)) is not None]
+    rows = [(i, fact) for i in range(len(sample)) if (fact := conflicting_edit(sample, i)) is not None]
     if rows:
-        texts = [text for _, text in rows]
-        conflicts = edit_prompts(model, lm, texts, model.encode(texts, "key"))
+        conflicts = fact_prompts(lm, model, [fact for _, fact in rows])
         blocks = [torch.cat([prompts[i], c]) for (i, _), c in zip(rows, conflicts, strict=True)]
         pairs = [sample[i].rel for i, _ in rows]
         labels = torch.tensor([tok for _, t in pairs for tok in t], device=keys.device)
@@ -258,6 +262,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
         knowledge_dim=config.knowledge_dim,
         prompt_tokens=config.prompt_tokens,
         statement_tokens=config.statement_tokens,
+        statement_form=config.statement_form,
         sentinel_tokens=config.sentinel_tokens,
         trainable_layers=config.trainable_layers,
     )

@@ -13,7 +13,7 @@ from recall.config import BackendConfig
 from recall.errors import ConfigError
 from recall.lora import load_adapted
 from recall.models import LanguageModel
-from recall.prompts import TemplateName, edit_message, render
+from recall.prompts import Fact, TemplateName, prompt_text, statement
 from recall.results import TargetScore
 from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
 
@@ -65,12 +65,17 @@ class LteBackend:
         return None
 
     def injected(self, hits: Sequence[SearchHit]) -> str:
-        """Exactly the statements this backend would put before a question ("" for none)."""
-        return "\n".join(self._statements(hits))
+        """The statements of the edits this backend would put before a question ("" for none)."""
+        return "\n".join(statement(p, t) for p, t in self._facts(hits))
 
     def prompt_text(self, question: str, hits: Sequence[SearchHit]) -> str:
-        message = edit_message(question, self._statements(hits), self.config.template)
-        return render(self.lm, message, use_chat_template=self.config.use_chat_template)
+        return prompt_text(
+            self.lm,
+            question,
+            self._facts(hits),
+            self.config.template,
+            use_chat_template=self.config.use_chat_template,
+        )
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         ids = prompt_ids(self.lm, self.prompt_text(prompt, hits))
@@ -95,5 +100,5 @@ class LteBackend:
             lambda rows: score_ids(self.lm, [items[i] for i in rows], self.config.batch_size),
         )
 
-    def _statements(self, hits: Sequence[SearchHit]) -> list[str]:
-        return [hit.record.statement for hit in hits[: self.config.max_facts]]
+    def _facts(self, hits: Sequence[SearchHit]) -> list[Fact]:
+        return [(hit.record.prompt, hit.record.target) for hit in hits[: self.config.max_facts]]

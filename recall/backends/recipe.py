@@ -73,7 +73,7 @@ class RecipeBackend:
     def edit(self, records: Sequence[EditRecord]) -> None:
         """One knowledge-model pass per batch: statement -> r_k -> MLP_P -> prompt."""
         if records:
-            prompts = self._make_prompts([r.statement for r in records])
+            prompts = self._make_prompts(records)
             self._prompts.update({r.edit_id: p for r, p in zip(records, prompts, strict=True)})
 
     def forget(self, edit_ids: Sequence[str]) -> None:
@@ -142,10 +142,11 @@ class RecipeBackend:
         return render(self.lm, question, use_chat_template=self.config.use_chat_template)
 
     @torch.inference_mode()
-    def _make_prompts(self, statements: Sequence[str]) -> list[torch.Tensor]:
+    def _make_prompts(self, records: Sequence[EditRecord]) -> list[torch.Tensor]:
         out: list[torch.Tensor] = []
-        for start in range(0, len(statements), 64):
-            chunk = statements[start : start + 64]
-            keys = self.knowledge.encode(chunk, "key")  # (B, R)
-            out.extend(p.float().cpu() for p in edit_prompts(self.knowledge, self.lm, chunk, keys))
+        for start in range(0, len(records), 64):
+            chunk = records[start : start + 64]
+            keys = self.knowledge.encode([r.statement for r in chunk], "key")  # (B, R)
+            facts = [(r.prompt, r.target) for r in chunk]
+            out.extend(p.float().cpu() for p in edit_prompts(self.knowledge, self.lm, facts, keys))
         return out

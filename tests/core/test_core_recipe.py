@@ -72,11 +72,12 @@ def test_an_edit_prompt_is_the_learned_vectors_then_the_statement_tokens(
     tiny_lm: LanguageModel, tiny_recipe_dir: Path
 ) -> None:
     model = load_knowledge(str(tiny_recipe_dir), tiny_lm)
+    facts = [(RECORD.prompt, RECORD.target), ("jane", "")]
     texts = [RECORD.statement, "jane"]
     with torch.inference_mode():
         keys = model.encode(texts, "key")
         learned = model.prompts(keys)  # (2, L_p = 2, d)
-        prompts = edit_prompts(model, tiny_lm, texts, keys)
+        prompts = edit_prompts(model, tiny_lm, facts, keys)
         embed = tiny_lm.model.get_input_embeddings()
         for text, vectors, prompt in zip(texts, learned, prompts, strict=True):
             ids = tiny_lm.tokenizer(text, add_special_tokens=False).input_ids[:3]  # statement_tokens = 3
@@ -86,7 +87,32 @@ def test_an_edit_prompt_is_the_learned_vectors_then_the_statement_tokens(
     assert len(prompts[1]) == 3  # a one-token statement adds one token, not three
     prompt_only = new_knowledge_model(dataclasses.replace(model.settings, statement_tokens=0), tiny_lm)
     with torch.inference_mode():
-        assert [len(p) for p in edit_prompts(prompt_only, tiny_lm, texts, keys)] == [2, 2]  # RECIPE's form
+        assert [len(p) for p in edit_prompts(prompt_only, tiny_lm, facts, keys)] == [2, 2]  # RECIPE's form
+
+
+def test_dialog_statement_tokens_are_the_edit_as_a_chat_exchange(
+    tiny_lm: LanguageModel, tiny_recipe_dir: Path
+) -> None:
+    import copy
+
+    from recall.prompts import exchange_text
+
+    tokenizer = copy.deepcopy(tiny_lm.tokenizer)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} . {% endfor %}"
+    lm = LanguageModel(tiny_lm.model, tokenizer, tiny_lm.model_id, tiny_lm.fingerprint)
+    text = exchange_text(lm, RECORD.prompt, RECORD.target)
+    assert text == "system :  . user : who is the ceo of acme ? . assistant : jane doe . "
+    loaded = load_knowledge(str(tiny_recipe_dir), tiny_lm)
+    model = new_knowledge_model(
+        dataclasses.replace(loaded.settings, statement_form="dialog", statement_tokens=32), lm
+    )
+    model.load_state_dict(loaded.state_dict())
+    with torch.inference_mode():
+        keys = model.encode([RECORD.statement], "key")
+        prompt = edit_prompts(model, lm, [(RECORD.prompt, RECORD.target)], keys)[0]
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        assert torch.equal(prompt[2:], lm.model.get_input_embeddings()(torch.tensor(ids)))
+    assert exchange_text(tiny_lm, RECORD.prompt, RECORD.target) == RECORD.statement  # no chat template
 
 
 def test_generation_with_a_prompt_is_greedy_over_the_prefixed_input(

@@ -13,7 +13,6 @@ from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
 from recall.eval.cases import EvalCase
 from recall.models import LanguageModel
-from recall.prompts import statement
 from recall.scoring import prompt_ids, target_ids, target_logits
 from training.__main__ import main
 from training.config import LteTrainConfig, load_train_config
@@ -46,7 +45,7 @@ def test_rows_hold_the_statement_among_at_most_two_distractors(tmp_path: Path) -
     assert report.excluded == 2
     for case, row in zip(cases, rows[0::2], strict=True):
         assert row.kind == "in_scope"
-        assert statement(case.prompt, case.target) in row.facts
+        assert (case.prompt, case.target) in row.facts
         assert 1 <= len(row.facts) <= 3
         assert row.question in (case.prompt, *case.rephrases)
         assert row.target == "jane doe"
@@ -54,7 +53,7 @@ def test_rows_hold_the_statement_among_at_most_two_distractors(tmp_path: Path) -
         assert row.kind == "out_of_scope"
         assert row.target == "x"  # the gold locality answer: its tokens are compared with the base model's
     # The relevant statement is not always first (LTE's notebook always put it first).
-    assert any(r.facts[0] != statement(c.prompt, c.target) for c, r in zip(cases, rows[0::2], strict=True))
+    assert any(r.facts[0] != (c.prompt, c.target) for c, r in zip(cases, rows[0::2], strict=True))
 
 
 def test_out_of_scope_rows_hold_the_statements_nearest_their_question() -> None:
@@ -66,7 +65,7 @@ def test_out_of_scope_rows_hold_the_statements_nearest_their_question() -> None:
     outside = [r for r in rows if r.kind == "out_of_scope"]
     assert len(outside) == 6
     # Every locality question is "what is the largest planet ?": a gate would hand it the planet edit.
-    assert all(statement(planet.prompt, planet.target) in r.facts for r in outside)
+    assert all((planet.prompt, planet.target) in r.facts for r in outside)
 
 
 def test_the_loss_is_cross_entropy_for_edits_and_kl_to_the_base_for_out_of_scope(

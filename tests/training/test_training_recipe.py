@@ -141,7 +141,7 @@ def test_each_edit_is_trained_among_its_nearest_distractors(tiny_lm: Any, tiny_r
     )
     with torch.inference_mode():
         keys = model.encode([e.statement for e in edits], "key")
-        own = edit_prompts(model, tiny_lm, [e.statement for e in edits], keys)
+        own = edit_prompts(model, tiny_lm, [(e.rel, e.target) for e in edits], keys)
         made = prompt_blocks(tiny_lm, model, batch, keys, config)
         again = prompt_blocks(tiny_lm, model, batch, keys, config).other
     blocks = made.other
@@ -171,11 +171,13 @@ def test_a_question_block_can_hold_a_conflicting_edit(tiny_lm: Any, tiny_recipe_
     config = RecipeTrainConfig(
         edit_batch=6, retrieval_batch=6, distractor_mix=(0.0, 0.0, 1.0), conflict_rate=1.0
     )
-    conflicting = [statement(e.gen, edits[(i + 1) % 6].target) for i, e in enumerate(edits)]
+    conflicting = [(e.gen, edits[(i + 1) % 6].target) for i, e in enumerate(edits)]
     with torch.inference_mode():
         keys = model.encode([e.statement for e in edits], "key")
-        own = edit_prompts(model, tiny_lm, [e.statement for e in edits], keys)
-        conflict = edit_prompts(model, tiny_lm, conflicting, model.encode(conflicting, "key"))
+        own = edit_prompts(model, tiny_lm, [(e.rel, e.target) for e in edits], keys)
+        conflict = edit_prompts(
+            model, tiny_lm, conflicting, model.encode([statement(*c) for c in conflicting], "key")
+        )
         blocks = prompt_blocks(tiny_lm, model, batch, keys, config)
     width = len(own[0])
     for index, (rel, other) in enumerate(zip(blocks.rel, blocks.other, strict=True)):
