@@ -24,7 +24,15 @@ from recall.artifacts import (
 )
 from recall.models import LanguageModel
 
-__all__ = ["BUNDLED_DIR", "TRAINING_FILE", "AdapterError", "adapter_info", "load_adapted", "resolve_adapter"]
+__all__ = [
+    "BUNDLED_DIR",
+    "TRAINING_FILE",
+    "AdapterError",
+    "adapter_info",
+    "adapter_template",
+    "load_adapted",
+    "resolve_adapter",
+]
 
 _MARKER = "adapter_config.json"
 
@@ -40,6 +48,13 @@ def resolve_adapter(name_or_path: str) -> Path:
 
 def adapter_info(path: Path) -> dict[str, Any]:
     return artifact_info(path)
+
+
+def adapter_template(name_or_path: str) -> str | None:
+    """The prompt template the adapter was trained with (recall/prompts.py), or None for an adapter
+    without recall's training.json. Adapters from before the template was recorded used "lte"."""
+    config = adapter_info(resolve_adapter(name_or_path)).get("config")
+    return str(config.get("template", "lte")) if isinstance(config, dict) else None
 
 
 def load_adapted(lm: LanguageModel, name_or_path: str) -> LanguageModel:

@@ -128,12 +128,19 @@ def describe_adapter(adapter_dir: Path, model: str) -> None:
     final = info["validation"][-1] if info["validation"] else {}
     rows = ", ".join(f"{n} {k}" for k, n in info["data"]["rows"].items())
     cases = ", ".join(f"{k} {n}" for k, n in info["data"]["cases"].items())
+    template = info["config"].get("template", "lte")
+    block = (
+        "the earlier chat exchanges that state admitted edits"
+        if template == "dialog"
+        else f"the edit block of the `{template}` template"
+    )
     lines = [
         f"# LTE alignment adapter for {model}",
         "",
-        "A LoRA adapter (peft) that teaches the model to answer from LTE's `[Updated Information]` block",
-        "when it applies and to answer as the base model would when it does not (METHODS.md §2).",
-        "recall's lte backend uses it only for prompts that carry admitted edits (`--backend lte_aligned`).",
+        f"A LoRA adapter (peft) that teaches the model to answer from {block}",
+        "when they apply, and to answer as the base model would when they do not (METHODS.md §2).",
+        "recall's lte backend uses it only for prompts that carry admitted edits (`--backend lte_aligned`),",
+        f"with `template: {template}` (recall/prompts.py).",
         "",
         f"Rebuild: `{info['command']}` (from the repository root, beside ../shared).",
         "",

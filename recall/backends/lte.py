@@ -11,7 +11,7 @@ from memory_store import EditRecord, SearchHit
 from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest, score_by_hits
 from recall.config import BackendConfig
 from recall.errors import ConfigError
-from recall.lora import load_adapted
+from recall.lora import adapter_template, load_adapted
 from recall.models import LanguageModel
 from recall.prompts import Fact, TemplateName, prompt_text, statement
 from recall.results import TargetScore
@@ -43,6 +43,13 @@ class LteBackend:
     capabilities: ClassVar[Capability] = Capability.FORGET | Capability.BATCH | Capability.USES_RETRIEVAL
 
     def __init__(self, config: LteConfig, lm: LanguageModel) -> None:
+        trained = adapter_template(config.adapter) if config.adapter else None
+        if trained is not None and trained != config.template:
+            # The adapter learned to read one form of prompt; another one silently loses most edits.
+            raise ConfigError(
+                f"adapter {config.adapter!r} was trained with template {trained!r}, but backend.template is "
+                f"{config.template!r}: set backend.template={trained}"
+            )
         self.config = config
         self.lm = lm  # the base model: answers every prompt without admitted edits
         self.edit_lm = load_adapted(lm, config.adapter) if config.adapter else lm

@@ -13,6 +13,7 @@ from memory_store import EditRecord, SearchHit
 from recall.backends.base import ScoreRequest
 from recall.backends.lte import LteBackend, LteConfig
 from recall.config import load_config
+from recall.errors import ConfigError
 from recall.lora import AdapterError, load_adapted, resolve_adapter
 from recall.models import LanguageModel
 
@@ -74,3 +75,20 @@ def test_lte_aligned_preset_selects_the_bundled_adapter() -> None:
     assert config.backend.adapter == "lte-smollm2-135m"
     overridden = load_config(backend="lte_aligned", overrides=["backend.max_facts=1"])
     assert overridden.backend.max_facts == 1  # type: ignore[attr-defined]
+
+
+def test_an_adapter_serves_only_the_template_it_was_trained_with(
+    tiny_lm: LanguageModel, adapter_dir: Path, tmp_path: Path
+) -> None:
+    dialog = tmp_path / "dialog"
+    dialog.mkdir()
+    for file in adapter_dir.iterdir():
+        (dialog / file.name).write_bytes(file.read_bytes())
+    (dialog / "training.json").write_text(json.dumps({"config": {"template": "dialog"}}))
+    with pytest.raises(ConfigError, match=r"trained with template 'dialog'.*backend\.template=dialog"):
+        LteBackend(LteConfig(adapter=str(dialog)), tiny_lm)
+    assert LteBackend(LteConfig(adapter=str(dialog), template="dialog"), tiny_lm).config.template == "dialog"
+    # Without a recorded template the adapter predates it: it was trained on LTE's.
+    (dialog / "training.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(ConfigError, match="trained with template 'lte'"):
+        LteBackend(LteConfig(adapter=str(dialog), template="dialog"), tiny_lm)
