@@ -337,8 +337,13 @@ def describe(artifact: Path, info: dict[str, Any]) -> None:
         "MLP_K / MLP_Q over the bundled MiniLM (top layers fine-tuned), the prompt head MLP_P and the",
         "knowledge sentinel (METHODS.md §1). recall's recipe backend uses it (`--backend recipe`): the",
         "store keeps its keys and the sentinel gates each query. An admitted edit becomes",
-        f"{config['prompt_tokens']} prompt vectors and up to {config['statement_tokens']} of its statement's "
-        "own token embeddings,",
+        f"{config['prompt_tokens']} prompt vectors and the embeddings of up to "
+        f"{config['statement_tokens']} tokens "
+        + (
+            "of the edit written as an earlier chat exchange (`statement_form: dialog`),"
+            if config.get("statement_form") == "dialog"
+            else "of its statement,"
+        ),
         "in front of the frozen model's input.",
         "",
         f"Rebuild: `{info['command']}` (from the repository root, beside ../shared).",
