@@ -27,6 +27,15 @@ def adapter_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm: LanguageModel
     return folder
 
 
+def _copy_with_training_info(adapter_dir: Path, folder: Path, info: dict[str, object]) -> Path:
+    """A copy of the adapter whose training.json says `info`."""
+    folder.mkdir()
+    for file in adapter_dir.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    (folder / "training.json").write_text(json.dumps(info))
+    return folder
+
+
 def _hit(prompt: str, target: str) -> SearchHit:
     return SearchHit(record=EditRecord(prompt, target, statement=f"{prompt} {target}"), score=0.9, rank=0)
 
@@ -59,11 +68,7 @@ def test_missing_adapter_names_the_bundled_ones(tiny_lm: LanguageModel, tmp_path
 def test_adapter_trained_for_another_model_is_refused(
     tiny_lm: LanguageModel, adapter_dir: Path, tmp_path: Path
 ) -> None:
-    other = tmp_path / "other"
-    other.mkdir()
-    for file in adapter_dir.iterdir():
-        (other / file.name).write_bytes(file.read_bytes())
-    (other / "training.json").write_text(json.dumps({"model_fingerprint": "not-this-model"}))
+    other = _copy_with_training_info(adapter_dir, tmp_path / "other", {"model_fingerprint": "not-this-model"})
     with pytest.raises(AdapterError, match="trained for model fingerprint not-this-model"):
         load_adapted(tiny_lm, str(other))
 
@@ -80,11 +85,7 @@ def test_lte_aligned_preset_selects_the_bundled_adapter() -> None:
 def test_an_adapter_serves_only_the_template_it_was_trained_with(
     tiny_lm: LanguageModel, adapter_dir: Path, tmp_path: Path
 ) -> None:
-    dialog = tmp_path / "dialog"
-    dialog.mkdir()
-    for file in adapter_dir.iterdir():
-        (dialog / file.name).write_bytes(file.read_bytes())
-    (dialog / "training.json").write_text(json.dumps({"config": {"template": "dialog"}}))
+    dialog = _copy_with_training_info(adapter_dir, tmp_path / "dialog", {"config": {"template": "dialog"}})
     with pytest.raises(ConfigError, match=r"trained with template 'dialog'.*backend\.template=dialog"):
         LteBackend(LteConfig(adapter=str(dialog)), tiny_lm)
     assert LteBackend(LteConfig(adapter=str(dialog), template="dialog"), tiny_lm).config.template == "dialog"
