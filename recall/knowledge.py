@@ -23,6 +23,9 @@ from torch import nn
 Side = Literal["key", "query"]
 
 
+StatementForm = Literal["text", "dialog"]  # how an edit's statement tokens read (KnowledgeSettings)
+
+
 @dataclass(frozen=True)
 class KnowledgeSettings:
     """The shape of one knowledge model; saved beside its weights as recipe_config.json."""
@@ -39,7 +42,7 @@ class KnowledgeSettings:
     statement_tokens: int = 0
     # How those tokens read: "text", the statement "Q? A"; "dialog", the edit as an earlier chat
     # exchange (recall/prompts.py: exchange_text), which a frozen chat model repeats more faithfully.
-    statement_form: Literal["text", "dialog"] = "text"
+    statement_form: StatementForm = "text"
     sentinel_tokens: int = 10
     # A key is admitted when its cosine beats cos(query, sentinel) by this much (0 in RECIPE). Training
     # calibrates it on held-out locality questions against every training key (`calibrate_margin`).

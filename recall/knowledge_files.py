@@ -103,6 +103,14 @@ def edit_prompts(
     return out
 
 
+def fact_prompts(model: KnowledgeModel, lm: LanguageModel, facts: Sequence[Fact]) -> list[torch.Tensor]:
+    """`edit_prompts` for edits given as (prompt, target) alone: their keys come from their statements,
+    encoded without gradient (the editing losses train MLP_P only)."""
+    with torch.no_grad():
+        keys = model.encode([statement(p, t) for p, t in facts], "key")  # (B, R)
+    return edit_prompts(model, lm, facts, keys)
+
+
 def save_knowledge(model: KnowledgeModel, directory: Path) -> None:
     """Write recipe_config.json and the trained tensors (the frozen encoder is not copied)."""
     from safetensors.torch import save_file

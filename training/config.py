@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from recall.config import CONFIG_DIR, build_dataclass, read_yaml, set_dotted, to_plain
 from recall.errors import ConfigError
+from recall.knowledge import StatementForm
 from recall.prompts import TemplateName
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
@@ -106,7 +107,7 @@ class RecipeTrainConfig(TrainDataConfig):
     prompt_tokens: int = 3
     statement_tokens: int = 48  # the statement's own token embeddings after the L_p vectors (0: none)
     # "text": those tokens read "Q? A"; "dialog": the edit as an earlier chat exchange (recall/knowledge.py)
-    statement_form: Literal["text", "dialog"] = "text"
+    statement_form: StatementForm = "text"
     sentinel_tokens: int = 10
     trainable_layers: int = 2
 

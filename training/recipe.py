@@ -30,9 +30,9 @@ from torch.nn.functional import cross_entropy, normalize
 
 from recall.artifacts import TRAINING_FILE
 from recall.knowledge import KnowledgeModel, KnowledgeSettings
-from recall.knowledge_files import edit_prompts, new_knowledge_model, save_knowledge
+from recall.knowledge_files import edit_prompts, fact_prompts, new_knowledge_model, save_knowledge
 from recall.models import LanguageModel
-from recall.prompts import Fact, statement
+from recall.prompts import Fact
 from recall.scoring import target_logits
 from training.config import RecipeTrainConfig
 from training.loop import LoopSettings, TrainLoop
@@ -117,11 +117,6 @@ def conflicting_edit(batch: Sequence[RecipeExample], index: int) -> Fact | None:
     return (edit.gen, next_edit.target)
 
 
-def fact_prompts(lm: LanguageModel, model: KnowledgeModel, facts: Sequence[Fact]) -> list[torch.Tensor]:
-    """The prompts of edits given as (prompt, target), keyed by their statements."""
-    return edit_prompts(model, lm, facts, model.encode([statement(p, t) for p, t in facts], "key"))
-
-
 @dataclass(frozen=True)
 class PromptBlocks:
     """The prefixes the first `edit_batch` edits train under: `rel` for the question (it may hold a
@@ -164,9 +159,7 @@ def prompt_blocks(
             conflicts[e] = conflict
     if conflicts:
         facts = list(conflicts.values())
-        with torch.no_grad():
-            conflict_keys = model.encode([statement(p, t) for p, t in facts], "key")
-        prompt.update(zip(facts, edit_prompts(model, lm, facts, conflict_keys), strict=True))
+        prompt.update(zip(facts, fact_prompts(model, lm, facts), strict=True))
     rel, other = [], []
     for e, parts in enumerate(members):
         rng.shuffle(parts)
@@ -216,7 +209,7 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
         else:
             metrics[f"{kind}_hit"] = round(float((admitted & (index == own)).float().mean()), 4)
     sample = val[:64]
-    prompts = fact_prompts(lm, model, [(e.edit.rel, e.edit.target) for e in sample])
+    prompts = fact_prompts(model, lm, [(e.edit.rel, e.edit.target) for e in sample])
     for kind in ("rel", "gen", "loc"):
         pairs = [getattr(e, kind) for e in sample]
         labels = torch.tensor([tok for _, t in pairs for tok in t], device=keys.device)
@@ -228,7 +221,7 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
             metrics[f"{kind}_acc"] = round(float((predicted == labels).float().mean()), 4)
     rows = [(i, fact) for i in range(len(sample)) if (fact := conflicting_edit(sample, i)) is not None]
     if rows:
-        conflicts = fact_prompts(lm, model, [fact for _, fact in rows])
+        conflicts = fact_prompts(model, lm, [fact for _, fact in rows])
         blocks = [torch.cat([prompts[i], c]) for (i, _), c in zip(rows, conflicts, strict=True)]
         pairs = [sample[i].rel for i, _ in rows]
         labels = torch.tensor([tok for _, t in pairs for tok in t], device=keys.device)

@@ -16,7 +16,7 @@ from memory_store.errors import CorruptStoreError
 from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest, score_by_hits
 from recall.config import BackendConfig
 from recall.errors import ConfigError
-from recall.knowledge_files import edit_prompts, load_knowledge
+from recall.knowledge_files import fact_prompts, load_knowledge
 from recall.models import LanguageModel
 from recall.prompts import render
 from recall.results import TargetScore
@@ -145,8 +145,6 @@ class RecipeBackend:
     def _make_prompts(self, records: Sequence[EditRecord]) -> list[torch.Tensor]:
         out: list[torch.Tensor] = []
         for start in range(0, len(records), 64):
-            chunk = records[start : start + 64]
-            keys = self.knowledge.encode([r.statement for r in chunk], "key")  # (B, R)
-            facts = [(r.prompt, r.target) for r in chunk]
-            out.extend(p.float().cpu() for p in edit_prompts(self.knowledge, self.lm, facts, keys))
+            facts = [(r.prompt, r.target) for r in records[start : start + 64]]
+            out.extend(p.float().cpu() for p in fact_prompts(self.knowledge, self.lm, facts))
         return out
