@@ -242,7 +242,8 @@ class EditMemory:
         results = self.store.search(vectors, k=k, namespace=namespace)
         out = []
         for query, vector, hits in zip(queries, vectors, results, strict=True):
-            admitted = self.sentinel.admit(vector, hits)[: self.config.retrieval.top_k]
+            admitted = _asked_first(query, hits, self.sentinel.admit(vector, hits))
+            admitted = admitted[: self.config.retrieval.top_k]
             out.append(Retrieval(query, tuple(hits), tuple(admitted), self.sentinel.threshold(vector)))
         return out
 
@@ -330,3 +331,18 @@ class EditMemory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _asked_first(query: str, hits: Sequence[SearchHit], admitted: Sequence[SearchHit]) -> list[SearchHit]:
+    """The hits whose edit question is the query itself (case and spacing aside), alone and admitted even
+    where the gate said no; otherwise `admitted`. An edited question asked word for word needs no model
+    to recognise it, and no other edit can change its answer. Keys and queries of a trained encoder are
+    asymmetric: without this an edit of the same question with another answer (kept with policy
+    keep_both) can outrank it, and beside it the backend follows either."""
+    asked = _words(query)
+    exact = [hit for hit in hits if _words(hit.record.prompt) == asked]
+    return exact or list(admitted)
+
+
+def _words(text: str) -> str:
+    return " ".join(text.casefold().split())

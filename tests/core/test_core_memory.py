@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recall.config import load_config
@@ -90,6 +91,38 @@ def test_conflict_policies_reject_and_keep_both(make_memory: MakeMemory) -> None
     both = memory.add(QUESTION, "john smith", policy="keep_both")
     assert [r.edit_id for r in both.conflicts] == [first.edit_id]
     assert memory.count() == 2
+
+
+class _SkewedEncoder(HashingEncoder):
+    """Queries read with two more words than they have: the asymmetry of a trained key/query encoder."""
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return super().encode_queries([f"{text} in 2020" for text in texts])
+
+
+def test_an_edit_asked_word_for_word_is_used_alone_even_past_the_gate(
+    tmp_path: Path, tiny_lm: LanguageModel
+) -> None:
+    config = load_config(overrides=["encoder.name=hashing", "model.name=tiny", "retrieval.top_k=2"])
+    memory = EditMemory.create(tmp_path / "skewed", config, lm=tiny_lm, encoder=_SkewedEncoder())
+    try:
+        asked = memory.add(QUESTION, "jane doe", policy="keep_both")
+        sibling = memory.add(f"{QUESTION} in 2020", "john smith", policy="keep_both")
+        retrieval = memory.retrieve("  Who is the CEO of  ACME ?")
+        assert retrieval.hits[0].record.edit_id == sibling.edit_id  # the encoder ranks the sibling first
+        assert [h.record.edit_id for h in retrieval.admitted] == [asked.edit_id]
+        assert retrieval.admitted == memory.retrieve(QUESTION).admitted
+        assert memory.retrieve(PARAPHRASE).admitted[0].record.edit_id == sibling.edit_id
+    finally:
+        memory.close()
+    closed = load_config(overrides=["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=1.0"])
+    memory = EditMemory.create(tmp_path / "closed", closed, lm=tiny_lm, encoder=HashingEncoder())
+    try:
+        asked = memory.add(QUESTION, "jane doe")
+        assert [h.record.edit_id for h in memory.retrieve(QUESTION).admitted] == [asked.edit_id]
+        assert not memory.retrieve(PARAPHRASE).admitted  # the gate still decides everything else
+    finally:
+        memory.close()
 
 
 @pytest.mark.parametrize(
