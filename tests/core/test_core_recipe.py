@@ -38,6 +38,7 @@ def test_the_preset_sets_encoder_sentinel_and_keys_and_the_user_wins() -> None:
     assert config.encoder.name == "recipe-smollm2-135m"
     assert config.sentinel.kind == "learned"
     assert config.retrieval.keys == ("question", "statement")
+    assert isinstance(config.backend, RecipeConfig)
     assert config.retrieval.top_k == config.backend.max_prompts == 5
     assert load_config(backend="recipe", overrides=["encoder.name=hashing"]).encoder.name == "hashing"
     assert load_config(backend="lte_aligned").encoder.name == "all-minilm-l6-v2"
