@@ -78,6 +78,7 @@ def test_lte_aligned_preset_selects_the_bundled_adapter() -> None:
     assert config.backend.name == "lte"
     assert isinstance(config.backend, LteConfig)
     assert config.backend.adapter == "lte-smollm2-135m"
+    assert config.retrieval.top_k == config.backend.max_facts == 3
     overridden = load_config(backend="lte_aligned", overrides=["backend.max_facts=1"])
     assert overridden.backend.max_facts == 1  # type: ignore[attr-defined]
 
