@@ -58,12 +58,19 @@ class RetrievalConfig:
 
     keys: tuple[KeyKind, ...] = ("question", "statement")
     top_k: int = 1  # admitted statements handed to the backend
+    # A hit after the first is admitted only if it scores within max_gap of the first (None: any of the
+    # top_k): several edits go to the backend only when retrieval cannot tell them apart.
+    max_gap: float | None = None
 
     def __post_init__(self) -> None:
         if not self.keys:
             raise ConfigError("retrieval.keys must name at least one of: question, statement, subject")
         if self.top_k < 1:
             raise ConfigError(f"retrieval.top_k must be >= 1, got {self.top_k!r}")
+        if self.max_gap is not None and not 0.0 <= self.max_gap <= 2.0:
+            raise ConfigError(
+                f"retrieval.max_gap must lie in [0, 2] (a cosine difference), got {self.max_gap!r}"
+            )
 
 
 @dataclass(frozen=True)

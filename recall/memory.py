@@ -243,7 +243,7 @@ class EditMemory:
         out = []
         for query, vector, hits in zip(queries, vectors, results, strict=True):
             admitted = _asked_first(query, hits, self.sentinel.admit(vector, hits))
-            admitted = admitted[: self.config.retrieval.top_k]
+            admitted = _close_to_best(admitted, self.config.retrieval.max_gap)[: self.config.retrieval.top_k]
             out.append(Retrieval(query, tuple(hits), tuple(admitted), self.sentinel.threshold(vector)))
         return out
 
@@ -342,6 +342,16 @@ def _asked_first(query: str, hits: Sequence[SearchHit], admitted: Sequence[Searc
     asked = _words(query)
     exact = [hit for hit in hits if _words(hit.record.prompt) == asked]
     return exact or list(admitted)
+
+
+def _close_to_best(admitted: Sequence[SearchHit], max_gap: float | None) -> list[SearchHit]:
+    """The first admitted hit and those scoring within `max_gap` of it (all of them for None). A second
+    edit helps when retrieval cannot tell it from the first, e.g. the same question kept with another
+    answer; an unrelated one that merely passed the gate distracts the model from the right one."""
+    if max_gap is None or not admitted:
+        return list(admitted)
+    best = admitted[0].score
+    return [hit for hit in admitted if best - hit.score <= max_gap]
 
 
 def _words(text: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 from recall.config import load_config
 from recall.encoder import HashingEncoder
 from recall.errors import (
+    ConfigError,
     ConflictError,
     EditNotFoundError,
     IncompatibleArtifactError,
@@ -123,6 +124,29 @@ def test_an_edit_asked_word_for_word_is_used_alone_even_past_the_gate(
         assert not memory.retrieve(PARAPHRASE).admitted  # the gate still decides everything else
     finally:
         memory.close()
+
+
+def test_a_hit_far_behind_the_best_is_not_admitted_beside_it(tmp_path: Path, tiny_lm: LanguageModel) -> None:
+    open_gate = ["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=-1", "retrieval.top_k=3"]
+    for max_gap, expected in ((None, 3), (0.3, 2)):
+        config = load_config(
+            overrides=[*open_gate, f"retrieval.max_gap={'null' if max_gap is None else max_gap}"]
+        )
+        memory = EditMemory.create(tmp_path / str(max_gap), config, lm=tiny_lm, encoder=HashingEncoder())
+        try:
+            memory.add(QUESTION, "jane doe", policy="keep_both")
+            memory.add(QUESTION, "john smith", policy="keep_both")  # the same question: no way to choose
+            memory.add(UNRELATED, "jupiter")
+            retrieval = memory.retrieve(PARAPHRASE)
+            scores = [hit.score for hit in retrieval.hits]
+            # the two siblings score alike, the unrelated edit far below them
+            assert scores[0] - scores[1] < 0.3 < scores[0] - scores[2]
+            assert len(retrieval.admitted) == expected
+            assert {h.record.target for h in retrieval.admitted[:2]} == {"jane doe", "john smith"}
+        finally:
+            memory.close()
+    with pytest.raises(ConfigError, match="max_gap"):
+        load_config(overrides=["retrieval.max_gap=-0.1"])
 
 
 @pytest.mark.parametrize(
