@@ -31,8 +31,9 @@ examples:
   recall repl                                   # an interactive shell
   recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 100
   recall bench                                  # edit and ask latency, JSON + markdown
-  recall train lte                              # LoRA alignment (LTE), ~50 min on 2 CPU cores
-  recall train recipe                           # RECIPE knowledge model, ~35 min on 2 CPU cores
+  recall train lte                              # LoRA alignment (LTE), ~35 min on 2 CPU cores
+  recall train relevance                        # the aligned model's relevance probe, ~10 min
+  recall train recipe                           # RECIPE knowledge model, ~55 min on 2 CPU cores
   recall repl --backend lte_aligned --memory ~/aligned   # a new memory on the LoRA-aligned model
 
 Without --memory, edit/ask/list/forget/history/repl use the persistent memory at
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="train a backend: recall train {lte,recipe} [--config FILE] [--set key=value] [--fresh]",
+        help="train a backend: recall train {lte,relevance,recipe} [--config FILE] [--set key=value]",
         description="Runs `python -m training RECIPE ...`; `recall train lte --help` lists its options.",
         add_help=False,  # --help goes to the training command, which knows its options
     )

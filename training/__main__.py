@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from recall.errors import RecallError
 
-RECIPES = ("lte", "recipe")
+RECIPES = ("lte", "recipe", "relevance")
 
 EPILOG = """\
 lte writes to output_dir (default runs/lte-smollm2-135m): checkpoint.pt (every
 checkpoint_every steps and on Ctrl-C) and adapter/ with training.json (config, data mix, validation
 log, time). recipe writes checkpoint.pt and model/ (recipe_config.json, recipe.safetensors,
-training.json). With bundle_as, the result is also copied into recall/adapters/<name>, which
-`--backend lte_aligned` / `--backend recipe` use. Running the same command again resumes from the
-checkpoint. Each shipped recipe takes under an hour on 2 CPU cores.
+training.json). relevance writes probe/ (relevance.safetensors, training.json). With bundle_as, the
+result is also copied into recall/adapters/<name>, which `--backend lte_aligned` / `--backend recipe`
+use. Running the same command again resumes lte and recipe from their checkpoint. Each shipped recipe
+takes under an hour on 2 CPU cores (relevance about 10 minutes).
 
 examples:
   python -m training lte                                   # the shipped recipe (configs/train/lte_lora.yaml)
   python -m training recipe                                # RECIPE (configs/train/recipe.yaml)
+  python -m training relevance                             # the aligned model's relevance probe
   python -m training lte --set counterfact_records=200 --set output_dir=runs/small --set bundle_as=null
   recall train recipe --fresh                              # the same, through the recall command
 """
@@ -32,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train recall's backends. `lte` fine-tunes a LoRA adapter (r=8 on q_proj/v_proj) so the model "
             "answers from the [Updated Information] block when it applies and ignores it otherwise "
-            "(LTE, METHODS.md §2). `recipe` trains RECIPE's knowledge model for the frozen model: "
+            "(LTE, METHODS.md §2). `relevance` fits the probe with which that aligned model declines an "
+            "admitted edit it would not use. `recipe` trains RECIPE's knowledge model for the frozen model: "
             "MLP_K/MLP_Q over MiniLM, the prompt head and the knowledge sentinel (METHODS.md §1). "
             "Data: the zsRE, CounterFact and KnowEdit train splits under ../shared/data; cases whose "
             "prompt occurs in an evaluation split are left out."
@@ -43,12 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "recipe",
         choices=RECIPES,
-        help="lte: LoRA alignment to the edit template (LTE); recipe: RECIPE's knowledge model",
+        help="lte: LoRA alignment to the edit template (LTE); relevance: the aligned model's relevance "
+        "probe; recipe: RECIPE's knowledge model",
     )
     parser.add_argument(
         "--config",
         help="a YAML file or a bundled config name (default: configs/train/lte_lora.yaml for lte, "
-        "configs/train/recipe.yaml for recipe)",
+        "configs/train/recipe.yaml for recipe, configs/train/lte_relevance.yaml for relevance)",
     )
     parser.add_argument(
         "--set",
@@ -64,12 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from training import lte, recipe
+    from training import lte, recipe, relevance
     from training.config import load_train_config
 
     try:
         config = load_train_config(args.config, args.overrides, args.recipe)
-        (recipe.run if args.recipe == "recipe" else lte.run)(config, fresh=args.fresh)
+        runs: dict[str, Callable[..., Path]] = {
+            "lte": lte.run,
+            "recipe": recipe.run,
+            "relevance": relevance.run,
+        }
+        runs[args.recipe](config, fresh=args.fresh)
     except RecallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """Training configs as frozen dataclasses: TrainDataConfig (the train splits every recipe reads), then
-LteTrainConfig (LoRA alignment) and RecipeTrainConfig (RECIPE knowledge model)."""
+LteTrainConfig (LoRA alignment), RecipeTrainConfig (RECIPE knowledge model) and RelevanceTrainConfig
+(the relevance probe)."""
 
 from __future__ import annotations
 
@@ -163,6 +164,33 @@ class RecipeTrainConfig(TrainDataConfig):
             raise ConfigError(f"trainable_layers must be >= 0, got {self.trainable_layers}")
 
 
+@dataclass(frozen=True)
+class RelevanceTrainConfig(TrainDataConfig):
+    """The relevance probe (recall/relevance.py) for the model that answers with edits: pairs of a
+    train question and an edit, labelled used (the edit's own question, a paraphrase, a portability
+    question) or unused (the nearest other-subject edit to the question; the edit nearest a locality
+    question), fit by L2-regularised logistic regression on one layer's last-token state."""
+
+    adapter: str | None = None  # the LoRA adapter whose merged model is read; None = the frozen model
+    template: TemplateName = "dialog"  # must be the backend's: the probe reads prompts rendered with it
+    layer: int = 20  # hidden state after this many decoder layers (SmolLM2-135M has 30)
+    max_cases: int = 1200  # train cases drawn (shuffled) from the splits: ~5,600 pairs, ~10 min on CPU
+    holdout_fraction: float = 0.2  # cases held out to set the threshold and report the numbers
+    false_reject: float = 0.01  # the threshold declines this share of held-out used pairs
+    l2: float = 0.02  # weight decay on the standardised features (mean loss + l2/2 |w|^2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.layer < 0 or self.max_cases < 2:
+            raise ConfigError(f"layer must be >= 0 and max_cases >= 2, got {self.layer}, {self.max_cases}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if not 0.0 <= self.false_reject < 0.5:
+            raise ConfigError(f"false_reject must be in [0, 0.5), got {self.false_reject}")
+        if self.l2 < 0:
+            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+
+
 def resolve_config_path(path: str) -> Path:
     """A file path, or a bundled recipe name / `configs/train/<name>.yaml` from any directory."""
     given = Path(path)
@@ -179,6 +207,7 @@ def resolve_config_path(path: str) -> Path:
 TRAIN_CONFIGS: dict[str, tuple[type[TrainDataConfig], str]] = {
     "lte": (LteTrainConfig, "lte_lora"),
     "recipe": (RecipeTrainConfig, "recipe"),
+    "relevance": (RelevanceTrainConfig, "lte_relevance"),
 }
 
 

@@ -99,10 +99,10 @@ def build_rows(
     facts: list[Fact] = [(c.prompt, c.target) for _, c in cases]
     statements = [statement(p, t) for p, t in facts]
     keys = encoder.encode_keys(statements)  # (N, dim), L2-normalised; one pass serves both searches
-    neighbours = _nearest(keys, statements, config.neighbours, [c.subject for _, c in cases])
+    neighbours = nearest_others(keys, statements, config.neighbours, [c.subject for _, c in cases])
     asked = [i for i, (_, c) in enumerate(cases) if c.locality]
     queries = encoder.encode_queries([cases[i][1].locality[0][0] for i in asked])  # (Q, dim)
-    near_question = dict(zip(asked, _nearest_to(queries, keys, config.neighbours), strict=True))
+    near_question = dict(zip(asked, nearest_to(queries, keys, config.neighbours), strict=True))
     rows: list[AlignmentRow] = []
     for index, (name, case) in enumerate(cases):
         pool = [facts[j] for j in neighbours[index]]
@@ -135,7 +135,7 @@ def _block(rng: random.Random, own: Fact, pool: Sequence[Fact], config: LteTrain
     return tuple(facts)
 
 
-def _nearest(
+def nearest_others(
     vectors: np.ndarray, statements: Sequence[str], k: int, subjects: Sequence[str | None]
 ) -> list[list[int]]:
     """For each statement (keys (N, dim)), the k nearest others by cosine with another subject and
@@ -157,7 +157,7 @@ def _nearest(
     return found
 
 
-def _nearest_to(queries: np.ndarray, keys: np.ndarray, k: int) -> list[list[int]]:
+def nearest_to(queries: np.ndarray, keys: np.ndarray, k: int) -> list[list[int]]:
     """For each question (queries (Q, dim)), its k nearest statements (keys (N, dim)) by cosine, nearest
     first: what a memory holding every train edit would hand over for it."""
     found: list[list[int]] = []
