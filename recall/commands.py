@@ -23,12 +23,15 @@ def explain(answer: Answer) -> str:
     """The provenance of an answer: hits with scores, the threshold, the decision, what was injected."""
     retrieval = answer.retrieval
     lines = [f"threshold {retrieval.threshold:.3f} ({answer.backend} backend)"]
-    admitted = {h.record.edit_id for h in retrieval.admitted}
     for hit in retrieval.hits:
-        mark = "admitted" if hit.record.edit_id in admitted else "rejected"
+        mark = retrieval.verdict(hit)
         lines.append(f"  {hit.score:.3f}  {mark:<8}  {hit.record.edit_id[:8]}  {hit.record.statement}")
     if not retrieval.hits:
         lines.append("  no edits in this namespace")
+    if retrieval.declined:
+        lines.append(
+            "declined: the answering model read those edits beside the question and would not use them"
+        )
     lines.append(f"injected: {answer.injected!r}" if answer.injected else "injected: nothing (base model)")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 import recall
 from memory_store import EditRecord, HistoryEvent, MemoryStore, SearchHit, Sentinel, validate_record
-from recall.backends import EditBackend, GenerationConfig, ScoreRequest
+from recall.backends import EditBackend, GenerationConfig, ReviewsHits, ScoreRequest
 from recall.components import build_backend, build_sentinel, shared_encoder, shared_lm
 from recall.config import ConflictPolicy, RecallConfig, config_from_dict, load_config
 from recall.descriptors import key_texts
@@ -240,12 +240,44 @@ class EditMemory:
         vectors = self.encoder.encode_queries(list(queries))  # (n, dim)
         k = max(self.config.retrieval.top_k, 3)
         results = self.store.search(vectors, k=k, namespace=namespace)
-        out = []
+        gated: builtins.list[tuple[SearchHit, ...]] = []
         for query, vector, hits in zip(queries, vectors, results, strict=True):
             admitted = _asked_first(query, hits, self.sentinel.admit(vector, hits))
-            admitted = _close_to_best(admitted, self.config.retrieval.max_gap)[: self.config.retrieval.top_k]
-            out.append(Retrieval(query, tuple(hits), tuple(admitted), self.sentinel.threshold(vector)))
-        return out
+            gated.append(
+                tuple(_close_to_best(admitted, self.config.retrieval.max_gap)[: self.config.retrieval.top_k])
+            )
+        reviewed = self._review(queries, gated)
+        return [
+            Retrieval(
+                query,
+                tuple(hits),
+                kept,
+                self.sentinel.threshold(vector),
+                tuple(hit for hit in admitted if hit not in kept),
+            )
+            for query, vector, hits, admitted, kept in zip(
+                queries, vectors, results, gated, reviewed, strict=True
+            )
+        ]
+
+    def _review(
+        self, queries: Sequence[str], gated: Sequence[tuple[SearchHit, ...]]
+    ) -> builtins.list[tuple[SearchHit, ...]]:
+        """The backend's review of the gated hits, where it has one. An edit whose question is asked word
+        for word is not reviewed (see `_asked_first`)."""
+        reviewed = builtins.list(gated)
+        if not isinstance(self.backend, ReviewsHits):
+            return reviewed
+        open_rows = [
+            i
+            for i, (query, hits) in enumerate(zip(queries, gated, strict=True))
+            if hits and not any(_words(hit.record.prompt) == _words(query) for hit in hits)
+        ]
+        if open_rows:
+            verdicts = self.backend.review([queries[i] for i in open_rows], [gated[i] for i in open_rows])
+            for i, kept in zip(open_rows, verdicts, strict=True):
+                reviewed[i] = kept
+        return reviewed
 
     def ask(
         self,

@@ -267,12 +267,13 @@ class Repl:
             return
         retrieval = answer.retrieval
         admitted = {hit.record.edit_id for hit in retrieval.admitted}
+        marks = {"admitted": "yes", "declined": "declined", "rejected": "no"}
         rows = [
             [
                 str(hit.rank),
                 short_id(hit.record.edit_id),
                 f"{hit.score:.3f}",
-                "yes" if hit.record.edit_id in admitted else "no",
+                marks[retrieval.verdict(hit)],
                 _fact(hit.record),
             ]
             for hit in retrieval.hits
@@ -287,6 +288,9 @@ class Repl:
             decision = f"admitted {len(admitted)} of {len(retrieval.hits)} hits: the answer used {used}"
         else:
             decision = "admitted nothing: the base model answered, nothing injected"
+        if retrieval.declined:
+            declined = ", ".join(short_id(hit.record.edit_id) for hit in retrieval.declined)
+            decision = f"{decision}; the model declined {declined} as unrelated to the question"
         injected = answer.injected.strip("\n")
         multiline = "\n" in injected
         shown = "(nothing)" if not injected else "(the text below, verbatim)" if multiline else injected

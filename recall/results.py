@@ -33,16 +33,27 @@ class EditResult:
 
 @dataclass(frozen=True, slots=True)
 class Retrieval:
-    """Search and gate for one query: `hits` are the top-k, `admitted` those the sentinel let through."""
+    """Search and gate for one query: `hits` are the top-k, `admitted` those the sentinel let through
+    and the backend's review kept, `declined` those the review turned away (recall/relevance.py)."""
 
     query: str
     hits: tuple[SearchHit, ...]
     admitted: tuple[SearchHit, ...]
     threshold: float
+    declined: tuple[SearchHit, ...] = ()
 
     @property
     def used_memory(self) -> bool:
         return bool(self.admitted)
+
+    def verdict(self, hit: SearchHit) -> str:
+        """ "admitted", "declined" (passed the gate, turned away by the review) or "rejected" (gate)."""
+        edit_id = hit.record.edit_id
+        if any(h.record.edit_id == edit_id for h in self.admitted):
+            return "admitted"
+        if any(h.record.edit_id == edit_id for h in self.declined):
+            return "declined"
+        return "rejected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from recall.backends.base import Capability, EditBackend, Generation, GenerationConfig, ScoreRequest
+from recall.backends.base import (
+    Capability,
+    EditBackend,
+    Generation,
+    GenerationConfig,
+    ReviewsHits,
+    ScoreRequest,
+)
 from recall.errors import ConfigError, UnknownBackendError
 
 if TYPE_CHECKING:
@@ -20,6 +27,7 @@ __all__ = [
     "EditBackend",
     "Generation",
     "GenerationConfig",
+    "ReviewsHits",
     "ScoreRequest",
     "get_backend",
     "register_backend",

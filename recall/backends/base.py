@@ -6,7 +6,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from memory_store import EditRecord, SearchHit
 from recall.results import TargetScore
@@ -64,6 +64,17 @@ class EditBackend(Protocol):
     def save(self, path: Path) -> None: ...
 
     def load(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class ReviewsHits(Protocol):
+    """A backend that reads each admitted hit beside its query with its own model and may decline it
+    (recall/relevance.py). EditMemory asks it after the gate, so what it declines is neither injected
+    nor reported as having shaped the answer."""
+
+    def review(
+        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
+    ) -> list[tuple[SearchHit, ...]]: ...
 
 
 def score_by_hits(

@@ -1,4 +1,6 @@
-"""LteConfig + LteBackend: admitted edits become a textual prefix (LTE §2.1) for a frozen LLM."""
+"""LteConfig + LteBackend: admitted edits become a textual prefix (LTE §2.1) for a frozen LLM, or for the
+LLM with an alignment adapter; with a relevance probe, the model itself declines admitted edits it
+would not use (recall/relevance.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from recall.errors import ConfigError
 from recall.lora import adapter_template, load_adapted
 from recall.models import LanguageModel
 from recall.prompts import Fact, TemplateName, prompt_text, statement
+from recall.relevance import load_probe, relevance_scores
 from recall.results import TargetScore
 from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
 
@@ -30,6 +33,9 @@ class LteConfig(BackendConfig):
     # LoRA adapter from `python -m training lte` (a bundled name or a directory); None = frozen model.
     # It serves only prompts that carry admitted edits: without one the base model answers.
     adapter: str | None = None
+    # Relevance probe from `python -m training relevance` (a bundled name or a directory), fit on the
+    # model that answers with edits: it declines an admitted edit that model would not use. None = off.
+    relevance: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_facts < 1:
@@ -53,6 +59,12 @@ class LteBackend:
         self.config = config
         self.lm = lm  # the base model: answers every prompt without admitted edits
         self.edit_lm = load_adapted(lm, config.adapter) if config.adapter else lm
+        self.probe = load_probe(config.relevance, self.edit_lm) if config.relevance else None
+        if self.probe is not None and self.probe.template != config.template:
+            raise ConfigError(
+                f"relevance probe {config.relevance!r} reads prompts in template {self.probe.template!r}, "
+                f"but backend.template is {config.template!r}"
+            )
 
     @classmethod
     def create(cls, config: LteConfig, lm: LanguageModel) -> LteBackend:
@@ -70,6 +82,25 @@ class LteBackend:
 
     def load(self, path: Path) -> None:
         return None
+
+    def review(
+        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
+    ) -> list[tuple[SearchHit, ...]]:
+        """Each query's admitted hits less those the relevance probe declines (all kept without a probe).
+        One prompt per (query, hit), rendered with that edit alone, read by the model that would answer."""
+        if self.probe is None:
+            return [tuple(hits) for hits in admitted]
+        pairs = [
+            (query, (hit.record.prompt, hit.record.target))
+            for query, hits in zip(queries, admitted, strict=True)
+            for hit in hits
+        ]
+        keep = [score >= self.probe.threshold for score in relevance_scores(self.edit_lm, self.probe, pairs)]
+        reviewed: list[tuple[SearchHit, ...]] = []
+        for hits in admitted:  # `keep` holds every query's hits in turn
+            verdicts, keep = keep[: len(hits)], keep[len(hits) :]
+            reviewed.append(tuple(hit for hit, kept in zip(hits, verdicts, strict=True) if kept))
+        return reviewed
 
     def injected(self, hits: Sequence[SearchHit]) -> str:
         """The statements of the edits this backend would put before a question ("" for none)."""

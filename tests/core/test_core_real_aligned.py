@@ -6,12 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from recall.artifacts import artifact_info
 from recall.backends.base import GenerationConfig
 from recall.components import shared_lm
 from recall.config import load_config
 from recall.lora import adapter_info, resolve_adapter
 from recall.memory import EditMemory
 from recall.models import LanguageModel
+from recall.relevance import resolve_probe
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +56,23 @@ def test_aligned_model_ignores_an_irrelevant_edit_forced_on_it(memory: EditMemor
     answer = memory.backend.generate(UNRELATED, hits, GenerationConfig(max_new_tokens=16))
     assert "Paris" in answer.text
     assert NEW_ANSWER not in answer.text
+
+
+def test_shipped_relevance_probe_records_its_held_out_numbers() -> None:
+    info = artifact_info(resolve_probe("lte-relevance-smollm2-135m"))
+    assert info["command"].startswith("python -m training relevance")
+    assert info["held_out_accept"]["own"] >= 0.97
+    assert info["held_out_accept"]["locality"] <= 0.1
+
+
+def test_aligned_model_declines_an_unrelated_edit_the_gate_let_through() -> None:
+    lm: LanguageModel = shared_lm("smollm2-135m")
+    open_gate = load_config(backend="lte_aligned", overrides=["sentinel.min_cosine=-1"])
+    with EditMemory.temporary(open_gate, lm=lm) as memory:
+        edit = memory.add(QUESTION, NEW_ANSWER)
+        base = memory.ask(UNRELATED, use_memory=False)
+        answer = memory.ask(UNRELATED)
+        assert [hit.record.edit_id for hit in answer.retrieval.declined] == [edit.edit_id]
+        assert (answer.text, answer.injected) == (base.text, "")
+        kept = memory.retrieve(PARAPHRASE)
+        assert [hit.record.edit_id for hit in kept.admitted] == [edit.edit_id]
