@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import re
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ from recall.errors import StoreLockedError
 from recall.repl import Repl
 from recall.repl_commands import Output, RichOutput
 from recall.repl_entry import add_repl_arguments, run_repl_command
+from recall.results import Retrieval
 
 CEO_Q = "Who is the CEO of Zorblax Industries?"
 CEO_EDIT = f":edit {CEO_Q} => Marta Quinlan"
@@ -62,6 +64,24 @@ def test_edit_ask_why_forget_ask() -> None:
     assert "admitted nothing: the base model answered, nothing injected" in text.split("why: ")[2]
     assert "injected:  (nothing)" in text.split("why: ")[2]
     assert memory.find(FIRST_ID).status == "retracted"
+
+
+class DecliningMemory(FakeMemory):
+    """A memory whose backend review declines every hit the gate admits."""
+
+    def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
+        gated = super().retrieve(query, namespace)
+        return dataclasses.replace(gated, admitted=(), declined=gated.admitted)
+
+
+def test_why_lists_an_edit_the_review_declined() -> None:
+    text = run_lines([CEO_EDIT, PARAPHRASE, ":why"], DecliningMemory())
+    assert text.splitlines()[1] == BASE_ANSWER
+    why = text.split("why: ")[1]
+    assert re.search(rf"0\s+{FIRST_ID}\s+0\.\d{{3}}\s+declined\s+{re.escape(CEO_Q)}", why)
+    assert (
+        f"admitted nothing: the base model answered, nothing injected; the model declined {FIRST_ID}" in why
+    )
 
 
 def test_why_before_any_answer() -> None:
