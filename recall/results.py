@@ -47,7 +47,8 @@ class Retrieval:
         return bool(self.admitted)
 
     def verdict(self, hit: SearchHit) -> str:
-        """ "admitted", "declined" (passed the gate, turned away by the review) or "rejected" (gate)."""
+        """What became of `hit`: admitted, declined (past the gate, turned away by the review) or
+        rejected (by the gate, or cut by top_k / max_gap)."""
         edit_id = hit.record.edit_id
         if any(h.record.edit_id == edit_id for h in self.admitted):
             return "admitted"
