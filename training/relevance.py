@@ -60,9 +60,8 @@ def build_pairs(cases: list[EvalCase], encoder: Encoder) -> list[Pair]:
                 pairs.append(Pair(question, facts[others[i][0]], False, "neighbour", i))
         for question, _ in case.portability[:1]:
             pairs.append(Pair(question, facts[i], True, "portability", i))
-        if (
-            i in near
-        ):  # the nearest edit may be the case's own: unrelated to its locality question all the same
+        # The edit nearest a locality question may be the case's own: unrelated to it all the same.
+        if i in near:
             pairs.append(Pair(case.locality[0][0], facts[near[i][0]], False, "locality", i))
     return pairs
 
@@ -136,17 +135,16 @@ def run(config: RelevanceTrainConfig, *, fresh: bool = False) -> Path:
     random.Random(config.seed).shuffle(cases)
     cases = cases[: config.max_cases]
     pairs = build_pairs(cases, load_encoder(config.encoder, 64))
-    held = set(range(int(len(cases) * (1 - config.holdout_fraction)), len(cases)))
-    fit = [p for p in pairs if p.case not in held]
-    check = [p for p in pairs if p.case in held]
+    first_held = int(len(cases) * (1 - config.holdout_fraction))  # cases from here on are held out
+    fit_rows = [i for i, p in enumerate(pairs) if p.case < first_held]
+    check_rows = [i for i, p in enumerate(pairs) if p.case >= first_held]
+    fit, check = [pairs[i] for i in fit_rows], [pairs[i] for i in check_rows]
     if not any(p.used for p in check) or len({p.used for p in fit}) < 2:
         raise TrainingError("too few train cases for both used and unused pairs; raise max_cases")
     print(f"cases {len(cases)}; pairs {len(fit)} to fit, {len(check)} held out; reading layer {config.layer}")
     prompts = pair_prompts(reader, [(p.question, p.fact) for p in pairs], config.template)
     states = last_states(reader, prompts, config.layer, progress=True)  # (pairs, d)
-    index = {id(p): i for i, p in enumerate(pairs)}
-    fit_states = states[[index[id(p)] for p in fit]]  # (n_fit, d)
-    check_states = states[[index[id(p)] for p in check]]  # (n_check, d)
+    fit_states, check_states = states[fit_rows], states[check_rows]  # (n_fit, d), (n_check, d)
     weight, bias = fit_logistic(fit_states, torch.tensor([float(p.used) for p in fit]), config.l2)
     check_scores = torch.sigmoid(check_states @ weight + bias)  # (n_check,)
     used_scores = check_scores[torch.tensor([p.used for p in check])]
