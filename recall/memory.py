@@ -241,12 +241,17 @@ class EditMemory:
         k = max(self.config.retrieval.top_k, 3)
         results = self.store.search(vectors, k=k, namespace=namespace)
         gated: builtins.list[tuple[SearchHit, ...]] = []
-        for query, vector, hits in zip(queries, vectors, results, strict=True):
-            admitted = _asked_first(query, hits, self.sentinel.admit(vector, hits))
+        # Rows whose admitted hits go to review: none of them asks the query word for word.
+        open_rows: builtins.list[int] = []
+        for row, (query, vector, hits) in enumerate(zip(queries, vectors, results, strict=True)):
+            asked = _asked(query, hits)
+            admitted = asked or self.sentinel.admit(vector, hits)
             gated.append(
                 tuple(_close_to_best(admitted, self.config.retrieval.max_gap)[: self.config.retrieval.top_k])
             )
-        reviewed = self._review(queries, gated)
+            if gated[-1] and not asked:
+                open_rows.append(row)
+        reviewed = self._review(queries, gated, open_rows)
         return [
             Retrieval(
                 query,
@@ -261,19 +266,12 @@ class EditMemory:
         ]
 
     def _review(
-        self, queries: Sequence[str], gated: Sequence[tuple[SearchHit, ...]]
+        self, queries: Sequence[str], gated: Sequence[tuple[SearchHit, ...]], open_rows: Sequence[int]
     ) -> builtins.list[tuple[SearchHit, ...]]:
-        """The backend's review of the gated hits, where it has one. An edit whose question is asked word
-        for word is not reviewed (see `_asked_first`)."""
+        """The gated hits, those of `open_rows` as the backend's review left them, where it has one. An
+        edit asked word for word is not reviewed (see `_asked`)."""
         reviewed = builtins.list(gated)
-        if not isinstance(self.backend, ReviewsHits):
-            return reviewed
-        open_rows = [
-            i
-            for i, (query, hits) in enumerate(zip(queries, gated, strict=True))
-            if hits and not any(_words(hit.record.prompt) == _words(query) for hit in hits)
-        ]
-        if open_rows:
+        if open_rows and isinstance(self.backend, ReviewsHits):
             verdicts = self.backend.review([queries[i] for i in open_rows], [gated[i] for i in open_rows])
             for i, kept in zip(open_rows, verdicts, strict=True):
                 reviewed[i] = kept
@@ -365,15 +363,14 @@ class EditMemory:
         self.close()
 
 
-def _asked_first(query: str, hits: Sequence[SearchHit], admitted: Sequence[SearchHit]) -> list[SearchHit]:
-    """The hits whose edit question is the query itself (case and spacing aside), alone and admitted even
-    where the gate said no; otherwise `admitted`. An edited question asked word for word needs no model
-    to recognise it, and no other edit can change its answer. Keys and queries of a trained encoder are
-    asymmetric: without this an edit of the same question with another answer (kept with policy
-    keep_both) can outrank it, and beside it the backend follows either."""
+def _asked(query: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
+    """The hits whose edit question is the query itself (case and spacing aside): these alone are
+    admitted, even where the gate says no, and no review declines them. An edited question asked word
+    for word needs no model to recognise it, and no other edit can change its answer. Keys and queries
+    of a trained encoder are asymmetric: without this an edit of the same question with another answer
+    (kept with policy keep_both) can outrank it, and beside it the backend follows either."""
     asked = _words(query)
-    exact = [hit for hit in hits if _words(hit.record.prompt) == asked]
-    return exact or list(admitted)
+    return [hit for hit in hits if _words(hit.record.prompt) == asked]
 
 
 def _close_to_best(admitted: Sequence[SearchHit], max_gap: float | None) -> list[SearchHit]:
