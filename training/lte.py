@@ -33,6 +33,8 @@ from training.losses import kl_from_base
 from training.lte_data import AlignmentRow, build_rows
 from training.runs import bundle, start_run
 
+COMMAND = "python -m training lte --config configs/train/lte_lora.yaml"
+
 # A context in which the model runs without its adapter: the base model (peft's disable_adapter).
 AdapterOff = Callable[[], AbstractContextManager[None]]
 
@@ -160,8 +162,9 @@ def describe_adapter(adapter_dir: Path, model: str) -> None:
     (adapter_dir / "README.md").write_text("\n".join(lines) + "\n")
 
 
-def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
-    """Train (or resume) the LoRA adapter; returns the adapter directory."""
+def run(config: LteTrainConfig, *, fresh: bool = False, command: str = COMMAND) -> Path:
+    """Train (or resume) the LoRA adapter; returns the adapter directory. `command` is what training.json
+    says rebuilds it."""
     began = time.perf_counter()
     start = start_run(config, fresh=fresh)
     run_dir, lm, sources, excluded = start.run_dir, start.lm, start.sources, start.excluded
@@ -211,7 +214,7 @@ def run(config: LteTrainConfig, *, fresh: bool = False) -> Path:
     info = {
         "model": config.model,
         "model_fingerprint": lm.fingerprint,
-        "command": "python -m training lte --config configs/train/lte_lora.yaml",
+        "command": command,
         "config": config.to_dict(),
         "data": asdict(report),
         "examples": {"train": len(train), "validation": len(val), "dropped": dropped},

@@ -41,6 +41,8 @@ from training.recipe_data import RecipeExample, build_edits, tokenise
 from training.recipe_gate import calibrate_margin
 from training.runs import bundle, start_run
 
+COMMAND = "python -m training recipe --config configs/train/recipe.yaml"
+
 _EPS = 1e-8
 
 
@@ -231,8 +233,9 @@ def validate(lm: LanguageModel, model: KnowledgeModel, val: Sequence[RecipeExamp
     return metrics
 
 
-def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
-    """Train (or resume) the knowledge model; returns the artifact directory."""
+def run(config: RecipeTrainConfig, *, fresh: bool = False, command: str = COMMAND) -> Path:
+    """Train (or resume) the knowledge model; returns the artifact directory. `command` is what
+    training.json says rebuilds it."""
     began = time.perf_counter()
     start = start_run(config, fresh=fresh)
     run_dir, lm, sources, excluded = start.run_dir, start.lm, start.sources, start.excluded
@@ -301,7 +304,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False) -> Path:
     info = {
         "model": config.model,
         "model_fingerprint": lm.fingerprint,
-        "command": "python -m training recipe --config configs/train/recipe.yaml",
+        "command": command,
         "config": config.to_dict(),
         "data": {"cases": cases, "excluded": excluded, "dropped": dropped},
         "examples": {"train": len(train), "validation": len(val)},

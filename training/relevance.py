@@ -108,7 +108,7 @@ def describe_probe(probe_dir: Path, info: dict[str, Any]) -> None:
         "",
         "A linear probe (recall/relevance.py) on the model's layer-"
         f"{probe['layer']} hidden state at the last token of a prompt that holds one admitted edit",
-        f"(template `{probe['template']}`). The lte backend declines an admitted edit scoring below "
+        f"(template `{probe['template']}`). A backend using it declines an admitted edit scoring below "
         f"{probe['threshold']:.3f}: the model would not use it.",
         "",
         f"Rebuild: `{info['command']}` (from the repository root, beside ../shared).",
@@ -122,8 +122,9 @@ def describe_probe(probe_dir: Path, info: dict[str, Any]) -> None:
     (probe_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def run(config: RelevanceTrainConfig, *, fresh: bool = False) -> Path:
-    """Fit the probe and write it (with training.json) to output_dir/probe; returns that directory."""
+def run(config: RelevanceTrainConfig, *, fresh: bool = False, command: str = COMMAND) -> Path:
+    """Fit the probe and write it (with training.json) to output_dir/probe; returns that directory.
+    `command` is what training.json says rebuilds it."""
     began = time.perf_counter()
     start = start_run(config, fresh=fresh)
     reader = load_adapted(start.lm, config.adapter) if config.adapter else start.lm
@@ -156,7 +157,7 @@ def run(config: RelevanceTrainConfig, *, fresh: bool = False) -> Path:
     info = {
         "model": config.model,
         "model_fingerprint": reader.fingerprint,  # the adapted model's: the probe reads its states
-        "command": COMMAND,
+        "command": command,
         "config": config.to_dict(),
         "pairs": {"fit": len(fit), "held_out": len(check)},
         "held_out_accept": held_out,  # per kind, the share of held-out pairs whose edit is kept
