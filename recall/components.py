@@ -42,7 +42,8 @@ def build_sentinel(config: RecallConfig, directory: Path, encoder: Encoder) -> S
     """The saved sentinel when the memory has one, else a new one from the config.
 
     A learned sentinel is the encoder's trained sentinel vector (a RECIPE knowledge model has one):
-    the per-query cut-off is the query's cosine with it, plus the margin calibrated in training.
+    the per-query cut-off is the query's cosine with it, plus the margin calibrated in training (or
+    sentinel.margin).
     """
     if (directory / "sentinel.json").is_file():
         return load_sentinel(directory)
@@ -54,5 +55,8 @@ def build_sentinel(config: RecallConfig, directory: Path, encoder: Encoder) -> S
                 f"such as 'recipe-smollm2-135m'); encoder {encoder.encoder_id!r} has none. "
                 "Use sentinel.kind=fixed, or --backend recipe"
             )
-        return LearnedSentinel(vector, margin=float(getattr(encoder, "sentinel_margin", 0.0)))
+        margin = config.sentinel.margin
+        if margin is None:
+            margin = float(getattr(encoder, "sentinel_margin", 0.0))
+        return LearnedSentinel(vector, margin=margin)
     return FixedSentinel(config.sentinel.min_cosine)

@@ -61,6 +61,10 @@ class RetrievalConfig:
     # A hit after the first is admitted only if it scores within max_gap of the first (None: any of the
     # top_k): several edits go to the backend only when retrieval cannot tell them apart.
     max_gap: float | None = None
+    # With a backend that reviews admitted edits (backend.relevance), only queries whose best admitted hit
+    # beats the gate's cut-off by less than this go to review: the gate is sure of the others, which skip
+    # its cost. None: every admitted query is reviewed.
+    review_within: float | None = None
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -71,6 +75,11 @@ class RetrievalConfig:
             raise ConfigError(
                 f"retrieval.max_gap must lie in [0, 2] (a cosine difference), got {self.max_gap!r}"
             )
+        if self.review_within is not None and not 0.0 <= self.review_within <= 2.0:
+            raise ConfigError(
+                "retrieval.review_within must lie in [0, 2] (a cosine difference), "
+                f"got {self.review_within!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -80,10 +89,17 @@ class SentinelConfig:
 
     kind: Literal["fixed", "learned"] = "fixed"
     min_cosine: float = 0.6  # the fixed cut-off; a learned sentinel ignores it
+    # What a hit must beat the learned sentinel by; None: the margin calibrated when it was trained.
+    # A new memory takes it; an existing one keeps the sentinel it saved.
+    margin: float | None = None
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_cosine <= 1.0:
             raise ConfigError(f"sentinel.min_cosine must lie in [-1, 1], got {self.min_cosine!r}")
+        if self.margin is not None and not -2.0 <= self.margin <= 2.0:
+            raise ConfigError(
+                f"sentinel.margin must lie in [-2, 2] (a cosine difference), got {self.margin!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ class EditMemory:
             gated.append(
                 tuple(_close_to_best(admitted, self.config.retrieval.max_gap)[: self.config.retrieval.top_k])
             )
-            if gated[-1] and not asked:
+            if gated[-1] and not asked and not self._sure(gated[-1][0], vector):
                 open_rows.append(row)
         reviewed = self._review(queries, gated, open_rows)
         return [
@@ -265,11 +265,16 @@ class EditMemory:
             )
         ]
 
+    def _sure(self, best: SearchHit, vector: Any) -> bool:
+        """Whether the gate admitted `best` by retrieval.review_within or more (then it skips review)."""
+        within = self.config.retrieval.review_within
+        return within is not None and best.score - self.sentinel.threshold(vector) >= within
+
     def _review(
         self, queries: Sequence[str], gated: Sequence[tuple[SearchHit, ...]], open_rows: Sequence[int]
     ) -> builtins.list[tuple[SearchHit, ...]]:
         """The gated hits, those of `open_rows` as the backend's review left them, where it has one. An
-        edit asked word for word is not reviewed (see `_asked`)."""
+        edit asked word for word is not reviewed (see `_asked`), nor one the gate is sure of (`_sure`)."""
         reviewed = builtins.list(gated)
         if open_rows and isinstance(self.backend, ReviewsHits):
             verdicts = self.backend.review([queries[i] for i in open_rows], [gated[i] for i in open_rows])

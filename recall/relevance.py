@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from memory_store import SearchHit
 from recall.artifacts import TRAINING_FILE, AdapterError, artifact_info, check_trained_for, resolve_artifact
 from recall.models import LanguageModel
 from recall.prompts import Fact, TemplateName, prompt_text
@@ -67,7 +68,10 @@ def load_probe(name_or_path: str, lm: LanguageModel) -> RelevanceProbe:
     """The probe, checked to have been fit on `lm` (the model that answers with edits, adapter merged)."""
     folder = resolve_probe(name_or_path)
     info = artifact_info(folder)
-    check_trained_for(f"relevance probe {name_or_path}", info, lm.model_id, lm.fingerprint)
+    try:
+        check_trained_for(f"relevance probe {name_or_path}", info, lm.model_id, lm.fingerprint)
+    except AdapterError as exc:
+        raise AdapterError(f"{exc}, or turn the review off with --set backend.relevance=null") from exc
     try:
         tensors = load_file(str(folder / PROBE_FILE))
         probe = info["probe"]
@@ -85,6 +89,10 @@ def load_probe(name_or_path: str, lm: LanguageModel) -> RelevanceProbe:
     return RelevanceProbe(layer, weight, float(tensors["bias"][0]), threshold, template)  # type: ignore[arg-type]
 
 
+class _ReachedLayerError(Exception):
+    """Raised by the hook on the probe layer: the layers after it are not run."""
+
+
 @torch.inference_mode()
 def last_states(
     lm: LanguageModel,
@@ -94,22 +102,45 @@ def last_states(
     *,
     progress: bool = False,
 ) -> torch.Tensor:
-    """(n, d): the layer-`layer` hidden state at each prompt's last token (0 = the embeddings)."""
+    """(n, d): the layer-`layer` hidden state at each prompt's last token (0 = the embeddings).
+
+    The forward stops once layer `layer` has run (a probe at layer 20 of 30 costs two thirds of a pass);
+    the state is the one `output_hidden_states` gives, so the last layer's is read after the final norm.
+    """
     if not prompts:
         return torch.zeros((0, int(lm.model.config.hidden_size)))
     decoder: Any = lm.model.base_model
     pad = int(lm.tokenizer.pad_token_id or 0)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
     states = torch.zeros((len(prompts), int(lm.model.config.hidden_size)))
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc="reading states", unit="batch", disable=not progress):
-        rows = order[start : start + batch_size]
-        input_ids, mask = pad_right([prompts[i] for i in rows], pad)  # (B, T) each
-        out = decoder(
-            input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device), output_hidden_states=True
-        )
-        last = mask.sum(dim=1) - 1  # (B,) right padding: each prompt's last real token
-        states[rows] = out.hidden_states[layer][torch.arange(len(rows)), last.to(lm.device)].float().cpu()
+    early = 0 < layer < len(decoder.layers)
+    reached: list[torch.Tensor] = []
+
+    def stop(_module: Any, _inputs: Any, output: Any) -> None:
+        reached.append(output[0] if isinstance(output, tuple) else output)  # (B, T, d)
+        raise _ReachedLayerError
+
+    hook = decoder.layers[layer - 1].register_forward_hook(stop) if early else None
+    try:
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="reading states", unit="batch", disable=not progress):
+            rows = order[start : start + batch_size]
+            input_ids, mask = pad_right([prompts[i] for i in rows], pad)  # (B, T) each
+            reached.clear()
+            try:
+                out = decoder(
+                    input_ids=input_ids.to(lm.device),
+                    attention_mask=mask.to(lm.device),
+                    output_hidden_states=not early,
+                )
+                hidden = out.hidden_states[layer]  # (B, T, d)
+            except _ReachedLayerError:
+                hidden = reached[0]
+            last = mask.sum(dim=1) - 1  # (B,) right padding: each prompt's last real token
+            states[rows] = hidden[torch.arange(len(rows)), last.to(lm.device)].float().cpu()
+    finally:
+        if hook is not None:
+            hook.remove()
     return states
 
 
@@ -126,3 +157,24 @@ def relevance_scores(
     """The probe's score in [0, 1] for each (question, edit): how sure the model is that it uses the edit."""
     states = last_states(lm, pair_prompts(lm, pairs, probe.template), probe.layer)  # (n, d)
     return torch.sigmoid(states @ probe.weight + probe.bias).tolist()
+
+
+def review_hits(
+    lm: LanguageModel,
+    probe: RelevanceProbe,
+    queries: Sequence[str],
+    admitted: Sequence[Sequence[SearchHit]],
+) -> list[tuple[SearchHit, ...]]:
+    """Each query's admitted hits less those the probe declines. One prompt per (query, hit), rendered
+    with that edit alone in the probe's template, read by `lm` (the model the probe was fit on)."""
+    pairs = [
+        (query, (hit.record.prompt, hit.record.target))
+        for query, hits in zip(queries, admitted, strict=True)
+        for hit in hits
+    ]
+    keep = [score >= probe.threshold for score in relevance_scores(lm, probe, pairs)]
+    reviewed: list[tuple[SearchHit, ...]] = []
+    for hits in admitted:  # `keep` holds every query's hits in turn
+        verdicts, keep = keep[: len(hits)], keep[len(hits) :]
+        reviewed.append(tuple(hit for hit, kept in zip(hits, verdicts, strict=True) if kept))
+    return reviewed

@@ -16,7 +16,7 @@ from recall.errors import ConfigError
 from recall.lora import adapter_template, load_adapted
 from recall.models import LanguageModel
 from recall.prompts import Fact, TemplateName, prompt_text, statement
-from recall.relevance import load_probe, relevance_scores
+from recall.relevance import load_probe, review_hits
 from recall.results import TargetScore
 from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
 
@@ -90,17 +90,7 @@ class LteBackend:
         One prompt per (query, hit), rendered with that edit alone, read by the model that would answer."""
         if self.probe is None:
             return [tuple(hits) for hits in admitted]
-        pairs = [
-            (query, (hit.record.prompt, hit.record.target))
-            for query, hits in zip(queries, admitted, strict=True)
-            for hit in hits
-        ]
-        keep = [score >= self.probe.threshold for score in relevance_scores(self.edit_lm, self.probe, pairs)]
-        reviewed: list[tuple[SearchHit, ...]] = []
-        for hits in admitted:  # `keep` holds every query's hits in turn
-            verdicts, keep = keep[: len(hits)], keep[len(hits) :]
-            reviewed.append(tuple(hit for hit, kept in zip(hits, verdicts, strict=True) if kept))
-        return reviewed
+        return review_hits(self.edit_lm, self.probe, queries, admitted)
 
     def injected(self, hits: Sequence[SearchHit]) -> str:
         """The statements of the edits this backend would put before a question ("" for none)."""

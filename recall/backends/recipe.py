@@ -1,6 +1,8 @@
 """RecipeConfig + RecipeBackend: each admitted edit becomes L_p continuous prompt vectors prepended to the
 frozen LLM's input embeddings (RECIPE, METHODS.md §1.2-1.4). The store searches with the same knowledge
-model's keys and queries, gated by its learned sentinel (recall/knowledge_files.py)."""
+model's keys and queries, gated by its learned sentinel (recall/knowledge_files.py). With a relevance
+probe, the frozen model reads an admitted edit as text beside the question and may decline it
+(recall/relevance.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from recall.errors import ConfigError
 from recall.knowledge_files import fact_prompts, load_knowledge
 from recall.models import LanguageModel
 from recall.prompts import render
+from recall.relevance import load_probe, review_hits
 from recall.results import TargetScore
 from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
 
@@ -35,6 +38,10 @@ class RecipeConfig(BackendConfig):
     use_chat_template: bool = True
     max_prompts: int = 1  # RECIPE admits the top-1 edit; more admitted edits concatenate their prompts
     batch_size: int = 16  # teacher-forced scoring batch
+    # Relevance probe fit on the frozen model (`python -m training relevance --config
+    # configs/train/relevance.yaml`; a bundled name or a directory): it declines an admitted edit the
+    # model, reading it as an earlier exchange, would not use. None = off.
+    relevance: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_prompts < 1:
@@ -65,6 +72,7 @@ class RecipeBackend:
                 f"{self.knowledge.settings.llm_hidden}, but {lm.model_id} has hidden size {hidden}"
             )
         self._prompts: dict[str, torch.Tensor] = {}  # edit_id -> (L_p, d)
+        self.probe = load_probe(config.relevance, lm) if config.relevance else None
 
     @classmethod
     def create(cls, config: RecipeConfig, lm: LanguageModel) -> RecipeBackend:
@@ -100,6 +108,14 @@ class RecipeBackend:
             self._prompts = dict(load_file(str(file)))
         except (SafetensorError, OSError) as exc:
             raise CorruptStoreError(f"cannot read the RECIPE prompt cache {str(file)!r}: {exc}") from exc
+
+    def review(
+        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
+    ) -> list[tuple[SearchHit, ...]]:
+        """Each query's admitted hits less those the relevance probe declines (all kept without one)."""
+        if self.probe is None:
+            return [tuple(hits) for hits in admitted]
+        return review_hits(self.lm, self.probe, queries, admitted)
 
     def injected(self, hits: Sequence[SearchHit]) -> str:
         """What went in, in words: the edits whose prompt vectors were prepended ("" for none)."""

@@ -34,8 +34,11 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def backend_overrides(tiny_recipe_dir: Path) -> dict[str, list[str]]:
-    """What each backend needs on the tiny llama (recipe: a knowledge model made for it)."""
-    return {"recipe": [f"backend.checkpoint={tiny_recipe_dir}"]}
+    """What each backend needs on the tiny llama (recipe: a knowledge model made for it, with its own
+    margin and no review: the preset's probe and margin belong to the shipped SmolLM2 model)."""
+    return {
+        "recipe": [f"backend.checkpoint={tiny_recipe_dir}", "backend.relevance=null", "sentinel.margin=null"]
+    }
 
 
 MakeBackend = Callable[[str, LanguageModel], EditBackend]

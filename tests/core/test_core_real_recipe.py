@@ -13,6 +13,7 @@ from recall.config import load_config
 from recall.knowledge_files import CONFIG_FILE
 from recall.memory import EditMemory
 from recall.models import LanguageModel
+from recall.relevance import resolve_probe
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +57,28 @@ def test_recipe_gates_with_the_sentinel_and_injects_only_admitted_prompts(memory
     unrelated = memory.ask(UNRELATED)
     assert not unrelated.used_memory  # the learned sentinel rejects the Zorblax edit here
     assert unrelated.text == base_unrelated
+
+
+def test_shipped_relevance_probe_reads_the_plain_model() -> None:
+    info = artifact_info(resolve_probe("relevance-smollm2-135m"))
+    assert info["command"] == "python -m training relevance --config configs/train/relevance.yaml"
+    assert info["config"]["adapter"] is None
+    assert info["held_out_accept"]["own"] >= 0.97
+    assert info["held_out_accept"]["locality"] <= 0.3
+
+
+def test_the_frozen_model_declines_an_unrelated_edit_the_gate_let_through() -> None:
+    lm: LanguageModel = shared_lm("smollm2-135m")
+    # The sentinel opened for everything, and every admitted query reviewed.
+    open_gate = load_config(
+        backend="recipe", overrides=["sentinel.margin=-2", "retrieval.review_within=null"]
+    )
+    with EditMemory.temporary(open_gate, lm=lm) as memory:
+        edit = memory.add(QUESTION, NEW_ANSWER).record
+        base = memory.ask(UNRELATED, use_memory=False)
+        answer = memory.ask(UNRELATED)
+        assert [hit.record.edit_id for hit in answer.retrieval.declined] == [edit.edit_id]
+        assert (answer.text, answer.injected) == (base.text, "")
+        kept = memory.ask(PARAPHRASE)
+        assert [hit.record.edit_id for hit in kept.retrieval.admitted] == [edit.edit_id]
+        assert NEW_ANSWER in kept.text

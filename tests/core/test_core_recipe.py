@@ -28,7 +28,9 @@ RECORD = EditRecord(
 
 
 def _config(artifact: Path, *extra: str) -> Any:
-    overrides = [f"backend.checkpoint={artifact}", f"encoder.name={artifact}", "model.name=tiny", *extra]
+    overrides = [f"backend.checkpoint={artifact}", f"encoder.name={artifact}", "model.name=tiny"]
+    # the preset's probe and margin belong to the shipped SmolLM2 model
+    overrides += ["backend.relevance=null", "sentinel.margin=null", *extra]
     return load_config(backend="recipe", overrides=overrides)
 
 
@@ -187,3 +189,10 @@ def test_the_trained_sentinel_margin_raises_the_memory_threshold(
         assert memory.retrieve("who is the ceo of acme ?").threshold == pytest.approx(expected, abs=1e-5)
     with EditMemory.open(tmp_path / "m", lm=tiny_lm) as reopened:  # the margin is saved with the memory
         assert reopened.retrieve("who is the ceo of acme ?").threshold == pytest.approx(expected, abs=1e-5)
+
+    # sentinel.margin overrides the trained margin for a new memory
+    with EditMemory.create(
+        tmp_path / "n", _config(margined, "sentinel.margin=-0.2"), lm=tiny_lm, encoder=encoder
+    ) as loosened:
+        looser = float(query @ encoder.sentinel_vector) - 0.2
+        assert loosened.retrieve("who is the ceo of acme ?").threshold == pytest.approx(looser, abs=1e-5)

@@ -104,7 +104,12 @@ def test_training_writes_a_model_the_recipe_backend_serves(
     memory_config = f"backend.checkpoint={artifact}"
     from recall.config import load_config
 
-    cfg = load_config(backend="recipe", overrides=[memory_config, f"encoder.name={artifact}"])
+    overrides = [
+        memory_config,
+        f"encoder.name={artifact}",
+        "backend.relevance=null",
+    ]  # the probe is SmolLM2's
+    cfg = load_config(backend="recipe", overrides=overrides)
     with EditMemory.temporary(cfg, lm=base) as memory:
         memory.add("who is the ceo of acme 1 ?", "jane doe")
         assert memory.count() == 1
