@@ -55,6 +55,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     from recall.eval.command import add_eval_arguments
+    from recall.eval.formats import FORMATS
     from recall.repl_entry import add_repl_arguments
 
     parser = argparse.ArgumentParser(
@@ -128,8 +129,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("arguments", nargs=argparse.REMAINDER, help="the recipe and its options")
 
-    calibrate = sub.add_parser("calibrate", help="fit the sentinel's cosine threshold on a ZsRE file")
-    calibrate.add_argument("--data", type=Path, required=True, help="zsre_mem JSON (train split!)")
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="fit the sentinel's cosine threshold on a ZsRE file; with --review, tabulate a learned "
+        "sentinel's margin against retrieval.review_within",
+        description="Without --review: fit the fixed sentinel's cosine threshold (base.yaml) on ZsRE. With "
+        "--review: make the file's edits with --backend's preset (recipe), and print false rejects on "
+        "rephrases, false accepts on locality questions and the share reviewed for each margin and "
+        "review_within. Use train or val data, never an evaluation split.",
+    )
+    calibrate.add_argument("--data", type=Path, required=True, help="a train or val file (never eval!)")
+    calibrate.add_argument(
+        "--review", action="store_true", help="tabulate sentinel.margin x retrieval.review_within"
+    )
+    calibrate.add_argument("--backend", default="recipe", help="with --review: the preset (default: recipe)")
+    calibrate.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", *FORMATS),
+        help="with --review: the record form (default: auto)",
+    )
+    calibrate.add_argument(
+        "--sample", type=int, default=500, help="with --review: rephrases and locality questions each"
+    )
+    calibrate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --review: a config override, repeatable",
+    )
     calibrate.add_argument("--n", type=int, default=1000, help="records to use (default: %(default)s)")
     calibrate.add_argument(
         "--target-false-accept",
@@ -178,6 +208,12 @@ def _run(args: argparse.Namespace) -> int:
             overrides=args.overrides,
         )
     if command == "calibrate":
+        if args.review:
+            from recall.calibrate_review import run_calibrate_review
+
+            return run_calibrate_review(
+                args.backend, args.overrides, args.data, args.format, n=args.n, sample=args.sample
+            )
         from recall.calibrate import run_calibrate
 
         return run_calibrate(args.data, n=args.n, target_false_accept=args.target_false_accept)
