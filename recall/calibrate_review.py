@@ -4,9 +4,10 @@ backend that reviews admitted edits (the recipe preset), on train or val data, n
 One pass makes the cases' edits in a memory whose gate is opened `LOOSE` below the trained cut-off, takes
 every hit within that band for a sample of rephrases (in scope) and locality questions (out of scope),
 and has the backend's probe score each (question, edit) pair once. Every (margin, window) setting is
-then replayed from those numbers, exactly as `EditMemory` decides: a hit is admitted when it beats
+then replayed from those numbers as `EditMemory` decides: a hit is admitted when it beats
 cos(query, sentinel) + margin; a query whose best hit clears that by `window` or more is used unreviewed;
-the others keep the admitted hits the probe scores at or above its threshold.
+the others keep the admitted hits the probe scores at or above its threshold. (A question asked word
+for word as an edit's skips the gate; a sampled rephrase or locality question almost never is one.)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from recall.models import LanguageModel
 from recall.relevance import load_probe, relevance_scores
 
 LOOSE = 0.08  # how far below the trained cut-off hits are collected: the lowest margin replayed
+OPEN = -2.0  # the collecting memory's margin: below any cosine, so its own gate admits everything
 MARGINS = (0.03, 0.02, 0.01, 0.0, -0.01, -0.02, -0.03, -0.05)  # replayed after the trained margin
 WINDOWS: tuple[float | None, ...] = (0.0, 0.05, 0.1, 0.15, None)  # 0: never review; None: always
 
@@ -70,6 +72,8 @@ def collect(
             "recall calibrate --review needs a backend with a learned sentinel and a relevance probe "
             "(e.g. --backend recipe)"
         )
+    if config.retrieval.max_gap is not None:
+        raise ConfigError("recall calibrate --review does not replay retrieval.max_gap: --set it to null")
     cases = [c for c in load_cases(data, data_format, n) if not c.is_noop]
     rng = random.Random(seed)
     rephrases = [c.rephrases[0] for c in cases if c.rephrases]
@@ -78,7 +82,7 @@ def collect(
     rng.shuffle(locality)
     # The memory's own gate and review are off: both are replayed from the numbers taken here.
     loose = load_config(
-        backend=backend, overrides=[*overrides, "sentinel.margin=-2", "backend.relevance=null"]
+        backend=backend, overrides=[*overrides, f"sentinel.margin={OPEN}", "backend.relevance=null"]
     )
     with EditMemory.temporary(loose, lm=lm, encoder=encoder) as memory:
         trained = float(getattr(memory.encoder, "sentinel_margin", 0.0))
@@ -95,7 +99,7 @@ def collect(
             vectors = memory.encoder.encode_queries(questions)  # (q, dim)
             found = memory.store.search(vectors, k=config.retrieval.top_k, namespace="default")
             for question, vector, hits in zip(questions, vectors, found, strict=True):
-                cut = memory.sentinel.threshold(vector) + 2.0 + trained  # the trained cut-off
+                cut = memory.sentinel.threshold(vector) - OPEN + trained  # the trained cut-off
                 near = [(h.score - cut, (h.record.prompt, h.record.target)) for h in hits]
                 rows.append((in_scope, question, [(e, fact) for e, fact in near if e > -LOOSE]))
         pairs = [(question, fact) for _, question, near in rows for _, fact in near]
