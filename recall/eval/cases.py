@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recall.errors import RecallError
+from recall.eval.metrics import normalize_answer
 
 
 class DatasetError(RecallError, ValueError):
@@ -44,6 +46,29 @@ class EvalCase:
     locality: tuple[tuple[str, str], ...] = ()
     portability: tuple[tuple[str, str], ...] = ()
     is_noop: bool = False
+
+
+def shared_subjects(cases: Sequence[EvalCase]) -> list[bool | None]:
+    """Per case: whether another of `cases` (edits in memory at the same time) names the same subject
+    with another target, both compared as normalised answers. None for a case that names no subject.
+
+    On zsRE such cases are mostly one fact asked in other words with another answer (the first 1000
+    records of the MEND eval set hold 167 such groups, 456 cases): nothing in a rephrase tells which of
+    them it paraphrases, so a memory that keeps every edit can only guess. Reports show them apart.
+    """
+    targets: defaultdict[str, set[str]] = defaultdict(set)
+    for case in cases:
+        if case.subject:
+            targets[normalize_answer(case.subject)].add(normalize_answer(case.target))
+    flags: list[bool | None] = []
+    for case in cases:
+        others = (
+            targets[normalize_answer(case.subject)] - {normalize_answer(case.target)}
+            if case.subject
+            else None
+        )
+        flags.append(None if others is None else bool(others))
+    return flags
 
 
 class RecordReader:

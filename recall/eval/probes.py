@@ -48,6 +48,8 @@ class CaseRow:
     contains_rephrase: bool | None = None
     ask_latency_ms: float | None = None
     closed_rephrase: float | None = None  # share of rephrases on which the sentinel admitted nothing
+    # another case in memory at the same time edits this subject with another target (cases.shared_subjects)
+    shared_subject: bool | None = None
 
 
 class _PairBatch:

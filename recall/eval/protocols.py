@@ -7,6 +7,7 @@ policy "keep_both": benchmarks never supersede, and two cases about one subject 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -16,9 +17,9 @@ from typing import Any, Literal, Protocol
 from tqdm import tqdm
 
 from recall.errors import ConfigError, RecallError
-from recall.eval.cases import EvalCase
+from recall.eval.cases import EvalCase, shared_subjects
 from recall.eval.probes import CaseRow, probe_cases, score_pairs
-from recall.eval.summary import Summary, summarize
+from recall.eval.summary import Summary, subset_summaries, summarize
 from recall.results import Answer, Edit, EditResult, Retrieval, TargetScore
 
 logger = logging.getLogger(__name__)
@@ -114,12 +115,14 @@ class EvalSettings:
 
 @dataclass(frozen=True, slots=True)
 class EvalResult:
-    """A finished run: the summary (see summary.SUMMARY_KEYS), one row per case, and phase timings."""
+    """A finished run: the summary (see summary.SUMMARY_KEYS), one row per case, phase timings, and the
+    summaries of case subsets (summary.SUBSETS; empty when no subset is worth telling apart)."""
 
     summary: Summary
     rows: tuple[CaseRow, ...]
     settings: EvalSettings
     timings_s: dict[str, float] = field(default_factory=dict)
+    subsets: dict[str, Summary] = field(default_factory=dict)
 
 
 def _chunks(items: Sequence[EvalCase], size: int) -> Iterator[tuple[int, Sequence[EvalCase]]]:
@@ -144,6 +147,13 @@ class _Run:
         self.base_locality: list[tuple[TargetScore, ...]] = []
         self.rows: list[CaseRow] = []
         self.timings_s = {"base": 0.0, "edit": 0.0, "test": 0.0}
+        # Per case: another case in memory beside it edits its subject with another target. Sequential
+        # keeps every edit together; single and batch keep one chunk at a time.
+        self.shared: list[bool | None] = (
+            shared_subjects(cases)
+            if settings.protocol == "sequential"
+            else [flag for _, chunk in _chunks(cases, settings.batch_size) for flag in shared_subjects(chunk)]
+        )
 
     def record_base_locality(self) -> None:
         """Teacher-forced use_memory=False scores of every locality pair, taken before the first edit."""
@@ -181,7 +191,9 @@ class _Run:
     ) -> None:
         start = time.perf_counter()
         base = self.base_locality[offset : offset + len(chunk)]
-        self.rows.extend(probe_cases(self.memory, chunk, edit_ids, latencies, base, self.settings))
+        rows = probe_cases(self.memory, chunk, edit_ids, latencies, base, self.settings)
+        shared = self.shared[offset : offset + len(chunk)]
+        self.rows.extend(dataclasses.replace(r, shared_subject=f) for r, f in zip(rows, shared, strict=True))
         self.timings_s["test"] += time.perf_counter() - start
 
     def bar(self, desc: str) -> tqdm[Any]:
@@ -244,4 +256,10 @@ def run_protocol(
     else:
         _run_chunked(run, settings.batch_size)
     timings = dict(run.timings_s, total=sum(run.timings_s.values()))
-    return EvalResult(summary=summarize(run.rows), rows=tuple(run.rows), settings=settings, timings_s=timings)
+    return EvalResult(
+        summary=summarize(run.rows),
+        rows=tuple(run.rows),
+        settings=settings,
+        timings_s=timings,
+        subsets=subset_summaries(run.rows),
+    )

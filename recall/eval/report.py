@@ -15,13 +15,24 @@ from typing import Any
 from recall.errors import RecallError
 from recall.eval.datasets import EvalDataset
 from recall.eval.protocols import EvalResult, EvalSettings
-from recall.eval.summary import SUMMARY_KEYS
+from recall.eval.summary import SUBSETS, SUMMARY_KEYS, Summary
 
 # Report JSON layout version: bump when a key is renamed or its meaning changes.
 REPORT_FORMAT_VERSION = 1
 
 _HEADLINE = ("n", "Rel", "Gen", "Loc", "Port", "ES", "PS", "NS", "gen_em", "fluency")
 _COUNTS = {"n", "n_noop"}
+# The subset table: the headline accuracies, then where retrieval and the gate lose a rephrase's own edit.
+_SUBSET_COLUMNS = (
+    "n",
+    "Rel",
+    "Gen",
+    "Loc",
+    "Port",
+    "retrieval_top1_rephrase",
+    "gate_false_reject_rephrase",
+    "gate_false_accept_loc",
+)
 
 
 def build_stamp(
@@ -72,6 +83,8 @@ def report_dict(result: EvalResult, stamp: Mapping[str, Any]) -> dict[str, Any]:
         "summary": dict(result.summary),
         "summary_keys": SUMMARY_KEYS,
         "timings_s": dict(result.timings_s),
+        "subsets": {name: dict(summary) for name, summary in result.subsets.items()},
+        "subset_keys": {name: SUBSETS[name] for name in result.subsets},
         "stamp": dict(stamp),
         "rows": [dataclasses.asdict(row) for row in result.rows],
     }
@@ -131,6 +144,7 @@ def format_markdown(result: EvalResult, stamp: Mapping[str, Any]) -> str:
     lines += [
         f"| {k} | {_format_value(k, summary.get(k))} | {meaning} |" for k, meaning in SUMMARY_KEYS.items()
     ]
+    lines += _subset_table(summary, result.subsets)
     records = data.get("records_used")
     lines += [
         "",
@@ -143,6 +157,23 @@ def format_markdown(result: EvalResult, stamp: Mapping[str, Any]) -> str:
     if stamp.get("command_line"):
         lines.append(f"command: `{stamp['command_line']}`")
     return "\n".join(lines) + "\n"
+
+
+def _subset_table(summary: Summary, subsets: Mapping[str, Summary]) -> list[str]:
+    """The whole run beside each case subset (no lines when the run has none), then what each holds."""
+    if not subsets:
+        return []
+    rows = [("all", summary), *subsets.items()]
+    lines = [
+        "",
+        "| cases | " + " | ".join(_SUBSET_COLUMNS) + " |",
+        "|---|" + "---:|" * len(_SUBSET_COLUMNS),
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(_format_value(k, values.get(k)) for k in _SUBSET_COLUMNS) + " |"
+        for name, values in rows
+    ]
+    return [*lines, "", *(f"- {name}: {SUBSETS[name]}" for name in subsets)]
 
 
 def _report_stem(stamp: Mapping[str, Any], result: EvalResult) -> str:

@@ -96,3 +96,21 @@ def summarize(rows: Sequence[CaseRow]) -> Summary:
         "ask_latency_mean_ms": metrics.mean(ask_latencies),
     }
     return summary
+
+
+# Case subsets a report shows beside the whole run, with what each holds.
+SUBSETS: dict[str, str] = {
+    "distinct_subject": "cases whose subject no other case in memory edits with another target",
+    "shared_subject": "cases whose subject another case in memory edits with another target (on zsRE: "
+    "mostly the same question in other words, so a rephrase cannot tell which edit it paraphrases)",
+}
+
+
+def subset_summaries(rows: Sequence[CaseRow]) -> dict[str, Summary]:
+    """The summary of each subset in SUBSETS, or {} when no case shares its subject (the split would
+    only repeat the whole run)."""
+    shared = [r for r in rows if r.shared_subject]
+    if not shared:
+        return {}
+    distinct = [r for r in rows if r.shared_subject is False]
+    return {"distinct_subject": summarize(distinct), "shared_subject": summarize(shared)}
