@@ -52,9 +52,9 @@ def shared_subjects(cases: Sequence[EvalCase]) -> list[bool | None]:
     """Per case: whether another of `cases` (edits in memory at the same time) names the same subject
     with another target, both compared as normalised answers. None for a case that names no subject.
 
-    On zsRE such cases are mostly one fact asked in other words with another answer (the first 1000
-    records of the MEND eval set hold 167 such groups, 456 cases): nothing in a rephrase tells which of
-    them it paraphrases, so a memory that keeps every edit can only guess. Reports show them apart.
+    On zsRE such cases are one fact asked in other words with another answer (396 of the first 1000
+    records of the MEND eval set): nothing in a rephrase tells which of them it paraphrases, so a memory
+    that keeps every edit can only guess. Reports show them apart.
     """
     targets: defaultdict[str, set[str]] = defaultdict(set)
     for case in cases:
