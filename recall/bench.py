@@ -14,10 +14,12 @@ import torch
 
 from recall.backends import GenerationConfig
 from recall.config import load_config
+from recall.errors import ConfigError
 from recall.eval.datasets import load_cases
 from recall.memory import EditMemory
 
 SAMPLE = Path(__file__).parent / "data" / "zsre_sample.json"
+SAMPLE_CASES = 50  # records in SAMPLE: the timed questions are their rephrases
 ANSWER_TOKENS = 16  # every timed answer has exactly this many new tokens
 
 
@@ -40,6 +42,12 @@ def _synthetic_edits(n: int) -> list[tuple[str, str]]:
 def run_bench(
     *, num_edits: int, num_asks: int, out_dir: Path, backend: str = "lte", overrides: Sequence[str] = ()
 ) -> int:
+    if num_edits < 2:
+        raise ConfigError(f"--edits must be at least 2 (one warms up, the rest are timed), got {num_edits}")
+    if not 1 <= num_asks <= SAMPLE_CASES:
+        raise ConfigError(
+            f"--asks must lie in 1..{SAMPLE_CASES} (the bundled sample's rephrases), got {num_asks}"
+        )
     results: dict[str, Any] = {
         "num_edits": num_edits,
         "num_asks": num_asks,

@@ -41,6 +41,21 @@ Without --memory, edit/ask/list/forget/history/repl use the persistent memory at
 """
 
 
+# `recall bench --help` (recall.bench is not imported here: it loads torch). Its numbers are
+# recall.bench.SAMPLE_CASES and ANSWER_TOKENS; a test checks they agree.
+BENCH_DESCRIPTION = """\
+Times the two operations a user waits for, on the embedded model, in a throw-away memory:
+- edit: one durable `add` (encode, store, fsync); the memory gets --edits of them, the 50 bundled
+  zsRE sample edits first, then synthetic ones;
+- ask: retrieval, the gate, the review and generation of exactly 16 new tokens for the rephrase of a
+  stored edit, beside the base model answering the same question without memory. The two alternate,
+  so machine noise hits both alike.
+"ask overhead" is the p50 difference as a share of the base model's p50: what the memory adds to an
+answer. Writes bench-<time>.json and .md under --out. A busy machine moves timings by a few percent
+between runs: run it twice.
+"""
+
+
 def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
     parser.add_argument(
         "--memory",
@@ -107,10 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(sub.add_parser("eval", help="evaluate a backend on ZsRE / CounterFact / KnowEdit"))
     add_repl_arguments(sub.add_parser("repl", help="an interactive shell to edit, ask, inspect and undo"))
 
-    bench = sub.add_parser("bench", help="edit and ask latency on the embedded model (JSON + markdown)")
+    bench = sub.add_parser(
+        "bench",
+        help="edit and ask latency on the embedded model (JSON + markdown)",
+        description=BENCH_DESCRIPTION,
+        epilog="example: recall bench --backend recipe --out reports/bench",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bench.add_argument("--edits", type=int, default=200, help="edits in the timed memory (default: 200)")
-    bench.add_argument("--asks", type=int, default=20, help="timed questions per mode (default: 20)")
-    bench.add_argument("--out", type=Path, default=Path("reports"), help="report directory")
+    bench.add_argument("--asks", type=int, default=20, help="timed questions per mode, 1-50 (default: 20)")
+    bench.add_argument(
+        "--out", type=Path, default=Path("reports"), help="report directory (default: reports)"
+    )
     bench.add_argument("--backend", default="lte", help="backend or preset, e.g. lte_aligned (default: lte)")
     bench.add_argument(
         "--set",

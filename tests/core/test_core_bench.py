@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from recall.bench import ANSWER_TOKENS, run_bench
+from recall.bench import ANSWER_TOKENS, SAMPLE, SAMPLE_CASES, run_bench
+from recall.cli import BENCH_DESCRIPTION, main
+from recall.errors import ConfigError
+from recall.eval.datasets import load_cases
 
 
 def test_bench_writes_json_and_markdown_with_every_timing(
@@ -28,3 +31,25 @@ def test_bench_writes_json_and_markdown_with_every_timing(
     assert "| edit (add one edit, durable) |" in table
     assert f"ask with memory ({ANSWER_TOKENS} tokens)" in table
     assert "ask overhead at p50" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("edits", "asks"), [(1, 3), (6, 0), (6, SAMPLE_CASES + 1)])
+def test_bench_refuses_counts_it_cannot_time(edits: int, asks: int, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--edits" if edits < 2 else "--asks"):
+        run_bench(num_edits=edits, num_asks=asks, out_dir=tmp_path)
+    assert not list(tmp_path.glob("bench-*"))  # refused before any memory or report is made
+
+
+def test_bench_cli_reports_a_bad_count_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--asks", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"recall bench: --asks must lie in 1..{SAMPLE_CASES} (the bundled sample's rephrases), got 0"
+    )
+
+
+def test_bench_help_names_the_sample_and_answer_length() -> None:
+    cases = load_cases(SAMPLE, "zsre")
+    assert len(cases) == SAMPLE_CASES
+    assert all(c.rephrases for c in cases)
+    assert f"the {SAMPLE_CASES} bundled" in BENCH_DESCRIPTION
+    assert f"exactly {ANSWER_TOKENS} new tokens" in BENCH_DESCRIPTION
