@@ -48,6 +48,10 @@ class CaseRow:
     contains_rephrase: bool | None = None
     ask_latency_ms: float | None = None
     closed_rephrase: float | None = None  # share of rephrases on which the sentinel admitted nothing
+    # share of rephrases whose own record passed the gate and the backend's review turned it away
+    declined_rephrase: float | None = None
+    # share of locality prompts on which the review turned away some record that passed the gate
+    declined_loc: float | None = None
     # another case in memory at the same time edits this subject with another target (cases.shared_subjects)
     shared_subject: bool | None = None
 
@@ -143,6 +147,10 @@ def _is_admitted(retrieval: Retrieval, edit_id: str) -> bool:
     return any(hit.record.edit_id == edit_id for hit in retrieval.admitted)
 
 
+def _is_declined(retrieval: Retrieval, edit_id: str) -> bool:
+    return any(hit.record.edit_id == edit_id for hit in retrieval.declined)
+
+
 def _share(flags: Sequence[bool]) -> float | None:
     return metrics.mean(1.0 if f else 0.0 for f in flags)
 
@@ -227,6 +235,8 @@ def probe_cases(
                 admitted_rephrase=_share([_is_admitted(r, edit_id) for r in rephrase_hits]),
                 loc_false_accept=_share([r.used_memory for r in loc_hits]),
                 closed_rephrase=_share([not r.used_memory for r in rephrase_hits]),
+                declined_rephrase=_share([_is_declined(r, edit_id) for r in rephrase_hits]),
+                declined_loc=_share([bool(r.declined) for r in loc_hits]),
                 generation_prompt=generation.prompt_text,
                 generation_rephrase=generation.rephrase_text,
                 em_prompt=generation.em_prompt,

@@ -39,6 +39,10 @@ SUMMARY_KEYS: dict[str, str] = {
     "gate_closed_rephrase": "the sentinel admitted no record at all for a rephrase: the gate alone, "
     "where a false reject also counts the case's record missing from the top-k, %",
     "gate_false_accept_loc": "the sentinel admitted some record for a locality prompt, %",
+    "review_declined_rephrase": "the backend's review turned away the case's own record for a rephrase "
+    "after the gate let it through (counted in gate_false_reject_rephrase), %",
+    "review_declined_loc": "the review turned away some record for a locality prompt after the gate let "
+    "it through (a false accept stopped, unless another record stayed admitted), %",
     "edit_latency_p50_ms": "median time per edit (a batch's time split evenly over its edits), ms",
     "edit_latency_p99_ms": "99th percentile time per edit, ms",
     "ask_latency_mean_ms": "mean latency of memory.ask on edit prompts, ms",
@@ -91,6 +95,8 @@ def summarize(rows: Sequence[CaseRow]) -> Summary:
         "gate_false_reject_rephrase": _complement(_rate(rows, lambda r: r.admitted_rephrase)),
         "gate_closed_rephrase": _rate(rows, lambda r: r.closed_rephrase),
         "gate_false_accept_loc": _rate(rows, lambda r: r.loc_false_accept),
+        "review_declined_rephrase": _rate(rows, lambda r: r.declined_rephrase),
+        "review_declined_loc": _rate(rows, lambda r: r.declined_loc),
         "edit_latency_p50_ms": metrics.percentile(latencies, 50),
         "edit_latency_p99_ms": metrics.percentile(latencies, 99),
         "ask_latency_mean_ms": metrics.mean(ask_latencies),

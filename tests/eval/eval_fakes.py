@@ -9,6 +9,7 @@ Every call is appended to `calls`, so tests can check the order of operations.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zlib
 from collections.abc import Sequence
@@ -195,6 +196,21 @@ class WrongMemory(FakeMemory):
     ) -> Answer:
         self.calls.append(("ask", query))
         return Answer(text="zzz", retrieval=self._retrieve(query, namespace), backend="wrong")
+
+
+class ReviewingMemory(FakeMemory):
+    """A backend that reviews what its gate admits: admitted hits scoring under `sure` are declined, so
+    neither retrieval nor scoring uses them (recall/relevance.py turns edits away the same way)."""
+
+    def __init__(self, base: dict[str, str] | None = None, sure: float = 0.75) -> None:
+        super().__init__(base)
+        self.sure = sure
+
+    def _retrieve(self, query: str, namespace: str) -> Retrieval:
+        gated = super()._retrieve(query, namespace)
+        kept = tuple(h for h in gated.admitted if h.score >= self.sure)
+        declined = tuple(h for h in gated.admitted if h.score < self.sure)
+        return dataclasses.replace(gated, admitted=kept, declined=declined)
 
 
 class DriftingMemory(FakeMemory):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from eval_fakes import DriftingMemory, FakeMemory, WrongMemory
+from eval_fakes import DriftingMemory, FakeMemory, ReviewingMemory, WrongMemory
 from eval_samples import BASE_ANSWERS, SIMPLE_CASES, TRICKY_CASES
 
 from recall.errors import ConfigError, RecallError
@@ -72,6 +72,22 @@ def test_sequential_rates_match_hand_computation() -> None:
     }
     for key, value in expected.items():
         assert summary[key] == pytest.approx(value, abs=TOL), key
+
+
+def test_review_declines_are_counted() -> None:
+    # Word overlap with the own prompt: rephrases a 0.8, b 0.83, c 0.8, d 0.86; d's locality question
+    # "What is the capital of France?" 0.71 (the gate's false accept in TRICKY_CASES).
+    lenient = evaluate(ReviewingMemory(BASE_ANSWERS, sure=0.75), TRICKY_CASES).summary
+    assert lenient["review_declined_loc"] == pytest.approx(20.0)  # d's France question: declined...
+    assert lenient["gate_false_accept_loc"] == pytest.approx(0.0)  # ...so nothing is admitted there
+    assert lenient["Loc"] == pytest.approx(100.0)
+    assert lenient["review_declined_rephrase"] == pytest.approx(0.0)
+    strict = evaluate(ReviewingMemory(BASE_ANSWERS, sure=0.81), TRICKY_CASES).summary
+    assert strict["review_declined_rephrase"] == pytest.approx(40.0)  # a and c
+    assert strict["gate_false_reject_rephrase"] == pytest.approx(60.0)  # a, c, and e (never admitted)
+    assert strict["Gen"] == pytest.approx(40.0)
+    plain = evaluate(FakeMemory(BASE_ANSWERS), TRICKY_CASES).summary
+    assert (plain["review_declined_rephrase"], plain["review_declined_loc"]) == (0.0, 0.0)
 
 
 def test_rows_name_each_case_and_its_edit() -> None:
