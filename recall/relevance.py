@@ -161,12 +161,15 @@ def relevance_scores(
 
 def review_hits(
     lm: LanguageModel,
-    probe: RelevanceProbe,
+    probe: RelevanceProbe | None,
     queries: Sequence[str],
     admitted: Sequence[Sequence[SearchHit]],
 ) -> list[tuple[SearchHit, ...]]:
-    """Each query's admitted hits less those the probe declines. One prompt per (query, hit), rendered
-    with that edit alone in the probe's template, read by `lm` (the model the probe was fit on)."""
+    """Each query's admitted hits less those the probe declines (all of them without a probe). One
+    prompt per (query, hit), rendered with that edit alone in the probe's template, read by `lm` (the
+    model the probe was fit on)."""
+    if probe is None:
+        return [tuple(hits) for hits in admitted]
     pairs = [
         (query, (hit.record.prompt, hit.record.target))
         for query, hits in zip(queries, admitted, strict=True)

@@ -88,8 +88,6 @@ class LteBackend:
     ) -> list[tuple[SearchHit, ...]]:
         """Each query's admitted hits less those the relevance probe declines (all kept without a probe).
         One prompt per (query, hit), rendered with that edit alone, read by the model that would answer."""
-        if self.probe is None:
-            return [tuple(hits) for hits in admitted]
         return review_hits(self.edit_lm, self.probe, queries, admitted)
 
     def injected(self, hits: Sequence[SearchHit]) -> str:

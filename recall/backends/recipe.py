@@ -113,8 +113,6 @@ class RecipeBackend:
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
     ) -> list[tuple[SearchHit, ...]]:
         """Each query's admitted hits less those the relevance probe declines (all kept without one)."""
-        if self.probe is None:
-            return [tuple(hits) for hits in admitted]
         return review_hits(self.lm, self.probe, queries, admitted)
 
     def injected(self, hits: Sequence[SearchHit]) -> str:
