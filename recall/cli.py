@@ -28,6 +28,7 @@ examples:
   recall ask "Who runs Acme?" --why             # the answer and the edit behind it
   recall list                                   # active edits of the default namespace
   recall forget 3f2a9c1e                        # an id prefix from `recall list`
+  recall restore 3f2a9c1e                       # undo a forget or a supersede
   recall repl                                   # an interactive shell
   recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 100
   recall bench                                  # edit and ask latency, JSON + markdown
@@ -109,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     forget = sub.add_parser("forget", help="retract one edit (it stays in history)")
     forget.add_argument("edit_id", help="an edit id or a unique prefix of one (4+ characters)")
     _add_memory_args(forget, namespace=False)
+
+    restore = sub.add_parser("restore", help="bring back a forgotten or superseded edit")
+    restore.add_argument("edit_id", help="an edit id or a unique prefix (`recall list --all` shows them)")
+    _add_memory_args(restore, namespace=False)
 
     lst = sub.add_parser("list", help="list edits")
     lst.add_argument("--all", action="store_true", help="include superseded and retracted edits")

@@ -7,7 +7,7 @@ import datetime as dt
 
 from memory_store import EditRecord
 from recall.memory import EditMemory
-from recall.results import Answer
+from recall.results import Answer, EditResult
 
 
 def _when(timestamp: float) -> str:
@@ -36,6 +36,18 @@ def explain(answer: Answer) -> str:
     return "\n".join(lines)
 
 
+def _print_neighbours(result: EditResult) -> None:
+    """The active edits left beside an added or restored one: same question, or close with another answer."""
+    for other in result.conflicts:
+        print(f"kept beside {other.edit_id}: {other.prompt} => {other.target}")
+    for hit in result.similar:
+        record = hit.record
+        print(f"similar {record.edit_id} ({hit.score:.2f}): {record.prompt} => {record.target}")
+    others = [r.edit_id[:8] for r in result.conflicts] + [h.record.edit_id[:8] for h in result.similar]
+    if others:
+        print(f"  (all stay active; if this edit replaces one: recall forget {' or '.join(others)})")
+
+
 def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "edit":
@@ -43,8 +55,8 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
         print(f"added {result.edit_id}: {result.record.prompt} => {result.record.target}")
         for old in result.superseded:
             print(f"superseded {old.edit_id}: {old.prompt} => {old.target}")
-        for other in result.conflicts:
-            print(f"kept beside {other.edit_id}: {other.prompt} => {other.target}")
+            print(f"  (not the same question? `recall restore {old.edit_id[:8]}` brings it back)")
+        _print_neighbours(result)
     elif command == "ask":
         answer = memory.ask(
             args.question, args.namespace, max_new_tokens=args.max_new_tokens, use_memory=not args.no_memory
@@ -56,6 +68,10 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
     elif command == "forget":
         record = memory.forget(memory.find(args.edit_id).edit_id)
         print(f"forgot {record.edit_id}: {record.prompt} => {record.target}")
+    elif command == "restore":
+        result = memory.restore(memory.find(args.edit_id).edit_id)
+        print(f"restored {result.edit_id}: {result.record.prompt} => {result.record.target}")
+        _print_neighbours(result)
     elif command == "list":
         namespace = None if args.every_namespace else args.namespace
         records = memory.list(namespace, status=None if args.all else "active")

@@ -19,6 +19,7 @@ from memory_store import EditRecord, HistoryEvent, MemoryStore, SearchHit, Senti
 from recall.backends import EditBackend, GenerationConfig, ReviewsHits, ScoreRequest
 from recall.components import build_backend, build_sentinel, shared_encoder, shared_lm
 from recall.config import ConflictPolicy, RecallConfig, config_from_dict, load_config
+from recall.conflicts import neighbours
 from recall.descriptors import key_texts
 from recall.encoder import Encoder
 from recall.errors import ConflictError, EditNotFoundError, IncompatibleArtifactError, InvalidEditError
@@ -163,7 +164,7 @@ class EditMemory:
         (policy 'supersede', the default), raises ConflictError ('reject') or sits beside it ('keep_both')."""
         record, keys = self._prepare(Edit(prompt, target, subject, namespace))
         policy = policy or self.config.conflict.policy
-        conflicts = self._conflicts(record, keys)
+        conflicts, similar = neighbours(self.store, record, keys[:1], self.config.conflict)
         if conflicts and policy == "reject":
             old = conflicts[0]
             raise ConflictError(
@@ -179,10 +180,10 @@ class EditMemory:
                 superseded.append(self.store.retract(extra.edit_id, reason=f"superseded by {stored.edit_id}"))
             self.backend.forget([r.edit_id for r in superseded])
             self.backend.edit([stored])
-            return EditResult(stored, superseded=tuple(superseded))
+            return EditResult(stored, superseded=tuple(superseded), similar=similar)
         stored = self.store.add(record, keys)
         self.backend.edit([stored])
-        return EditResult(stored, conflicts=tuple(conflicts))
+        return EditResult(stored, conflicts=tuple(conflicts), similar=similar)
 
     def add_many(
         self, edits: Sequence[Edit], *, policy: ConflictPolicy | None = None, progress: bool = False
@@ -205,6 +206,16 @@ class EditMemory:
         self.backend.forget([edit_id])
         return record
 
+    def restore(self, edit_id: str) -> EditResult:
+        """Bring back a forgotten or superseded edit; an edit that superseded it stays active beside it
+        (`conflicts`), so forget that one if the restored edit should win."""
+        restored = self.store.restore(edit_id, reason="restored")
+        self.backend.edit([restored])
+        conflicts, similar = neighbours(
+            self.store, restored, self.store.vectors(edit_id)[:1], self.config.conflict
+        )
+        return EditResult(restored, conflicts=tuple(conflicts), similar=similar)
+
     def reset(self) -> None:
         """Retract every active edit of every namespace (evaluation blocks start from empty)."""
         active = self.store.list(namespace=None, status="active")
@@ -226,10 +237,6 @@ class EditMemory:
         )
         validate_record(record, max_text_chars=self.config.store.max_text_chars)
         return record, self.encoder.encode_keys(key_texts(record, self.config.retrieval.keys))
-
-    def _conflicts(self, record: EditRecord, keys: Any) -> builtins.list[EditRecord]:
-        hits = self.store.search(keys[:1], k=3, namespace=record.namespace)[0]  # the question key
-        return [h.record for h in hits if h.score >= self.config.conflict.min_cosine]
 
     # ----------------------------------------------------------------- the ask flow
     def retrieve(self, query: str, namespace: str = "default") -> Retrieval:

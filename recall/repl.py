@@ -1,4 +1,5 @@
-"""Interactive shell over EditMemory: ask, edit, inspect (:why, :diff, :history, :list) and undo (:forget)."""
+"""Interactive shell over EditMemory: ask, edit, inspect (:why, :diff, :history, :list) and undo (:forget,
+:restore)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class ReplMemory(Protocol):
         self, prompt: str, target: str, subject: str | None = None, namespace: str = "default"
     ) -> EditResult: ...
     def forget(self, edit_id: str) -> EditRecord: ...
+    def restore(self, edit_id: str) -> EditResult: ...
     def ask(self, query: str, namespace: str = "default", *, use_memory: bool = True) -> Answer: ...
     def list(
         self, namespace: str | None = "default", status: str | None = "active"
@@ -104,6 +106,7 @@ class Repl:
             "edit": self._edit,
             "edit_form": self._edit_form,
             "forget": self._forget,
+            "restore": self._restore,
             "list": self._list,
             "history": self._history,
             "why": self._why,
@@ -188,9 +191,17 @@ class Repl:
         where = "" if self.namespace == "default" else f"  (namespace {self.namespace})"
         self.out.line(f"added {short_id(result.edit_id)}  {_fact(result.record)}{where}")
         for old in result.superseded:
-            self.out.note(f"  supersedes {short_id(old.edit_id)}  {_fact(old)}")
+            self.out.note(f"  supersedes {short_id(old.edit_id)}  {_fact(old)} (:restore brings it back)")
+        self._neighbours(result)
+
+    def _neighbours(self, result: EditResult) -> None:
         for other in result.conflicts:
             self.out.note(f"  conflicts with {short_id(other.edit_id)}  {_fact(other)} (both kept)")
+        for hit in result.similar:
+            record = hit.record
+            self.out.note(
+                f"  similar to {short_id(record.edit_id)}  {_fact(record)} ({hit.score:.2f}, both kept)"
+            )
 
     def _edit(self, command: Command) -> None:
         self._add(command.text, command.target)
@@ -216,6 +227,15 @@ class Repl:
             return
         self.memory.forget(record.edit_id)
         self.out.line(f"forgot {short_id(record.edit_id)}  {_fact(record)}")
+
+    def _restore(self, command: Command) -> None:
+        record = self.memory.find(command.text)
+        if record.status == "active":
+            self.out.error(f"edit {short_id(record.edit_id)} is active: nothing to restore")
+            return
+        result = self.memory.restore(record.edit_id)
+        self.out.line(f"restored {short_id(result.edit_id)}  {_fact(result.record)}")
+        self._neighbours(result)
 
     def _list(self, command: Command) -> None:
         namespace = None if command.text == ALL_NAMESPACES else (command.text or self.namespace)

@@ -24,6 +24,7 @@ CommandKind = Literal[
     "edit",
     "edit_form",
     "forget",
+    "restore",
     "list",
     "history",
     "why",
@@ -49,6 +50,7 @@ _NAMESPACE = re.compile(r"\w[\w.@/-]*")  # letters, digits, _ . @ / -
 COMMANDS: dict[str, tuple[str, str]] = {
     "edit": ("<prompt> => <target>", "teach a fact; ':edit' alone opens a guided form"),
     "forget": ("<id-prefix>", "retract an edit (kept in its history)"),
+    "restore": ("<id-prefix>", "bring back a forgotten or superseded edit"),
     "list": ("[namespace|*]", "active edits of the current (or given, or every) namespace"),
     "history": ("<id-prefix>", "an edit's events, with the edits it superseded or that superseded it"),
     "why": ("", "explain the last answer: hits, scores, threshold, sentinel decision, injection"),
@@ -67,9 +69,9 @@ _NO_ARGS: dict[str, CommandKind] = {"why": "why", "backend": "backend", "stats":
 class Command:
     """One parsed input line, tagged by `kind`.
 
-    `text` holds the question (ask, diff), the edit prompt (edit), the id prefix (forget, history), the
-    namespace (list, ns) or the help topic; `target` the edit target; `hint` the one-line message of an
-    `invalid` line.
+    `text` holds the question (ask, diff), the edit prompt (edit), the id prefix (forget, restore,
+    history), the namespace (list, ns) or the help topic; `target` the edit target; `hint` the one-line
+    message of an `invalid` line.
     """
 
     kind: CommandKind
@@ -116,8 +118,8 @@ def _parse_id(name: str, rest: str) -> Command:
         return _usage_hint(
             name, f"{rest!r} is not an edit id prefix (at least {MIN_ID_PREFIX} hex characters)"
         )
-    kind: CommandKind = "forget" if name == "forget" else "history"
-    return Command(kind, text=prefix)
+    kinds: dict[str, CommandKind] = {"forget": "forget", "restore": "restore", "history": "history"}
+    return Command(kinds[name], text=prefix)
 
 
 def valid_namespace(name: str) -> bool:
@@ -151,7 +153,7 @@ def parse_line(line: str) -> Command:
         return _invalid(f":{name} takes no arguments") if rest else Command(_NO_ARGS[name])
     if name == "edit":
         return parse_edit(rest) if rest else Command("edit_form")
-    if name in ("forget", "history"):
+    if name in ("forget", "restore", "history"):
         return _parse_id(name, rest)
     if name in ("list", "ns"):
         return _parse_namespace(name, rest)

@@ -20,11 +20,15 @@ class Edit:
 
 @dataclass(frozen=True, slots=True)
 class EditResult:
-    """What `EditMemory.add` did: the stored record and the records it superseded."""
+    """What `EditMemory.add` (or `restore`) did: the stored record, the records it superseded, the
+    active edits of the same question kept beside it, and active edits close to it with another answer
+    (`similar`: hits scored by question-key cosine, left as they are; forget one if this edit replaces
+    it)."""
 
     record: EditRecord
     superseded: tuple[EditRecord, ...] = ()
-    conflicts: tuple[EditRecord, ...] = ()  # active edits kept beside it (policy keep_both)
+    conflicts: tuple[EditRecord, ...] = ()  # active edits kept beside it (policy keep_both, or restore)
+    similar: tuple[SearchHit, ...] = ()
 
     @property
     def edit_id(self) -> str:

@@ -91,6 +91,23 @@ def test_teacher_forced_score_rises_with_the_edit(memory: EditMemory) -> None:
     assert after.mean_logprob > before.mean_logprob + 1.0
 
 
+def test_a_reworded_edit_with_another_answer_is_reported_and_a_reversed_relation_can_be_restored(
+    memory: EditMemory,
+) -> None:
+    # MiniLM question keys: 0.89 for the reworded pair (kept, reported), 0.99 for "follows" against
+    # "is followed by" (superseded: cosine cannot tell them apart, so `restore` must undo it).
+    first = memory.add("Who was the mother of Jane Rolfe?", "Mary Smith")
+    reworded = memory.add("Which lady gave birth to Jane Rolfe?", "Anne Boleyn")
+    assert not reworded.superseded
+    assert [hit.record.edit_id for hit in reworded.similar] == [first.edit_id]
+    follows = memory.add("What follows the 2020 election?", "the 2024 election")
+    reversed_ = memory.add("What is followed by the 2020 election?", "the 2016 election")
+    assert [r.edit_id for r in reversed_.superseded] == [follows.edit_id]
+    back = memory.restore(follows.edit_id)
+    assert [r.edit_id for r in back.conflicts] == [reversed_.edit_id]
+    assert memory.count() == 4
+
+
 def _recall(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "recall", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
@@ -107,6 +124,7 @@ def test_cli_edit_ask_list_history_forget(tmp_path: Path) -> None:
     assert edit_id[:8] in asked.stdout
     superseding = _recall("edit", QUESTION, "John Smith", "--memory", memory, env=env)
     assert f"superseded {edit_id}" in superseding.stdout
+    assert f"recall restore {edit_id[:8]}" in superseding.stdout
     history = _recall("history", edit_id[:8], "--memory", memory, env=env)
     assert "add" in history.stdout
     assert "supersede" in history.stdout
@@ -117,6 +135,13 @@ def test_cli_edit_ask_list_history_forget(tmp_path: Path) -> None:
     forgot = _recall("forget", new_id[:8], "--memory", memory, env=env)
     assert forgot.returncode == 0
     assert "forgot" in forgot.stdout
+    restored = _recall("restore", edit_id[:8], "--memory", memory, env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert f"restored {edit_id}: {QUESTION} => {NEW_ANSWER}" in restored.stdout
+    again = _recall("restore", edit_id[:8], "--memory", memory, env=env)
+    assert again.returncode == 2
+    assert again.stderr.count("\n") == 1
+    assert "active" in again.stderr
     missing = _recall("forget", "ffffffff", "--memory", memory, env=env)
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr

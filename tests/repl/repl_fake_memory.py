@@ -17,6 +17,7 @@ from recall.results import Answer, EditResult, Retrieval
 BASE_ANSWER = "I do not know."
 THRESHOLD = 0.5
 SUPERSEDE_SIMILARITY = 0.8
+SIMILAR_SIMILARITY = 0.5  # below SUPERSEDE_SIMILARITY with another target: reported, left active
 
 
 def _words(text: str) -> set[str]:
@@ -77,7 +78,30 @@ class FakeMemory:
         for o in old:
             self.records[o.edit_id] = dataclasses.replace(o, status="superseded")
             self._event(o.edit_id, "supersede", "superseded by a conflicting edit", record.edit_id)
-        return EditResult(record=record, superseded=tuple(old))
+        return EditResult(record=record, superseded=tuple(old), similar=self._similar(record))
+
+    def _similar(self, record: EditRecord) -> tuple[SearchHit, ...]:
+        scored = [(similarity(r.prompt, record.prompt), r) for r in self.list(record.namespace)]
+        return tuple(
+            SearchHit(record=r, score=s, rank=i)
+            for i, (s, r) in enumerate(scored)
+            if r.edit_id != record.edit_id
+            and SIMILAR_SIMILARITY <= s < SUPERSEDE_SIMILARITY
+            and r.target != record.target
+        )
+
+    def restore(self, edit_id: str) -> EditResult:
+        record = self.records[edit_id]
+        if record.status == "active":
+            raise InvalidEditError(f"edit {edit_id} is active")
+        self.records[edit_id] = record = dataclasses.replace(record, status="active")
+        self._event(edit_id, "restore", "restored")
+        conflicts = tuple(
+            r
+            for r in self.list(record.namespace)
+            if r.edit_id != edit_id and similarity(r.prompt, record.prompt) >= SUPERSEDE_SIMILARITY
+        )
+        return EditResult(record=record, conflicts=conflicts, similar=self._similar(record))
 
     def forget(self, edit_id: str) -> EditRecord:
         record = self.records[edit_id]

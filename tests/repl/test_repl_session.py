@@ -108,6 +108,35 @@ def test_supersede_and_history_shows_both() -> None:
     assert "Marta Quinlan" not in listing
 
 
+def test_restore_brings_back_a_superseded_edit_beside_its_successor() -> None:
+    text = run_lines(
+        [CEO_EDIT, f":edit {CEO_Q} => Ruth Okafor", ":restore 1a2b", ":restore 1a2b", ":list", CEO_Q]
+    )
+    assert "supersedes 1a2babca  Who is the CEO of Zorblax Industries? => Marta Quinlan (:restore" in text
+    assert "restored 1a2babca  Who is the CEO of Zorblax Industries? => Marta Quinlan" in text
+    assert "conflicts with 1a2cabca  Who is the CEO of Zorblax Industries? => Ruth Okafor (both kept)" in text
+    assert "edit 1a2babca is active: nothing to restore" in text
+    assert "2 active edits in namespace default" in text
+
+
+def test_restore_needs_an_id_prefix() -> None:
+    text = run_lines([":restore", ":restore xyz"])
+    assert "missing edit id" in text
+    assert "'xyz' is not an edit id prefix" in text
+
+
+def test_a_close_edit_with_another_answer_is_reported_and_kept() -> None:
+    memory = FakeMemory()
+    text = run_lines(
+        [CEO_EDIT, ":edit Who is the Zorblax Industries chief executive? => Ruth Okafor"], memory
+    )
+    assert (
+        "similar to 1a2babca  Who is the CEO of Zorblax Industries? => Marta Quinlan (0.56, both kept)"
+        in text
+    )
+    assert [r.status for r in memory.records.values()] == ["active", "active"]
+
+
 def test_diff_shows_both_answers() -> None:
     text = run_lines([CEO_EDIT, f":diff {CEO_Q}", ":diff What is the capital of France?"])
     assert f"with memory:    Marta Quinlan.  [edit {FIRST_ID}]" in text
