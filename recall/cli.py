@@ -160,22 +160,35 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = sub.add_parser(
         "calibrate",
         help="fit the sentinel's cosine threshold on a ZsRE file; with --review, tabulate a learned "
-        "sentinel's margin against retrieval.review_within",
+        "sentinel's margin against retrieval.review_within; with --conflicts, the conflict cut-offs",
         description="Without --review: fit the fixed sentinel's cosine threshold (base.yaml) on ZsRE. With "
         "--review: make the file's edits with --backend's preset (recipe), and print false rejects on "
         "rephrases, false accepts on locality questions and the share reviewed for each margin and "
-        "review_within. Use train or val data, never an evaluation split.",
+        "review_within. With --conflicts: with --backend's encoder (lte: MiniLM), the share of question "
+        "pairs about the same fact, about the same subject, and of the nearest edit about another "
+        "subject at or above each cosine, to set conflict.min_cosine and conflict.similar_cosine. Use "
+        "train or val data, never an evaluation split.",
+        epilog="examples:\n"
+        "  recall calibrate --data ../shared/data/zsre/zsre_mend_train_1k.json\n"
+        "  recall calibrate --conflicts --data ../shared/data/knowedit/wiki_counterfact_train_cf.json\n"
+        "  recall calibrate --review --data ../shared/data/counterfact/counterfact-val.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     calibrate.add_argument("--data", type=Path, required=True, help="a train or val file (never eval!)")
     calibrate.add_argument(
         "--review", action="store_true", help="tabulate sentinel.margin x retrieval.review_within"
     )
-    calibrate.add_argument("--backend", default="recipe", help="with --review: the preset (default: recipe)")
+    calibrate.add_argument(
+        "--conflicts", action="store_true", help="tabulate question-key cosines for the conflict cut-offs"
+    )
+    calibrate.add_argument(
+        "--backend", default=None, help="the preset (default: recipe with --review, lte with --conflicts)"
+    )
     calibrate.add_argument(
         "--format",
         default="auto",
         choices=("auto", *FORMATS),
-        help="with --review: the record form (default: auto)",
+        help="with --review or --conflicts: the record form (default: auto)",
     )
     calibrate.add_argument(
         "--sample", type=int, default=500, help="with --review: rephrases and locality questions each"
@@ -186,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="with --review: a config override, repeatable",
+        help="with --review or --conflicts: a config override, repeatable",
     )
     calibrate.add_argument("--n", type=int, default=1000, help="records to use (default: %(default)s)")
     calibrate.add_argument(
@@ -236,11 +249,21 @@ def _run(args: argparse.Namespace) -> int:
             overrides=args.overrides,
         )
     if command == "calibrate":
+        if args.review and args.conflicts:
+            from recall.errors import ConfigError
+
+            raise ConfigError("recall calibrate takes --review or --conflicts, not both")
+        if args.conflicts:
+            from recall.calibrate_conflicts import run_calibrate_conflicts
+
+            return run_calibrate_conflicts(
+                args.backend or "lte", args.overrides, args.data, args.format, n=args.n
+            )
         if args.review:
             from recall.calibrate_review import run_calibrate_review
 
             return run_calibrate_review(
-                args.backend, args.overrides, args.data, args.format, n=args.n, sample=args.sample
+                args.backend or "recipe", args.overrides, args.data, args.format, n=args.n, sample=args.sample
             )
         from recall.calibrate import run_calibrate
 
