@@ -175,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     calibrate.add_argument("--data", type=Path, required=True, help="a train or val file (never eval!)")
-    calibrate.add_argument(
+    mode = calibrate.add_mutually_exclusive_group()
+    mode.add_argument(
         "--review", action="store_true", help="tabulate sentinel.margin x retrieval.review_within"
     )
-    calibrate.add_argument(
+    mode.add_argument(
         "--conflicts", action="store_true", help="tabulate question-key cosines for the conflict cut-offs"
     )
     calibrate.add_argument(
@@ -249,10 +250,6 @@ def _run(args: argparse.Namespace) -> int:
             overrides=args.overrides,
         )
     if command == "calibrate":
-        if args.review and args.conflicts:
-            from recall.errors import ConfigError
-
-            raise ConfigError("recall calibrate takes --review or --conflicts, not both")
         if args.conflicts:
             from recall.calibrate_conflicts import run_calibrate_conflicts
 
