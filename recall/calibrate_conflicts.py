@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from recall.components import shared_encoder
 from recall.config import load_config
 from recall.encoder import Encoder
-from recall.eval.cases import EvalCase
+from recall.eval.cases import EvalCase, subject_groups
 from recall.eval.datasets import FormatName, load_cases
 from recall.eval.metrics import normalize_answer
 
@@ -32,13 +31,9 @@ def conflict_pairs(cases: Sequence[EvalCase]) -> dict[str, Pairs]:
     with other answers, on zsRE the same question reworded) and another question about the same subject
     (a locality question that names the edit's subject: KnowEdit's relation specificity)."""
     same_fact: Pairs = [(c.prompt, r) for c in cases for r in c.rephrases]
-    groups: defaultdict[str, list[EvalCase]] = defaultdict(list)
-    for case in cases:
-        if case.subject:
-            groups[normalize_answer(case.subject)].append(case)
     same_fact += [
         (a.prompt, b.prompt)
-        for group in groups.values()
+        for group in subject_groups(cases).values()
         for a, b in itertools.combinations(group, 2)
         if normalize_answer(a.target) != normalize_answer(b.target)
     ]

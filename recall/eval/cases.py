@@ -48,6 +48,15 @@ class EvalCase:
     is_noop: bool = False
 
 
+def subject_groups(cases: Sequence[EvalCase]) -> dict[str, list[EvalCase]]:
+    """The cases that name a subject, grouped by it (normalised as answers are), in case order."""
+    groups: defaultdict[str, list[EvalCase]] = defaultdict(list)
+    for case in cases:
+        if case.subject:
+            groups[normalize_answer(case.subject)].append(case)
+    return dict(groups)
+
+
 def shared_subjects(cases: Sequence[EvalCase]) -> list[bool | None]:
     """Per case: whether another of `cases` (edits in memory at the same time) names the same subject
     with another target, both compared as normalised answers. None for a case that names no subject.
@@ -56,19 +65,14 @@ def shared_subjects(cases: Sequence[EvalCase]) -> list[bool | None]:
     records of the MEND eval set): nothing in a rephrase tells which of them it paraphrases, so a memory
     that keeps every edit can only guess. Reports show them apart.
     """
-    targets: defaultdict[str, set[str]] = defaultdict(set)
-    for case in cases:
-        if case.subject:
-            targets[normalize_answer(case.subject)].add(normalize_answer(case.target))
-    flags: list[bool | None] = []
-    for case in cases:
-        others = (
-            targets[normalize_answer(case.subject)] - {normalize_answer(case.target)}
-            if case.subject
-            else None
-        )
-        flags.append(None if others is None else bool(others))
-    return flags
+    targets = {
+        subject: {normalize_answer(c.target) for c in group}
+        for subject, group in subject_groups(cases).items()
+    }
+    return [
+        bool(targets[normalize_answer(c.subject)] - {normalize_answer(c.target)}) if c.subject else None
+        for c in cases
+    ]
 
 
 class RecordReader:
