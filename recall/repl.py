@@ -159,9 +159,13 @@ class Repl:
         return True
 
     # completion sources (prompt_toolkit calls these from its own thread; they never raise)
-    def active_edits(self) -> builtins.list[tuple[str, str]]:
+    def known_edits(self) -> builtins.list[tuple[str, str, bool]]:
+        """(edit_id, prompt, active) of every edit, for id completion."""
         try:
-            return [(r.edit_id, r.prompt) for r in self.memory.list(namespace=None, status="active")]
+            return [
+                (r.edit_id, r.prompt, r.status == "active")
+                for r in self.memory.list(namespace=None, status=None)
+            ]
         except (RecallError, StoreError, ValueError):
             return []
 

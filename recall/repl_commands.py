@@ -172,14 +172,15 @@ def help_lines(topic: str = "") -> list[tuple[str, str]]:
 
 
 class ReplCompleter(Completer):
-    """Completes command names, edit-id prefixes (after :forget / :history) and namespaces."""
+    """Completes command names, edit-id prefixes and namespaces. :forget offers active edits, :restore
+    forgotten or superseded ones (what it can bring back), :history any."""
 
     def __init__(
         self,
-        edits: Callable[[], Iterable[tuple[str, str]]],
+        edits: Callable[[], Iterable[tuple[str, str, bool]]],
         namespaces: Callable[[], Iterable[str]],
     ) -> None:
-        self._edits = edits  # () -> (edit_id, prompt) of active edits
+        self._edits = edits  # () -> (edit_id, prompt, active) of every edit
         self._namespaces = namespaces
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
@@ -195,9 +196,10 @@ class ReplCompleter(Completer):
         if match is None:
             return
         name, word = ALIASES.get(match[1], match[1]), match[2]
-        if name in ("forget", "history"):
-            for edit_id, prompt in self._edits():
-                if edit_id.startswith(word.lower()):
+        if name in ("forget", "restore", "history"):
+            wanted = {"forget": (True,), "restore": (False,), "history": (True, False)}[name]
+            for edit_id, prompt, active in self._edits():
+                if active in wanted and edit_id.startswith(word.lower()):
                     yield Completion(short_id(edit_id), start_position=-len(word), display_meta=prompt[:60])
         elif name in ("ns", "list"):
             for namespace in self._namespaces():
@@ -319,7 +321,7 @@ def stdin_reader(stdin: TextIO, prompt_to: TextIO | None) -> LineReader:
 
 
 def terminal_readers(
-    edits: Callable[[], Iterable[tuple[str, str]]], namespaces: Callable[[], Iterable[str]]
+    edits: Callable[[], Iterable[tuple[str, str, bool]]], namespaces: Callable[[], Iterable[str]]
 ) -> tuple[LineReader, LineReader]:
     """prompt_toolkit line editing: persistent history and completion for commands, none for form fields."""
     from prompt_toolkit import PromptSession

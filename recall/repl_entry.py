@@ -79,7 +79,7 @@ def run_repl_command(args: argparse.Namespace, open_memory: OpenMemory | None = 
     try:
         repl = Repl(memory, out, namespace=namespace, interactive=interactive)
         if interactive:
-            repl.read_line, repl.read_field = terminal_readers(repl.active_edits, repl.namespace_names)
+            repl.read_line, repl.read_field = terminal_readers(repl.known_edits, repl.namespace_names)
             info = memory.info()
             out.note(
                 f"model {info.get('model', '?')}, backend {info.get('backend', '?')}, "

@@ -1,10 +1,13 @@
-"""parse_line: every command, its aliases, and malformed input (one-line hints, never an exception)."""
+"""parse_line: every command, its aliases, and malformed input (one-line hints, never an exception); and what
+the completer offers after each command."""
 
 from __future__ import annotations
 
 import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
 
-from recall.repl_commands import COMMANDS, Command, help_lines, parse_line
+from recall.repl_commands import COMMANDS, Command, ReplCompleter, help_lines, parse_line
 
 
 @pytest.mark.parametrize(
@@ -91,3 +94,29 @@ def test_help_covers_every_command() -> None:
     rows = help_lines()
     assert [usage.split()[0] for usage, _ in rows] == [f":{name}" for name in COMMANDS]
     assert help_lines("why") == [(":why", COMMANDS["why"][1])]
+
+
+# (edit_id, prompt, active): one active edit, one forgotten, one superseded, sharing the prefix "1a".
+EDITS = [
+    ("1a00aaaa", "Who leads Acme?", True),
+    ("1a11bbbb", "Who led Acme?", False),
+    ("1a22cccc", "Acme CEO?", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        (":forget 1a", ["1a00aaaa"]),  # only what can be forgotten
+        (":restore 1a", ["1a11bbbb", "1a22cccc"]),  # only what can be brought back
+        (":restore 1a1", ["1a11bbbb"]),
+        (":history 1a", ["1a00aaaa", "1a11bbbb", "1a22cccc"]),  # any edit has a history
+        (":forget 2b", []),
+        (":ns wo", ["work"]),
+        (":rest", [":restore"]),
+    ],
+)
+def test_completion_offers_what_the_command_accepts(line: str, offered: list[str]) -> None:
+    completer = ReplCompleter(lambda: EDITS, lambda: ["default", "work"])
+    found = completer.get_completions(Document(line), CompleteEvent(completion_requested=True))
+    assert [c.text for c in found] == offered
