@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 import recall
 from memory_store import EditRecord, HistoryEvent, MemoryStore, SearchHit, Sentinel, validate_record
+from recall.admission import asked_alone, close_to_best
 from recall.backends import EditBackend, GenerationConfig, ReviewsHits, ScoreRequest
 from recall.components import build_backend, build_sentinel, shared_encoder, shared_lm
 from recall.config import ConflictPolicy, RecallConfig, config_from_dict, load_config
@@ -188,7 +189,8 @@ class EditMemory:
     def add_many(
         self, edits: Sequence[Edit], *, policy: ConflictPolicy | None = None, progress: bool = False
     ) -> builtins.list[EditResult]:
-        """Add several edits. With 'keep_both' they go in as one transaction and one encoder batch."""
+        """Add several edits. With 'keep_both' they go in as one transaction and one encoder batch, and each
+        result names the active edits of its question and the close ones (this batch's included)."""
         policy = policy or self.config.conflict.policy
         if policy != "keep_both":
             return [
@@ -198,7 +200,8 @@ class EditMemory:
         prepared = [self._prepare(e) for e in edits]
         stored = self.store.add_many([r for r, _ in prepared], [k for _, k in prepared])
         self.backend.edit(stored)
-        return [EditResult(r) for r in stored]
+        # Checked once all are in, so edits of one batch also see each other.
+        return [self._beside(r, keys[:1]) for r, (_, keys) in zip(stored, prepared, strict=True)]
 
     def forget(self, edit_id: str) -> EditRecord:
         """Retract one edit (kept in history); the model answers as if it had never been made."""
@@ -211,10 +214,12 @@ class EditMemory:
         (`conflicts`), so forget that one if the restored edit should win."""
         restored = self.store.restore(edit_id, reason="restored")
         self.backend.edit([restored])
-        conflicts, similar = neighbours(
-            self.store, restored, self.store.vectors(edit_id)[:1], self.config.conflict
-        )
-        return EditResult(restored, conflicts=tuple(conflicts), similar=similar)
+        return self._beside(restored, self.store.vectors(edit_id)[:1])
+
+    def _beside(self, record: EditRecord, question_key: Any) -> EditResult:
+        """`record`, stored and kept, with the active edits of its question and those close to it."""
+        conflicts, similar = neighbours(self.store, record, question_key, self.config.conflict)
+        return EditResult(record, conflicts=tuple(conflicts), similar=similar)
 
     def reset(self) -> None:
         """Retract every active edit of every namespace (evaluation blocks start from empty)."""
@@ -251,10 +256,10 @@ class EditMemory:
         # Rows whose admitted hits go to review: none of them asks the query word for word.
         open_rows: builtins.list[int] = []
         for row, (query, vector, hits) in enumerate(zip(queries, vectors, results, strict=True)):
-            asked = _asked(query, hits)
+            asked = asked_alone(query, hits)
             admitted = asked or self.sentinel.admit(vector, hits)
             gated.append(
-                tuple(_close_to_best(admitted, self.config.retrieval.max_gap)[: self.config.retrieval.top_k])
+                tuple(close_to_best(admitted, self.config.retrieval.max_gap)[: self.config.retrieval.top_k])
             )
             if gated[-1] and not asked and not self._sure(gated[-1][0], vector):
                 open_rows.append(row)
@@ -281,7 +286,7 @@ class EditMemory:
         self, queries: Sequence[str], gated: Sequence[tuple[SearchHit, ...]], open_rows: Sequence[int]
     ) -> builtins.list[tuple[SearchHit, ...]]:
         """The gated hits, those of `open_rows` as the backend's review left them, where it has one. An
-        edit asked word for word is not reviewed (see `_asked`), nor one the gate is sure of (`_sure`)."""
+        edit asked word for word is not reviewed (`asked_alone`), nor one the gate is sure of (`_sure`)."""
         reviewed = builtins.list(gated)
         if open_rows and isinstance(self.backend, ReviewsHits):
             verdicts = self.backend.review([queries[i] for i in open_rows], [gated[i] for i in open_rows])
@@ -373,27 +378,3 @@ class EditMemory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _asked(query: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
-    """The hits whose edit question is the query itself (case and spacing aside): these alone are
-    admitted, even where the gate says no, and no review declines them. An edited question asked word
-    for word needs no model to recognise it, and no other edit can change its answer. Keys and queries
-    of a trained encoder are asymmetric: without this an edit of the same question with another answer
-    (kept with policy keep_both) can outrank it, and beside it the backend follows either."""
-    asked = _words(query)
-    return [hit for hit in hits if _words(hit.record.prompt) == asked]
-
-
-def _close_to_best(admitted: Sequence[SearchHit], max_gap: float | None) -> list[SearchHit]:
-    """The first admitted hit and those scoring within `max_gap` of it (all of them for None). A second
-    edit helps when retrieval cannot tell it from the first, e.g. the same question kept with another
-    answer; an unrelated one that merely passed the gate distracts the model from the right one."""
-    if max_gap is None or not admitted:
-        return list(admitted)
-    best = admitted[0].score
-    return [hit for hit in admitted if best - hit.score <= max_gap]
-
-
-def _words(text: str) -> str:
-    return " ".join(text.casefold().split())

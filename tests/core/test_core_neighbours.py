@@ -13,6 +13,7 @@ from recall.config import load_config
 from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
 from recall.memory import EditMemory
+from recall.results import Edit
 
 MakeMemory = Callable[..., EditMemory]
 QUESTION = "who is the ceo of acme ?"
@@ -54,6 +55,23 @@ def test_a_close_edit_with_the_same_answer_or_with_the_report_off_says_nothing(
     off = make_memory("off", load_config(overrides=_config_around(cosine, similar=False)))
     off.add(QUESTION, "jane doe")
     assert off.add(CLOSE, "john smith").similar == ()
+
+
+def test_a_keep_both_batch_reports_what_each_edit_meets_within_the_batch_and_before_it(
+    make_memory: MakeMemory,
+) -> None:
+    cosine = _cosine(QUESTION, CLOSE)
+    memory = make_memory(config=load_config(overrides=_config_around(cosine)))
+    before = memory.add(QUESTION, "jane doe")
+    again, close, far = memory.add_many(
+        [Edit(QUESTION, "ruth okafor"), Edit(CLOSE, "john smith"), Edit("what colour is the sky ?", "green")],
+        policy="keep_both",
+    )
+    assert [r.edit_id for r in again.conflicts] == [before.edit_id]  # the same question, kept beside it
+    assert {h.record.edit_id for h in close.similar} == {before.edit_id, again.edit_id}
+    assert {h.record.edit_id for h in again.similar} == {close.edit_id}  # a later edit of the same batch
+    assert (far.conflicts, far.similar) == ((), ())
+    assert len(memory.list()) == 4
 
 
 def test_similar_cosine_above_min_cosine_is_a_config_error() -> None:
