@@ -21,10 +21,13 @@ __all__ = [
     "HistoryEvent",
     "SearchHit",
     "Status",
+    "check_filter",
     "namespace_filter",
     "new_edit_id",
+    "positive_int",
     "transition",
     "validate_namespace",
+    "validate_new",
     "validate_record",
 ]
 
@@ -225,3 +228,26 @@ def validate_record(record: EditRecord, *, max_text_chars: int = MAX_TEXT_CHARS)
             raise InvalidEditError(f"meta keys expected non-empty str, received {_shown(key)}")
         check_text(f"meta[{key!r}]", key, max_chars=MAX_NAMESPACE_CHARS, required=True)
         check_text(f"meta[{key!r}]", value, max_chars=max_text_chars, required=False)
+
+
+def validate_new(record: EditRecord, max_text_chars: int) -> None:
+    """`validate_record`, and a new edit must be active (add it, then retract it)."""
+    validate_record(record, max_text_chars=max_text_chars)
+    if record.status != "active":
+        raise InvalidEditError(
+            f"a new edit expected status 'active', received {record.status!r}; add it, then retract() it"
+        )
+
+
+def check_filter(namespace: str | None, status: Status | None) -> None:
+    """The namespace and status filters of list() and count() (None = any)."""
+    if namespace is not None:
+        validate_namespace(namespace)
+    if status is not None and status not in STATUSES:
+        raise InvalidArgumentError(f"status expected one of {STATUSES} or None, received {status!r}")
+
+
+def positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} expected a positive int, received {value!r}")
+    return value

@@ -38,7 +38,6 @@ from memory_store.errors import (
     CorruptStoreError,
     EditNotFoundError,
     InvalidArgumentError,
-    InvalidEditError,
     StoreClosedError,
 )
 from memory_store.index import IndexKind, VectorIndex
@@ -48,17 +47,17 @@ from memory_store.locks import ProcessLock, ReadWriteLock
 from memory_store.manifest import write_manifest
 from memory_store.records import (
     MAX_TEXT_CHARS,
-    STATUSES,
     EditRecord,
     EventKind,
     HistoryEvent,
     SearchHit,
     Status,
+    check_filter,
     check_text,
     namespace_filter,
+    positive_int,
     transition,
-    validate_namespace,
-    validate_record,
+    validate_new,
 )
 from memory_store.search import filtered_search
 from memory_store.sqlite import EditDatabase
@@ -69,12 +68,6 @@ __all__ = ["MemoryStore"]
 log = logging.getLogger(__name__)
 
 IndexMode = Literal["auto", "flat", "hnsw"]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{name} expected a positive int, received {value!r}")
-    return value
 
 
 class MemoryStore:
@@ -120,10 +113,10 @@ class MemoryStore:
         """
         if index not in ("auto", "flat", "hnsw"):
             raise InvalidArgumentError(f"index expected 'auto', 'flat' or 'hnsw', received {index!r}")
-        _positive_int("hnsw_min_rows", hnsw_min_rows)
-        _positive_int("max_text_chars", max_text_chars)
+        positive_int("hnsw_min_rows", hnsw_min_rows)
+        positive_int("max_text_chars", max_text_chars)
         if dim is not None:
-            _positive_int("dim", dim)
+            positive_int("dim", dim)
         if encoder_id is not None and not isinstance(encoder_id, str):
             raise InvalidArgumentError(f"encoder_id expected a str or None, received {encoder_id!r}")
         directory = Path(path)
@@ -211,7 +204,7 @@ class MemoryStore:
         self._check_open("add_many")
         records = list(records)
         for record in records:
-            self._validate_new(record)
+            validate_new(record, self.max_text_chars)
         keys = key_arrays(vectors, len(records), self.dim)
         if not records:
             return []
@@ -232,8 +225,8 @@ class MemoryStore:
         """Replace an active edit in one transaction: the old one becomes superseded, `new_record` is
         added (active, with supersedes=old_id) and both get a history event."""
         self._check_open("supersede")
-        self._check_reason(reason)
-        self._validate_new(new_record)
+        check_text("reason", reason, max_chars=self.max_text_chars, required=False)
+        validate_new(new_record, self.max_text_chars)
         keys = key_array(vector, self.dim)
         new = dataclasses.replace(new_record, supersedes=old_id)
         with self._write_lock:
@@ -260,7 +253,7 @@ class MemoryStore:
 
     def _change_status(self, edit_id: str, operation: EventKind, reason: str) -> EditRecord:
         self._check_open(operation)
-        self._check_reason(reason)
+        check_text("reason", reason, max_chars=self.max_text_chars, required=False)
         with self._write_lock:
             self._check_open(operation)
             with self._db.transaction() as tx:
@@ -307,16 +300,6 @@ class MemoryStore:
             with self._rw.write():
                 self._index = hnsw
 
-    def _validate_new(self, record: EditRecord) -> None:
-        validate_record(record, max_text_chars=self.max_text_chars)
-        if record.status != "active":
-            raise InvalidEditError(
-                f"a new edit expected status 'active', received {record.status!r}; add it, then retract() it"
-            )
-
-    def _check_reason(self, reason: str) -> None:
-        check_text("reason", reason, max_chars=self.max_text_chars, required=False)
-
     def _not_found(self, edit_id: object) -> EditNotFoundError:
         return EditNotFoundError(
             f"expected an edit_id stored in the memory at {str(self.path)!r}, received {edit_id!r}; "
@@ -333,7 +316,7 @@ class MemoryStore:
         or None for all. Scores are raw inner products; fewer than k hits only when fewer edits qualify.
         """
         self._check_open("search")
-        _positive_int("k", k)
+        positive_int("k", k)
         names = namespace_filter(namespace)
         matrix = query_array(queries, self.dim)
         with self._rw.read():
@@ -381,12 +364,6 @@ class MemoryStore:
             self._check_open("namespaces")
             return self._db.namespaces()
 
-    def _check_filter(self, namespace: str | None, status: Status | None) -> None:
-        if namespace is not None:
-            validate_namespace(namespace)
-        if status is not None and status not in STATUSES:
-            raise InvalidArgumentError(f"status expected one of {STATUSES} or None, received {status!r}")
-
     def verify(self) -> None:
         """Raise CorruptStoreError unless the in-memory index and catalog match SQLite exactly.
 
@@ -408,14 +385,14 @@ class MemoryStore:
     # list() shadows the builtin inside this class body, so it comes last.
     def list(self, namespace: str | None = None, status: Status | None = "active") -> list[EditRecord]:
         """Records oldest first (by created_at), filtered by namespace and status (None = any)."""
-        self._check_filter(namespace, status)
+        check_filter(namespace, status)
         with self._rw.read():
             self._check_open("list")
             return self._db.list_records(namespace, status)
 
     def count(self, namespace: str | None = None, status: Status | None = "active") -> int:
         """Number of records matching the filters of `list`."""
-        self._check_filter(namespace, status)
+        check_filter(namespace, status)
         with self._rw.read():
             self._check_open("count")
             return self._db.count(namespace, status)
