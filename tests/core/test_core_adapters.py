@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from peft import LoraConfig, get_peft_model
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 
 from memory_store import EditRecord, SearchHit
+from recall import lora
 from recall.backends.base import ScoreRequest
 from recall.backends.lte import LteBackend, LteConfig
 from recall.config import load_config
@@ -56,6 +58,35 @@ def test_edits_use_the_adapter_and_plain_prompts_the_untouched_base(
     assert with_edit_aligned.logprobs != with_edit_frozen.logprobs  # the adapter is in use
     assert aligned.lm is tiny_lm
     assert not any("lora" in name for name, _ in tiny_lm.model.named_modules())  # base left unchanged
+
+
+def test_the_adapted_copy_shares_every_weight_the_merge_left_unchanged(
+    tiny_lm: LanguageModel, adapter_dir: Path
+) -> None:
+    before = {name: p.detach().clone() for name, p in tiny_lm.model.named_parameters()}
+    adapted = load_adapted(tiny_lm, str(adapter_dir)).model
+    full = PeftModel.from_pretrained(copy.deepcopy(tiny_lm.model), str(adapter_dir)).merge_and_unload()
+    base = dict(tiny_lm.model.named_parameters(remove_duplicate=False))
+    names = [name for name, _ in adapted.named_parameters(remove_duplicate=False)]
+    assert names == list(base)
+    for name, param in adapted.named_parameters(remove_duplicate=False):
+        targeted = name.endswith(("q_proj.weight", "v_proj.weight"))
+        assert (param is not base[name]) == targeted, name  # only what the merge changed is a copy
+        assert torch.equal(param, full.get_parameter(name)), name  # the weights of a whole merged copy
+    for name, param in tiny_lm.model.named_parameters():
+        assert torch.equal(param, before[name]), name  # the base model is untouched
+
+
+def test_an_adapter_that_would_merge_into_a_shared_weight_is_refused(
+    tiny_lm: LanguageModel, adapter_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {name: p.detach().clone() for name, p in tiny_lm.model.named_parameters()}
+    # As if the matching rule missed the targeted modules: every weight would be shared.
+    monkeypatch.setattr(lora, "_untargeted_parameters", lambda model, config: list(model.parameters()))
+    with pytest.raises(AdapterError, match=r"wraps .*q_proj"):
+        load_adapted(tiny_lm, str(adapter_dir))
+    for name, param in tiny_lm.model.named_parameters():
+        assert torch.equal(param, before[name]), name
 
 
 def test_missing_adapter_names_the_bundled_ones(tiny_lm: LanguageModel, tmp_path: Path) -> None:
