@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Answer",
     "ConfigError",
+    "ConflictPair",
     "Edit",
     "EditMemory",
     "EditRecord",
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from recall.config import RecallConfig, load_config
     from recall.errors import ConfigError, RecallError, StoreError
     from recall.memory import EditMemory
-    from recall.results import Answer, Edit, EditResult, Retrieval, TargetScore
+    from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
 
 _LAZY = {
     "EditRecord": "memory_store",
@@ -38,6 +39,7 @@ _LAZY = {
     "StoreError": "recall.errors",
     "EditMemory": "recall.memory",
     "Answer": "recall.results",
+    "ConflictPair": "recall.results",
     "Edit": "recall.results",
     "EditResult": "recall.results",
     "Retrieval": "recall.results",

@@ -29,6 +29,7 @@ examples:
   recall list                                   # active edits of the default namespace
   recall forget 3f2a9c1e                        # an id prefix from `recall list`
   recall restore 3f2a9c1e                       # undo a forget or a supersede
+  recall conflicts                              # active edits that answer one question two ways
   recall repl                                   # an interactive shell
   recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 100
   recall bench                                  # edit and ask latency, JSON + markdown
@@ -37,7 +38,7 @@ examples:
   recall train recipe                           # RECIPE knowledge model, ~55 min on 2 CPU cores
   recall repl --backend lte_aligned --memory ~/aligned   # a new memory on the LoRA-aligned model
 
-Without --memory, edit/ask/list/forget/history/repl use the persistent memory at
+Without --memory, edit/ask/list/forget/restore/conflicts/history/repl use the persistent memory at
 {memory} (set $RECALL_DATA_DIR to move it).
 """
 
@@ -119,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--all", action="store_true", help="include superseded and retracted edits")
     lst.add_argument("--every-namespace", action="store_true", help="list all namespaces")
     _add_memory_args(lst)
+
+    conflicts = sub.add_parser(
+        "conflicts",
+        help="pairs of active edits that answer one question (or two close ones) in two ways",
+        description="Checks every active edit's question against the others, as `recall edit` does for a "
+        "new one: pairs scoring conflict.min_cosine or more are the same question, pairs from "
+        "conflict.similar_cosine up are close ones; only pairs with different answers are listed, most "
+        "alike first. Both edits of a pair stay active until you forget the wrong one. Edits made with "
+        "--policy keep_both, restored edits and batches from EditMemory.add_many can sit here.",
+        epilog="example:\n  recall conflicts --every-namespace\n  recall forget 3f2a9c1e   # the wrong one",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    conflicts.add_argument("--every-namespace", action="store_true", help="check each namespace")
+    _add_memory_args(conflicts)
 
     history = sub.add_parser("history", help="the events of one edit (add, supersede, retract, restore)")
     history.add_argument("edit_id", help="an edit id or a unique prefix")

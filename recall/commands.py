@@ -1,4 +1,5 @@
-"""`recall edit|ask|forget|list|history`: one-shot commands over a persistent memory, plain text out."""
+"""`recall edit|ask|forget|restore|list|conflicts|history`: one-shot commands over a persistent memory,
+plain text out."""
 
 from __future__ import annotations
 
@@ -78,6 +79,18 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
         for record in records:
             print(_line(record))
         print(f"{len(records)} edit(s)")
+    elif command == "conflicts":
+        pairs = memory.conflicts(None if args.every_namespace else args.namespace)
+        for pair in pairs:
+            kind = "same question" if pair.same_question else "similar"
+            print(f"{pair.score:.2f}  {kind}")
+            for record in (pair.older, pair.newer):
+                print(f"  {_line(record)}")
+        where = "every namespace" if args.every_namespace else f"namespace {args.namespace}"
+        print(
+            f"{len(pairs)} pair(s) in {where}"
+            + ("; `recall forget ID` retracts the wrong one" if pairs else "")
+        )
     elif command == "history":
         found = memory.find(args.edit_id)
         print(_line(found))

@@ -20,13 +20,13 @@ from recall.admission import asked_alone, close_to_best
 from recall.backends import EditBackend, GenerationConfig, ReviewsHits, ScoreRequest
 from recall.components import build_backend, build_sentinel, shared_encoder, shared_lm
 from recall.config import ConflictPolicy, RecallConfig, config_from_dict, load_config
-from recall.conflicts import neighbours
+from recall.conflicts import conflict_pairs, neighbours
 from recall.descriptors import key_texts
 from recall.encoder import Encoder
 from recall.errors import ConflictError, EditNotFoundError, IncompatibleArtifactError, InvalidEditError
 from recall.models import LanguageModel
 from recall.prompts import statement
-from recall.results import Answer, Edit, EditResult, Retrieval, TargetScore
+from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +220,11 @@ class EditMemory:
         """`record`, stored and kept, with the active edits of its question and those close to it."""
         conflicts, similar = neighbours(self.store, record, question_key, self.config.conflict)
         return EditResult(record, conflicts=tuple(conflicts), similar=similar)
+
+    def conflicts(self, namespace: str | None = "default") -> builtins.list[ConflictPair]:
+        """Pairs of active edits that answer one question (or two close ones) in two ways, most alike
+        first (None: every namespace, each on its own). Forget the wrong one of each."""
+        return conflict_pairs(self.store, self.config.conflict, namespace)
 
     def reset(self) -> None:
         """Retract every active edit of every namespace (evaluation blocks start from empty)."""

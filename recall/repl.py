@@ -1,5 +1,5 @@
-"""Interactive shell over EditMemory: ask, edit, inspect (:why, :diff, :history, :list) and undo (:forget,
-:restore)."""
+"""Interactive shell over EditMemory: ask, edit, inspect (:why, :diff, :history, :list, :conflicts) and
+undo (:forget, :restore)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ from recall.repl_commands import (
     parse_line,
     short_id,
 )
+from recall.repl_views import fact, show_conflicts, show_history, show_why, when
 
 if TYPE_CHECKING:
     from memory_store import EditRecord, HistoryEvent
-    from recall.results import Answer, EditResult
+    from recall.results import Answer, ConflictPair, EditResult
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ReplMemory(Protocol):
     def list(
         self, namespace: str | None = "default", status: str | None = "active"
     ) -> builtins.list[EditRecord]: ...
+    def conflicts(self, namespace: str | None = "default") -> builtins.list[ConflictPair]: ...
     def history(self, edit_id: str) -> builtins.list[HistoryEvent]: ...
     def find(self, id_prefix: str) -> EditRecord: ...
     def namespaces(self) -> builtins.list[str]: ...
@@ -66,14 +68,6 @@ def answer_marker(answer: Answer) -> str:
     if not ids:
         return ""
     return f"[edit {ids[0]}]" if len(ids) == 1 else f"[edits {', '.join(ids)}]"
-
-
-def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
-def _fact(record: EditRecord) -> str:
-    return f"{record.prompt} => {record.target}"
 
 
 def _no_reader(prompt: str) -> str:
@@ -108,6 +102,7 @@ class Repl:
             "forget": self._forget,
             "restore": self._restore,
             "list": self._list,
+            "conflicts": self._conflicts,
             "history": self._history,
             "why": self._why,
             "diff": self._diff,
@@ -193,18 +188,18 @@ class Repl:
             self.out.note("(interrupted: run :list to see whether the edit was stored)")
             return
         where = "" if self.namespace == "default" else f"  (namespace {self.namespace})"
-        self.out.line(f"added {short_id(result.edit_id)}  {_fact(result.record)}{where}")
+        self.out.line(f"added {short_id(result.edit_id)}  {fact(result.record)}{where}")
         for old in result.superseded:
-            self.out.note(f"  supersedes {short_id(old.edit_id)}  {_fact(old)} (:restore brings it back)")
+            self.out.note(f"  supersedes {short_id(old.edit_id)}  {fact(old)} (:restore brings it back)")
         self._neighbours(result)
 
     def _neighbours(self, result: EditResult) -> None:
         for other in result.conflicts:
-            self.out.note(f"  conflicts with {short_id(other.edit_id)}  {_fact(other)} (both kept)")
+            self.out.note(f"  conflicts with {short_id(other.edit_id)}  {fact(other)} (both kept)")
         for hit in result.similar:
             record = hit.record
             self.out.note(
-                f"  similar to {short_id(record.edit_id)}  {_fact(record)} ({hit.score:.2f}, both kept)"
+                f"  similar to {short_id(record.edit_id)}  {fact(record)} ({hit.score:.2f}, both kept)"
             )
 
     def _edit(self, command: Command) -> None:
@@ -230,7 +225,7 @@ class Repl:
             self.out.error(f"edit {short_id(record.edit_id)} is already forgotten")
             return
         self.memory.forget(record.edit_id)
-        self.out.line(f"forgot {short_id(record.edit_id)}  {_fact(record)}")
+        self.out.line(f"forgot {short_id(record.edit_id)}  {fact(record)}")
 
     def _restore(self, command: Command) -> None:
         record = self.memory.find(command.text)
@@ -238,7 +233,7 @@ class Repl:
             self.out.error(f"edit {short_id(record.edit_id)} is active: nothing to restore")
             return
         result = self.memory.restore(record.edit_id)
-        self.out.line(f"restored {short_id(result.edit_id)}  {_fact(result.record)}")
+        self.out.line(f"restored {short_id(result.edit_id)}  {fact(result.record)}")
         self._neighbours(result)
 
     def _list(self, command: Command) -> None:
@@ -249,85 +244,25 @@ class Repl:
             self.out.note(f"no active edits in {scope}")
             return
         rows = [
-            [short_id(r.edit_id), r.namespace, r.prompt, r.target, _when(r.created_at)]
+            [short_id(r.edit_id), r.namespace, r.prompt, r.target, when(r.created_at)]
             for r in sorted(records, key=lambda r: r.created_at)
         ]
         title = f"{len(records)} active edit{'s' * (len(records) != 1)} in {scope}"
         self.out.table(["id", "namespace", "prompt", "target", "created"], rows, title=title)
 
-    def _chain(self, record: EditRecord) -> builtins.list[EditRecord]:
-        """The record with the edits it superseded (older) and those that superseded it (newer)."""
-        chain = [record]
-        seen = {record.edit_id}
-        while chain[0].supersedes and chain[0].supersedes not in seen:
-            older = self.memory.find(chain[0].supersedes)
-            seen.add(older.edit_id)
-            chain.insert(0, older)
-        successors = {r.supersedes: r for r in self.memory.list(namespace=None, status=None) if r.supersedes}
-        while chain[-1].edit_id in successors and successors[chain[-1].edit_id].edit_id not in seen:
-            newer = successors[chain[-1].edit_id]
-            seen.add(newer.edit_id)
-            chain.append(newer)
-        return chain
+    def _conflicts(self, command: Command) -> None:
+        namespace = None if command.text == ALL_NAMESPACES else (command.text or self.namespace)
+        scope = "all namespaces" if namespace is None else f"namespace {namespace}"
+        show_conflicts(self.out, self.memory.conflicts(namespace), scope)
 
     def _history(self, command: Command) -> None:
-        rows: builtins.list[builtins.list[str]] = []
-        for record in self._chain(self.memory.find(command.text)):
-            fact = _fact(record)
-            for event in self.memory.history(record.edit_id):
-                detail = event.reason
-                if event.other_id:
-                    detail = f"{detail} ({short_id(event.other_id)})".strip()
-                rows.append(
-                    [short_id(record.edit_id), record.status, event.kind, _when(event.at), fact, detail]
-                )
-                fact = ""
-        self.out.table(["id", "status", "event", "when", "edit", "detail"], rows)
+        show_history(self.out, self.memory, self.memory.find(command.text))
 
     def _why(self, command: Command) -> None:
-        answer = self.last_answer
-        if answer is None:
+        if self.last_answer is None:
             self.out.note("nothing to explain yet: ask a question first")
             return
-        retrieval = answer.retrieval
-        admitted = {hit.record.edit_id for hit in retrieval.admitted}
-        marks = {"admitted": "yes", "declined": "declined", "rejected": "no"}
-        rows = [
-            [
-                str(hit.rank),
-                short_id(hit.record.edit_id),
-                f"{hit.score:.3f}",
-                marks[retrieval.verdict(hit)],
-                _fact(hit.record),
-            ]
-            for hit in retrieval.hits
-        ]
-        self.out.line(f"why: {retrieval.query}")
-        if rows:
-            self.out.table(["rank", "id", "score", "admitted", "edit"], rows)
-        else:
-            self.out.note("no edits retrieved (the memory is empty in this namespace)")
-        if admitted:
-            used = ", ".join(short_id(hit.record.edit_id) for hit in retrieval.admitted)
-            decision = f"admitted {len(admitted)} of {len(retrieval.hits)} hits: the answer used {used}"
-        else:
-            decision = "admitted nothing: the base model answered, nothing injected"
-        if retrieval.declined:
-            declined = ", ".join(short_id(hit.record.edit_id) for hit in retrieval.declined)
-            decision = f"{decision}; the model declined {declined} as unrelated to the question"
-        injected = answer.injected.strip("\n")
-        multiline = "\n" in injected
-        shown = "(nothing)" if not injected else "(the text below, verbatim)" if multiline else injected
-        self.out.pairs(
-            [
-                ("threshold", f"{retrieval.threshold:.3f}"),
-                ("sentinel", f"{self.memory.sentinel_name}: {decision}"),
-                ("backend", answer.backend),
-                ("injected", shown),
-            ]
-        )
-        if multiline:
-            self.out.block(injected)
+        show_why(self.out, self.last_answer, self.memory.sentinel_name)
 
     def _diff(self, command: Command) -> None:
         with_memory = self._ask_once(command.text)

@@ -26,6 +26,7 @@ CommandKind = Literal[
     "forget",
     "restore",
     "list",
+    "conflicts",
     "history",
     "why",
     "diff",
@@ -52,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forget": ("<id-prefix>", "retract an edit (kept in its history)"),
     "restore": ("<id-prefix>", "bring back a forgotten or superseded edit"),
     "list": ("[namespace|*]", "active edits of the current (or given, or every) namespace"),
+    "conflicts": ("[namespace|*]", "pairs of active edits that answer one question (or close ones) two ways"),
     "history": ("<id-prefix>", "an edit's events, with the edits it superseded or that superseded it"),
     "why": ("", "explain the last answer: hits, scores, threshold, sentinel decision, injection"),
     "diff": ("<question>", "answer with and without the memory, side by side"),
@@ -70,8 +72,8 @@ class Command:
     """One parsed input line, tagged by `kind`.
 
     `text` holds the question (ask, diff), the edit prompt (edit), the id prefix (forget, restore,
-    history), the namespace (list, ns) or the help topic; `target` the edit target; `hint` the one-line
-    message of an `invalid` line.
+    history), the namespace (list, conflicts, ns) or the help topic; `target` the edit target; `hint`
+    the one-line message of an `invalid` line.
     """
 
     kind: CommandKind
@@ -127,8 +129,9 @@ def valid_namespace(name: str) -> bool:
 
 
 def _parse_namespace(name: str, rest: str) -> Command:
-    kind: CommandKind = "ns" if name == "ns" else "list"
-    if rest and not (valid_namespace(rest) or (kind == "list" and rest == ALL_NAMESPACES)):
+    kinds: dict[str, CommandKind] = {"ns": "ns", "list": "list", "conflicts": "conflicts"}
+    kind = kinds[name]
+    if rest and not (valid_namespace(rest) or (kind != "ns" and rest == ALL_NAMESPACES)):
         return _usage_hint(name, f"{rest!r} is not a namespace name (letters, digits, _ . @ / -)")
     return Command(kind, text=rest)
 
@@ -155,7 +158,7 @@ def parse_line(line: str) -> Command:
         return parse_edit(rest) if rest else Command("edit_form")
     if name in ("forget", "restore", "history"):
         return _parse_id(name, rest)
-    if name in ("list", "ns"):
+    if name in ("list", "conflicts", "ns"):
         return _parse_namespace(name, rest)
     if name == "diff":
         return Command("diff", text=rest) if rest else _usage_hint("diff", "missing question")
@@ -201,7 +204,7 @@ class ReplCompleter(Completer):
             for edit_id, prompt, active in self._edits():
                 if active in wanted and edit_id.startswith(word.lower()):
                     yield Completion(short_id(edit_id), start_position=-len(word), display_meta=prompt[:60])
-        elif name in ("ns", "list"):
+        elif name in ("ns", "list", "conflicts"):
             for namespace in self._namespaces():
                 if namespace.startswith(word):
                     yield Completion(namespace, start_position=-len(word))

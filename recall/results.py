@@ -1,4 +1,5 @@
-"""Typed values EditMemory returns: Edit (a request), EditResult, Answer, TargetScore, Retrieval."""
+"""Typed values EditMemory returns: Edit (a request), EditResult, ConflictPair, Answer, TargetScore,
+Retrieval."""
 
 from __future__ import annotations
 
@@ -33,6 +34,16 @@ class EditResult:
     @property
     def edit_id(self) -> str:
         return self.record.edit_id
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictPair:
+    """Two active edits of one namespace that answer one question, or two close ones, in two ways."""
+
+    older: EditRecord
+    newer: EditRecord
+    score: float  # question-key cosine, the higher of the two directions
+    same_question: bool  # score >= conflict.min_cosine; else in [similar_cosine, min_cosine)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,14 @@ close edits with another answer (reported, left alone), and `restore` undoing a 
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from memory_store.errors import InvalidTransitionError
+from recall.commands import run_memory_command
 from recall.config import load_config
 from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
@@ -107,3 +109,55 @@ def test_restore_of_an_active_edit_is_refused(make_memory: MakeMemory) -> None:
     added = memory.add(QUESTION, "jane doe")
     with pytest.raises(InvalidTransitionError, match="active"):
         memory.restore(added.edit_id)
+
+
+def test_conflicts_lists_each_pair_once_with_different_answers_in_its_own_namespace(
+    make_memory: MakeMemory,
+) -> None:
+    cosine = _cosine(QUESTION, CLOSE)
+    memory = make_memory(config=load_config(overrides=_config_around(cosine)))
+    first, again, duplicate, close, _elsewhere, gone = memory.add_many(
+        [
+            Edit(QUESTION, "jane doe"),
+            Edit(QUESTION, "ruth okafor"),  # the same question, another answer
+            Edit(QUESTION, "Jane Doe"),  # the same answer as `first`: a duplicate of it
+            Edit(CLOSE, "john smith"),  # a close question, another answer
+            Edit(QUESTION, "marta quinlan", namespace="work"),  # another namespace
+            Edit(CLOSE, "ann lee"),
+        ],
+        policy="keep_both",
+    )
+    memory.forget(gone.edit_id)
+    pairs = memory.conflicts()
+    found = {(p.older.edit_id, p.newer.edit_id): p.same_question for p in pairs}
+    ids = [e.edit_id for e in (first, again, duplicate, close)]
+    assert found == {
+        (ids[0], ids[1]): True,
+        (ids[1], ids[2]): True,
+        (ids[0], ids[3]): False,
+        (ids[1], ids[3]): False,
+        (ids[2], ids[3]): False,
+    }
+    assert [p.score for p in pairs] == sorted((p.score for p in pairs), reverse=True)
+    assert memory.conflicts("work") == []
+    assert len(memory.conflicts(None)) == len(pairs)  # namespaces are checked each on its own
+
+
+def test_recall_conflicts_prints_the_pairs_and_how_to_settle_them(
+    make_memory: MakeMemory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    memory = make_memory()
+    args = argparse.Namespace(command="conflicts", namespace="default", every_namespace=False)
+    run_memory_command(memory, args)
+    assert capsys.readouterr().out == "0 pair(s) in namespace default\n"
+    first, second = memory.add_many(
+        [Edit(QUESTION, "jane doe"), Edit(QUESTION, "john smith")], policy="keep_both"
+    )
+    run_memory_command(memory, args)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "1.00  same question"
+    assert lines[1].startswith(f"  {first.edit_id[:8]}  active")
+    assert lines[1].endswith(f"{QUESTION} => jane doe")
+    assert lines[2].startswith(f"  {second.edit_id[:8]}")
+    assert lines[2].endswith("john smith")
+    assert lines[3] == "1 pair(s) in namespace default; `recall forget ID` retracts the wrong one"

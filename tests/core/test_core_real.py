@@ -106,6 +106,9 @@ def test_a_reworded_edit_with_another_answer_is_reported_and_a_reversed_relation
     back = memory.restore(follows.edit_id)
     assert [r.edit_id for r in back.conflicts] == [reversed_.edit_id]
     assert memory.count() == 4
+    # Both pairs stay listed until the user forgets one edit of each.
+    pairs = {(p.older.edit_id, p.newer.edit_id): p.same_question for p in memory.conflicts()}
+    assert pairs == {(first.edit_id, reworded.edit_id): False, (follows.edit_id, reversed_.edit_id): True}
 
 
 def _recall(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

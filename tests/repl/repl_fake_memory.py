@@ -12,7 +12,7 @@ from typing import Any
 
 from memory_store import EditRecord, HistoryEvent, SearchHit
 from recall.errors import EditNotFoundError, InvalidEditError
-from recall.results import Answer, EditResult, Retrieval
+from recall.results import Answer, ConflictPair, EditResult, Retrieval
 
 BASE_ANSWER = "I do not know."
 THRESHOLD = 0.5
@@ -89,6 +89,17 @@ class FakeMemory:
             and SIMILAR_SIMILARITY <= s < SUPERSEDE_SIMILARITY
             and r.target != record.target
         )
+
+    def conflicts(self, namespace: str | None = "default") -> builtins.list[ConflictPair]:
+        active = self.list(namespace)  # in id order, which is creation order here
+        return [
+            ConflictPair(a, b, s, s >= SUPERSEDE_SIMILARITY)
+            for i, a in enumerate(active)
+            for b in active[i + 1 :]
+            if a.namespace == b.namespace
+            and a.target != b.target
+            and (s := similarity(a.prompt, b.prompt)) >= SIMILAR_SIMILARITY
+        ]
 
     def restore(self, edit_id: str) -> EditResult:
         record = self.records[edit_id]

@@ -31,6 +31,9 @@ from recall.repl_commands import COMMANDS, Command, ReplCompleter, help_lines, p
         (":list", Command("list")),
         (":list work", Command("list", text="work")),
         (":list *", Command("list", text="*")),
+        (":conflicts", Command("conflicts")),
+        (":conflicts work", Command("conflicts", text="work")),
+        (":conflicts *", Command("conflicts", text="*")),
         (":ls", Command("list")),
         (":why", Command("why")),
         (":diff Who leads Acme?", Command("diff", text="Who leads Acme?")),
@@ -113,6 +116,7 @@ EDITS = [
         (":history 1a", ["1a00aaaa", "1a11bbbb", "1a22cccc"]),  # any edit has a history
         (":forget 2b", []),
         (":ns wo", ["work"]),
+        (":conflicts wo", ["work"]),
         (":rest", [":restore"]),
     ],
 )

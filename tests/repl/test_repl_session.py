@@ -137,6 +137,24 @@ def test_a_close_edit_with_another_answer_is_reported_and_kept() -> None:
     assert [r.status for r in memory.records.values()] == ["active", "active"]
 
 
+def test_conflicts_lists_close_edits_left_side_by_side() -> None:
+    memory = FakeMemory()
+    chief = ":edit Who is the Zorblax Industries chief executive? => Ruth Okafor"
+    text = run_lines(
+        [":conflicts", CEO_EDIT, chief, ":edit What colour is the sky? => green", ":conflicts"], memory
+    )
+    assert "no conflicting edits in namespace default" in text
+    table = text.split("1 pair in namespace default, both active")[1]
+    assert re.search(
+        rf"0\.56\s+similar\s+{FIRST_ID}\s+{re.escape(CEO_Q)} => Marta Quinlan"
+        r"\s+1a2cabca\s+Who is the Zorblax",
+        table,
+    )
+    assert ":forget <id> retracts the wrong one of a pair" in table
+    assert "no conflicting edits in all namespaces" in run_lines([":conflicts *"])
+    assert "'no!such' is not a namespace name" in run_lines([":conflicts no!such"])
+
+
 def test_diff_shows_both_answers() -> None:
     text = run_lines([CEO_EDIT, f":diff {CEO_Q}", ":diff What is the capital of France?"])
     assert f"with memory:    Marta Quinlan.  [edit {FIRST_ID}]" in text
@@ -248,6 +266,7 @@ SCRIPT = [
     CEO_Q,
     ":why",
     ":list",
+    ":conflicts",
     ":history 1a2b",
     f":diff {CEO_Q}",
     ":stats",
