@@ -80,7 +80,7 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
             print(_line(record))
         print(f"{len(records)} edit(s)")
     elif command == "conflicts":
-        pairs = memory.conflicts(None if args.every_namespace else args.namespace)
+        pairs = memory.conflicts(None if args.every_namespace else args.namespace, progress=True)
         for pair in pairs:
             kind = "same question" if pair.same_question else "similar"
             print(f"{pair.score:.2f}  {kind}")

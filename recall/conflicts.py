@@ -5,6 +5,7 @@ over a whole memory (`conflict_pairs`), for edits that went in side by side."""
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from memory_store import EditRecord, MemoryStore, SearchHit
 from recall.config import ConflictConfig
@@ -12,6 +13,7 @@ from recall.results import ConflictPair
 
 # Candidates read per check: a handful of edits can sit near one question; more would only add noise.
 NEIGHBOURS_K = 5
+SEARCH_BATCH = 256  # question keys per store.search call when a whole memory is checked
 
 
 def neighbours(
@@ -24,33 +26,53 @@ def neighbours(
     Cosine alone cannot tell "X follows" from "X is followed by" (0.99 with MiniLM), nor a reworded
     question from another question about the same subject, so near misses are shown, never acted on.
     """
-    same, close = _close_hits(store, record, question_key, rule)
+    hits = store.search(question_key, k=NEIGHBOURS_K, namespace=record.namespace)[0]
+    same, close = _split(record, hits, rule)
     return [hit.record for hit in same], tuple(close)
 
 
-def conflict_pairs(store: MemoryStore, rule: ConflictConfig, namespace: str | None) -> list[ConflictPair]:
+def conflict_pairs(
+    store: MemoryStore, rule: ConflictConfig, namespace: str | None, *, progress: bool = False
+) -> list[ConflictPair]:
     """Every pair of active edits (in `namespace`, None = each namespace on its own) that `neighbours`
     finds with different answers, highest score first. An edit and its duplicate (same answer) are not
     a conflict. Edits added with policy keep_both, or before a closer cut-off was set, end up here."""
+    records = store.list(namespace=namespace, status="active")
+    groups: dict[str, list[EditRecord]] = {}
+    for record in records:
+        groups.setdefault(record.namespace, []).append(record)
     found: dict[tuple[str, str], ConflictPair] = {}
-    for record in store.list(namespace=namespace, status="active"):
-        same, close = _close_hits(store, record, store.vectors(record.edit_id)[:1], rule)
-        for hit in [*same, *close]:
-            if not _answers_otherwise(hit.record, record):
-                continue
-            older, newer = sorted((record, hit.record), key=lambda r: (r.created_at, r.edit_id))
-            pair = (older.edit_id, newer.edit_id)
-            if pair not in found or found[pair].score < hit.score:
-                found[pair] = ConflictPair(older, newer, hit.score, hit.score >= rule.min_cosine)
+    with tqdm(total=len(records), desc="edits checked", unit="edit", disable=not progress) as bar:
+        for name, members in groups.items():
+            for start in range(0, len(members), SEARCH_BATCH):
+                chunk = members[start : start + SEARCH_BATCH]
+                keys = np.concatenate([store.vectors(r.edit_id)[:1] for r in chunk])  # (len(chunk), dim)
+                for record, hits in zip(
+                    chunk, store.search(keys, k=NEIGHBOURS_K, namespace=name), strict=True
+                ):
+                    same, close = _split(record, hits, rule)
+                    for hit in [*same, *close]:
+                        if _answers_otherwise(hit.record, record):
+                            _keep_best(found, record, hit, rule)
+                bar.update(len(chunk))
     return sorted(found.values(), key=lambda p: -p.score)
 
 
-def _close_hits(
-    store: MemoryStore, record: EditRecord, question_key: np.ndarray, rule: ConflictConfig
+def _keep_best(
+    found: dict[tuple[str, str], ConflictPair], record: EditRecord, hit: SearchHit, rule: ConflictConfig
+) -> None:
+    """Record the pair (record, hit.record) once, oldest first, at the higher of its two scores."""
+    older, newer = sorted((record, hit.record), key=lambda r: (r.created_at, r.edit_id))
+    pair = (older.edit_id, newer.edit_id)
+    if pair not in found or found[pair].score < hit.score:
+        found[pair] = ConflictPair(older, newer, hit.score, hit.score >= rule.min_cosine)
+
+
+def _split(
+    record: EditRecord, hits: list[SearchHit], rule: ConflictConfig
 ) -> tuple[list[SearchHit], list[SearchHit]]:
-    """(same question: score >= min_cosine, whatever the answer; close: score in [similar_cosine,
-    min_cosine) with another answer), `record` itself excluded."""
-    hits = store.search(question_key, k=NEIGHBOURS_K, namespace=record.namespace)[0]
+    """`record`'s search hits as (same question: score >= min_cosine, whatever the answer; close: score
+    in [similar_cosine, min_cosine) with another answer), `record` itself excluded."""
     others = [h for h in hits if h.record.edit_id != record.edit_id]
     same = [h for h in others if h.score >= rule.min_cosine]
     floor = rule.similar_cosine

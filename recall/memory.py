@@ -221,10 +221,12 @@ class EditMemory:
         conflicts, similar = neighbours(self.store, record, question_key, self.config.conflict)
         return EditResult(record, conflicts=tuple(conflicts), similar=similar)
 
-    def conflicts(self, namespace: str | None = "default") -> builtins.list[ConflictPair]:
+    def conflicts(
+        self, namespace: str | None = "default", *, progress: bool = False
+    ) -> builtins.list[ConflictPair]:
         """Pairs of active edits that answer one question (or two close ones) in two ways, most alike
         first (None: every namespace, each on its own). Forget the wrong one of each."""
-        return conflict_pairs(self.store, self.config.conflict, namespace)
+        return conflict_pairs(self.store, self.config.conflict, namespace, progress=progress)
 
     def reset(self) -> None:
         """Retract every active edit of every namespace (evaluation blocks start from empty)."""
