@@ -50,10 +50,9 @@ def conflict_pairs(
                 for record, hits in zip(
                     chunk, store.search(keys, k=NEIGHBOURS_K, namespace=name), strict=True
                 ):
-                    same, close = _split(record, hits, rule)
-                    for hit in [*same, *close]:
-                        if _answers_otherwise(hit.record, record):
-                            _keep_best(found, record, hit, rule)
+                    same, close = _split(record, hits, rule)  # close ones already answer otherwise
+                    for hit in [*(h for h in same if _answers_otherwise(h.record, record)), *close]:
+                        _keep_best(found, record, hit, rule)
                 bar.update(len(chunk))
     return sorted(found.values(), key=lambda p: -p.score)
 
