@@ -26,7 +26,7 @@ def _mentions(text: str, subject: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(subject.casefold())}(?!\w)", text.casefold()) is not None
 
 
-def conflict_pairs(cases: Sequence[EvalCase]) -> dict[str, Pairs]:
+def question_pairs(cases: Sequence[EvalCase]) -> dict[str, Pairs]:
     """Question pairs by what they are: the same fact (an edit and its rephrase; two edits of one subject
     with other answers, on zsRE the same question reworded) and another question about the same subject
     (a locality question that names the edit's subject: KnowEdit's relation specificity)."""
@@ -84,7 +84,7 @@ def run_calibrate_conflicts(
     config = load_config(backend=backend, overrides=list(overrides))
     encoder = shared_encoder(config.encoder.name, config.encoder.batch_size)
     cases = load_cases(data, fmt, n=n)
-    rows = {name: pair_cosines(encoder, pairs) for name, pairs in conflict_pairs(cases).items()}
+    rows = {name: pair_cosines(encoder, pairs) for name, pairs in question_pairs(cases).items()}
     rows["nearest edit about another subject"] = nearest_other_subject(encoder, cases)
     print(f"{len(cases)} records of {data.name}, question keys from {config.encoder.name}")
     print("\n".join(conflict_table(rows)))

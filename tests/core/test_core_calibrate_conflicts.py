@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recall.calibrate_conflicts import conflict_pairs, conflict_table, nearest_other_subject
+from recall.calibrate_conflicts import conflict_table, nearest_other_subject, question_pairs
 from recall.cli import main
 from recall.encoder import HashingEncoder
 from recall.eval.cases import EvalCase
@@ -30,7 +30,7 @@ CASES = [
 
 
 def test_pairs_are_rephrases_same_subject_edits_with_other_answers_and_locality_naming_the_subject() -> None:
-    pairs = conflict_pairs(CASES)
+    pairs = question_pairs(CASES)
     assert pairs["same fact"] == [
         ("Who is the CEO of Acme?", "Who runs Acme?"),
         ("Who is the CEO of Acme?", "Which person leads Acme?"),
