@@ -51,10 +51,13 @@ Times the two operations a user waits for, on the embedded model, in a throw-awa
   zsRE sample edits first, then synthetic ones;
 - ask: retrieval, the gate, the review and generation of exactly 16 new tokens for the rephrase of a
   stored edit, beside the base model answering the same question without memory. The two alternate,
-  so machine noise hits both alike.
+  so machine noise hits both alike;
+- unrelated question: the same for the sample's locality questions, which no edit should answer (the
+  memory searches, the gate keeps the edits out, the base model answers).
 "ask overhead" is the p50 difference as a share of the base model's p50: what the memory adds to an
-answer. Writes bench-<time>.json and .md under --out. A busy machine moves timings by a few percent
-between runs: run it twice.
+answer, when it uses an edit and when it does not. Writes bench-<time>.json and .md under --out. A busy
+machine moves timings by a few percent between runs, and the base model's own speed moves the shares:
+run it twice, and compare the milliseconds too.
 """
 
 
@@ -150,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("--edits", type=int, default=200, help="edits in the timed memory (default: 200)")
-    bench.add_argument("--asks", type=int, default=20, help="timed questions per mode, 1-50 (default: 20)")
+    bench.add_argument(
+        "--asks", type=int, default=20, help="timed questions of each kind, 1-50 (default: 20)"
+    )
     bench.add_argument(
         "--out", type=Path, default=Path("reports"), help="report directory (default: reports)"
     )

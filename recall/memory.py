@@ -187,17 +187,24 @@ class EditMemory:
         return EditResult(stored, conflicts=tuple(conflicts), similar=similar)
 
     def add_many(
-        self, edits: Sequence[Edit], *, policy: ConflictPolicy | None = None, progress: bool = False
+        self,
+        edits: Sequence[Edit | tuple[str, str]],
+        *,
+        policy: ConflictPolicy | None = None,
+        progress: bool = False,
     ) -> builtins.list[EditResult]:
-        """Add several edits. With 'keep_both' they go in as one transaction and one encoder batch, and each
-        result names the active edits of its question and the close ones (this batch's included)."""
+        """Add several edits (Edit items, or (prompt, target) pairs for the default namespace). With
+        'keep_both' they go in as one transaction and one encoder batch, and each result names the active
+        edits of its question and the close ones (this batch's included)."""
+        # Every item is checked to be an edit before any is added.
+        items = [Edit.of(item, index) for index, item in enumerate(edits)]
         policy = policy or self.config.conflict.policy
         if policy != "keep_both":
             return [
                 self.add(e.prompt, e.target, e.subject, e.namespace, policy=policy)
-                for e in tqdm(edits, desc="edits", disable=not progress)
+                for e in tqdm(items, desc="edits", disable=not progress)
             ]
-        prepared = [self._prepare(e) for e in edits]
+        prepared = [self._prepare(e) for e in items]
         stored = self.store.add_many([r for r, _ in prepared], [k for _, k in prepared])
         self.backend.edit(stored)
         # Checked once all are in, so edits of one batch also see each other.

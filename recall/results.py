@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from memory_store import EditRecord, SearchHit
+from memory_store.errors import InvalidEditError
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,19 @@ class Edit:
     target: str
     subject: str | None = None
     namespace: str = "default"
+
+    @classmethod
+    def of(cls, item: Edit | tuple[str, str], index: int = 0) -> Edit:
+        """`item` itself, or an Edit of a (prompt, target) pair; anything else is an InvalidEditError
+        naming `index` (its place in a batch)."""
+        if isinstance(item, Edit):
+            return item
+        if isinstance(item, tuple | list) and len(item) == 2:
+            return cls(item[0], item[1])
+        raise InvalidEditError(
+            f"edit {index} is {type(item).__name__} {item!r:.80}: give Edit(prompt, target, ...) "
+            "or a (prompt, target) pair"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,16 +21,19 @@ def test_bench_writes_json_and_markdown_with_every_timing(
     (report,) = tmp_path.glob("bench-*.json")
     result = json.loads(report.read_text())
     assert (result["num_edits"], result["num_asks"], result["answer_tokens"]) == (6, 3, ANSWER_TOKENS)
-    for part in ("edit", "ask_with_memory", "ask_without_memory"):
+    for part in ("edit", "ask_with_memory", "ask_without_memory", "unrelated_with_memory"):
         assert 0 < result[part]["p50_ms"] <= result[part]["p99_ms"], part
-    base = result["ask_without_memory"]["p50_ms"]
-    assert result["ask_overhead_p50"] == pytest.approx((result["ask_with_memory"]["p50_ms"] - base) / base)
-    assert 0.0 <= result["ask_admitted_share"] <= 1.0
+    for name in ("ask", "unrelated"):
+        base = result[f"{name}_without_memory"]["p50_ms"]
+        overhead = (result[f"{name}_with_memory"]["p50_ms"] - base) / base
+        assert result[f"{name}_overhead_p50"] == pytest.approx(overhead)
+        assert 0.0 <= result[f"{name}_admitted_share"] <= 1.0
     assert result["overrides"] == overrides
     table = report.with_suffix(".md").read_text()
     assert "| edit (add one edit, durable) |" in table
     assert f"ask with memory ({ANSWER_TOKENS} tokens)" in table
-    assert "ask overhead at p50" in capsys.readouterr().out
+    assert "| unrelated question with memory |" in table
+    assert "% on unrelated questions" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("edits", "asks"), [(1, 3), (6, 0), (6, SAMPLE_CASES + 1)])
@@ -50,6 +53,6 @@ def test_bench_cli_reports_a_bad_count_in_one_line(capsys: pytest.CaptureFixture
 def test_bench_help_names_the_sample_and_answer_length() -> None:
     cases = load_cases(SAMPLE, "zsre")
     assert len(cases) == SAMPLE_CASES
-    assert all(c.rephrases for c in cases)
+    assert all(c.rephrases and c.locality for c in cases)  # each kind of timed question, for every case
     assert f"the {SAMPLE_CASES} bundled" in BENCH_DESCRIPTION
     assert f"exactly {ANSWER_TOKENS} new tokens" in BENCH_DESCRIPTION

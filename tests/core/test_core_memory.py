@@ -168,6 +168,20 @@ def test_add_many_keep_both_is_one_batch_and_matches_single_adds(make_memory: Ma
     assert memory.retrieve("what is the capital of france ?").admitted[0].record.target == "lyon"
 
 
+def test_add_many_takes_pairs_and_refuses_other_items_before_adding_any(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    (result,) = memory.add_many([(QUESTION, "jane doe")])
+    assert (result.record.prompt, result.record.target, result.record.namespace) == (
+        QUESTION,
+        "jane doe",
+        "default",
+    )
+    for policy in ("keep_both", "supersede"):
+        with pytest.raises(InvalidEditError, match=r"edit 1 is str 'lyon'.*\(prompt, target\) pair"):
+            memory.add_many([Edit("what is the capital of france ?", "paris"), "lyon"], policy=policy)  # type: ignore[list-item]
+    assert memory.count() == 1
+
+
 def test_score_many_equals_score_one_by_one(make_memory: MakeMemory) -> None:
     memory = make_memory()
     memory.add(QUESTION, "jane doe")
