@@ -1,4 +1,4 @@
-"""edits.sqlite, the source of truth: records, key vectors (float32 blobs) and history events."""
+"""edits.sqlite, the source of truth: its connections, write transactions and reads (tables in schema.py)."""
 
 from __future__ import annotations
 
@@ -13,64 +13,11 @@ import numpy as np
 
 from memory_store.errors import CorruptStoreError, DuplicateEditError, IncompatibleArtifactError
 from memory_store.records import EditRecord, EventKind, HistoryEvent, Status
+from memory_store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, record_of_row
 
 __all__ = ["SCHEMA_VERSION", "EditDatabase", "KeyRows", "Transaction"]
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
-
-# Records are never deleted (retract only changes status), so rids and kids only grow; the index cache relies
-# on that to tell which keys it already covers.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    rid INTEGER PRIMARY KEY,
-    edit_id TEXT NOT NULL UNIQUE,
-    namespace TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    target TEXT NOT NULL,
-    subject TEXT,
-    statement TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('active', 'superseded', 'retracted')),
-    supersedes TEXT,
-    meta TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_namespace_status ON records (namespace, status);
-CREATE TABLE IF NOT EXISTS keys (
-    kid INTEGER PRIMARY KEY,
-    rid INTEGER NOT NULL REFERENCES records (rid),
-    vec BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS keys_rid ON keys (rid);
-CREATE TABLE IF NOT EXISTS events (
-    eid INTEGER PRIMARY KEY,
-    rid INTEGER NOT NULL REFERENCES records (rid),
-    kind TEXT NOT NULL CHECK (kind IN ('add', 'supersede', 'retract', 'restore')),
-    at REAL NOT NULL,
-    reason TEXT NOT NULL,
-    other_id TEXT
-);
-CREATE INDEX IF NOT EXISTS events_rid ON events (rid);
-"""
-_COLUMNS = "edit_id, namespace, prompt, target, subject, statement, created_at, status, supersedes, meta"
-
-
-def _record(row: Sequence[object]) -> EditRecord:
-    edit_id, namespace, prompt, target, subject, statement, created_at, status, supersedes, meta = row
-    return EditRecord(
-        prompt=str(prompt),
-        target=str(target),
-        subject=None if subject is None else str(subject),
-        statement=str(statement),
-        namespace=str(namespace),
-        edit_id=str(edit_id),
-        created_at=float(created_at),  # type: ignore[arg-type]
-        status=status,  # type: ignore[arg-type]
-        supersedes=None if supersedes is None else str(supersedes),
-        meta=json.loads(str(meta)),
-    )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -108,9 +55,9 @@ class Transaction:
 
     def lookup(self, edit_id: str) -> tuple[int, EditRecord] | None:
         row = self._conn.execute(
-            f"SELECT rid, {_COLUMNS} FROM records WHERE edit_id = ?", (edit_id,)
+            f"SELECT rid, {COLUMNS} FROM records WHERE edit_id = ?", (edit_id,)
         ).fetchone()
-        return None if row is None else (int(row[0]), _record(row[1:]))
+        return None if row is None else (int(row[0]), record_of_row(row[1:]))
 
     def insert(self, records: Sequence[EditRecord], vectors: Sequence[np.ndarray]) -> tuple[list[int], int]:
         """Insert records (each with its (n_keys, dim) float32 keys); return their rids and the first kid.
@@ -149,7 +96,7 @@ class Transaction:
         ]  # fmt: skip
         try:
             self._conn.executemany(
-                f"INSERT INTO records (rid, {_COLUMNS}) VALUES ({','.join('?' * 11)})", rows
+                f"INSERT INTO records (rid, {COLUMNS}) VALUES ({','.join('?' * 11)})", rows
             )
         except sqlite3.IntegrityError as exc:  # the same edit_id twice inside this batch
             raise DuplicateEditError(f"expected distinct edit_ids, received a repeated one ({exc})") from exc
@@ -194,7 +141,7 @@ class EditDatabase:
         """Create the schema and meta rows of a new memory (idempotent on a half-created one)."""
         with self.transaction():
             # Not executescript: it would COMMIT first and run the statements outside this transaction.
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._writer.execute(statement)
             self._writer.execute("DELETE FROM schema_version")
@@ -266,20 +213,20 @@ class EditDatabase:
 
     def get(self, edit_id: str) -> EditRecord | None:
         with self.reader() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM records WHERE edit_id = ?", (edit_id,)).fetchone()
-        return None if row is None else _record(row)
+            row = conn.execute(f"SELECT {COLUMNS} FROM records WHERE edit_id = ?", (edit_id,)).fetchone()
+        return None if row is None else record_of_row(row)
 
     def by_rid(self, rids: Sequence[int]) -> dict[int, EditRecord]:
         out: dict[int, EditRecord] = {}
         with self.reader() as conn:
             if len(rids) == 1:  # the common k=1 lookup, without building an IN list
-                row = conn.execute(f"SELECT {_COLUMNS} FROM records WHERE rid = ?", (rids[0],)).fetchone()
-                return {} if row is None else {rids[0]: _record(row)}
+                row = conn.execute(f"SELECT {COLUMNS} FROM records WHERE rid = ?", (rids[0],)).fetchone()
+                return {} if row is None else {rids[0]: record_of_row(row)}
             for start in range(0, len(rids), 500):
                 chunk = list(rids[start : start + 500])
                 marks = ",".join("?" * len(chunk))
-                for row in conn.execute(f"SELECT rid, {_COLUMNS} FROM records WHERE rid IN ({marks})", chunk):
-                    out[int(row[0])] = _record(row[1:])
+                for row in conn.execute(f"SELECT rid, {COLUMNS} FROM records WHERE rid IN ({marks})", chunk):
+                    out[int(row[0])] = record_of_row(row[1:])
         return out
 
     def _where(self, namespace: str | None, status: Status | None) -> tuple[str, list[str]]:
@@ -291,9 +238,9 @@ class EditDatabase:
         where, params = self._where(namespace, status)
         with self.reader() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM records{where} ORDER BY created_at, rid", params
+                f"SELECT {COLUMNS} FROM records{where} ORDER BY created_at, rid", params
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [record_of_row(row) for row in rows]
 
     def count(self, namespace: str | None, status: Status | None) -> int:
         where, params = self._where(namespace, status)
