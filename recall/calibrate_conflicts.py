@@ -43,24 +43,27 @@ def question_pairs(cases: Sequence[EvalCase]) -> dict[str, Pairs]:
     return {"same fact": same_fact, "same subject, other question": other_question}
 
 
-def pair_cosines(encoder: Encoder, pairs: Pairs) -> np.ndarray:
+def question_keys(encoder: Encoder, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Each distinct text's question key (dim,), unit length: every text is encoded once, however many
+    pairs it is in."""
+    distinct = list(dict.fromkeys(texts))
+    return dict(zip(distinct, encoder.encode_keys(distinct), strict=True))
+
+
+def pair_cosines(keys: dict[str, np.ndarray], pairs: Pairs) -> np.ndarray:
     """(n,) cosine of the two questions' keys (the question key an edit is stored and checked with)."""
-    if not pairs:
-        return np.zeros(0, np.float32)
-    left = encoder.encode_keys([a for a, _ in pairs])  # (n, dim), unit rows
-    right = encoder.encode_keys([b for _, b in pairs])
-    return np.asarray((left * right).sum(axis=1))
+    return np.asarray([float(keys[a] @ keys[b]) for a, b in pairs], dtype=np.float32)
 
 
-def nearest_other_subject(encoder: Encoder, cases: Sequence[EvalCase]) -> np.ndarray:
+def nearest_other_subject(keys: dict[str, np.ndarray], cases: Sequence[EvalCase]) -> np.ndarray:
     """(m,) for each case with a subject: the cosine of its question to the closest question of a case
     about another subject (what a cut-off would wrongly call the same fact)."""
     named = [c for c in cases if c.subject]
     if len(named) < 2:
         return np.zeros(0, np.float32)
-    keys = encoder.encode_keys([c.prompt for c in named])  # (m, dim)
+    matrix = np.stack([keys[c.prompt] for c in named])  # (m, dim)
     subjects = np.array([normalize_answer(c.subject or "") for c in named])
-    scores = keys @ keys.T  # (m, m)
+    scores = matrix @ matrix.T  # (m, m)
     scores[subjects[:, None] == subjects[None, :]] = -np.inf
     best = scores.max(axis=1)
     return np.asarray(best[np.isfinite(best)])
@@ -84,8 +87,11 @@ def run_calibrate_conflicts(
     config = load_config(backend=backend, overrides=list(overrides))
     encoder = shared_encoder(config.encoder.name, config.encoder.batch_size)
     cases = load_cases(data, fmt, n=n)
-    rows = {name: pair_cosines(encoder, pairs) for name, pairs in question_pairs(cases).items()}
-    rows["nearest edit about another subject"] = nearest_other_subject(encoder, cases)
+    pairs = question_pairs(cases)
+    texts = [c.prompt for c in cases] + [t for group in pairs.values() for pair in group for t in pair]
+    keys = question_keys(encoder, texts)
+    rows = {name: pair_cosines(keys, group) for name, group in pairs.items()}
+    rows["nearest edit about another subject"] = nearest_other_subject(keys, cases)
     print(f"{len(cases)} records of {data.name}, question keys from {config.encoder.name}")
     print("\n".join(conflict_table(rows)))
     rule = config.conflict

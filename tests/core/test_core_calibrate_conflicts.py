@@ -4,12 +4,19 @@ nearest edit about another subject, the table, and one run through the CLI with 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from recall.calibrate_conflicts import conflict_table, nearest_other_subject, question_pairs
+from recall.calibrate_conflicts import (
+    conflict_table,
+    nearest_other_subject,
+    pair_cosines,
+    question_keys,
+    question_pairs,
+)
 from recall.cli import main
 from recall.encoder import HashingEncoder
 from recall.eval.cases import EvalCase
@@ -42,13 +49,33 @@ def test_pairs_are_rephrases_same_subject_edits_with_other_answers_and_locality_
 
 def test_nearest_other_subject_skips_edits_of_the_same_subject_and_without_one() -> None:
     encoder = HashingEncoder()
-    nearest = nearest_other_subject(encoder, CASES)
+    nearest = nearest_other_subject(question_keys(encoder, [c.prompt for c in CASES]), CASES)
     keys = encoder.encode_keys([c.prompt for c in CASES[:4]])
     # Each Acme edit's only other-subject edit is France's; France's nearest is the best Acme one.
     expected = [float(keys[i] @ keys[3]) for i in range(3)] + [
         max(float(keys[3] @ keys[i]) for i in range(3))
     ]
     np.testing.assert_allclose(nearest, expected, rtol=1e-5)
+
+
+class CountingEncoder(HashingEncoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode_keys(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen += texts
+        return super().encode_keys(texts)
+
+
+def test_each_question_is_encoded_once_and_pairs_score_by_cosine() -> None:
+    encoder = CountingEncoder()
+    pairs = question_pairs(CASES)["same fact"]  # "Who is the CEO of Acme?" is in two pairs
+    keys = question_keys(encoder, [c.prompt for c in CASES] + [t for pair in pairs for t in pair])
+    assert sorted(encoder.seen) == sorted({c.prompt for c in CASES} | {"Who runs Acme?"})
+    plain = HashingEncoder()
+    expected = [float(plain.encode_keys([a])[0] @ plain.encode_keys([b])[0]) for a, b in pairs]
+    np.testing.assert_allclose(pair_cosines(keys, pairs), expected, rtol=1e-5)
 
 
 def test_table_gives_the_share_at_or_above_each_cut_off() -> None:
