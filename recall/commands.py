@@ -82,8 +82,7 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
     elif command == "conflicts":
         pairs = memory.conflicts(None if args.every_namespace else args.namespace, progress=True)
         for pair in pairs:
-            kind = "same question" if pair.same_question else "similar"
-            print(f"{pair.score:.2f}  {kind}")
+            print(f"{pair.score:.2f}  {pair.kind}")
             for record in (pair.older, pair.newer):
                 print(f"  {_line(record)}")
         where = "every namespace" if args.every_namespace else f"namespace {args.namespace}"

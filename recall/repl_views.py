@@ -106,7 +106,7 @@ def show_conflicts(out: Output, pairs: Sequence[ConflictPair], scope: str) -> No
     rows = [
         [
             f"{p.score:.2f}",
-            "same question" if p.same_question else "similar",
+            p.kind,
             f"{short_id(p.older.edit_id)}  {fact(p.older)}",
             f"{short_id(p.newer.edit_id)}  {fact(p.newer)}",
         ]

@@ -59,6 +59,11 @@ class ConflictPair:
     score: float  # question-key cosine, the higher of the two directions
     same_question: bool  # score >= conflict.min_cosine; else in [similar_cosine, min_cosine)
 
+    @property
+    def kind(self) -> str:
+        """'same question' or 'similar', as the CLI and the REPL print it."""
+        return "same question" if self.same_question else "similar"
+
 
 @dataclass(frozen=True, slots=True)
 class Retrieval:
