@@ -65,7 +65,13 @@ def _time_asks(
 
 
 def run_bench(
-    *, num_edits: int, num_asks: int, out_dir: Path, backend: str = "lte", overrides: Sequence[str] = ()
+    *,
+    num_edits: int,
+    num_asks: int,
+    out_dir: Path,
+    backend: str = "lte",
+    overrides: Sequence[str] = (),
+    device: str = "auto",
 ) -> int:
     if num_edits < 2:
         raise ConfigError(f"--edits must be at least 2 (one warms up, the rest are timed), got {num_edits}")
@@ -79,8 +85,10 @@ def run_bench(
         "answer_tokens": ANSWER_TOKENS,
         "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform()},
     }
-    with EditMemory.temporary(load_config(backend=backend, overrides=overrides)) as memory:
+    with EditMemory.temporary(load_config(backend=backend, overrides=overrides), device=device) as memory:
         results["memory"] = memory.info()
+        if memory.lm.device.type == "cuda":
+            results["machine"]["gpu"] = torch.cuda.get_device_name(memory.lm.device)
         results["backend_preset"] = backend
         results["overrides"] = list(overrides)
         cases = load_cases(SAMPLE, "zsre")
@@ -129,7 +137,7 @@ def _markdown(r: dict[str, Any]) -> str:
     ]
     lines = [
         f"recall bench: {r['memory']['model']} / {r['backend_preset']} {' '.join(r['overrides'])}".rstrip()
-        + f", {r['num_edits']} edits in memory",
+        + f", {r['num_edits']} edits in memory, on {r['machine'].get('gpu', r['memory']['device'])}",
         "",
         "| operation | p50 ms | p99 ms | mean ms |",
         "|---|---|---|---|",

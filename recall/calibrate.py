@@ -15,7 +15,7 @@ from recall.eval.datasets import load_cases
 from recall.prompts import statement
 
 
-def calibration_scores(data: Path, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+def calibration_scores(data: Path, n: int, device: str = "auto") -> tuple[np.ndarray, np.ndarray, float]:
     """Top-1 scores of in-scope rephrases (right edit retrieved) and of out-of-scope locality questions.
 
     A rephrase whose top hit is another edit counts as an in-scope score of -1 (it must be rejected
@@ -23,7 +23,7 @@ def calibration_scores(data: Path, n: int) -> tuple[np.ndarray, np.ndarray, floa
     Returns (in_scope, out_of_scope, retrieval top-1 rate of rephrases).
     """
     config = load_config()
-    encoder = shared_encoder(config.encoder.name, config.encoder.batch_size)
+    encoder = shared_encoder(config.encoder.name, config.encoder.batch_size, device)
     cases = load_cases(data, "zsre", n=n)
     records = [
         EditRecord(prompt=c.prompt, target=c.target, statement=statement(c.prompt, c.target)) for c in cases
@@ -50,8 +50,8 @@ def calibration_scores(data: Path, n: int) -> tuple[np.ndarray, np.ndarray, floa
     return np.asarray(in_scope), np.asarray(out_scope), top1
 
 
-def run_calibrate(data: Path, *, n: int, target_false_accept: float) -> int:
-    in_scope, out_scope, top1 = calibration_scores(data, n)
+def run_calibrate(data: Path, *, n: int, target_false_accept: float, device: str = "auto") -> int:
+    in_scope, out_scope, top1 = calibration_scores(data, n, device)
     sentinel = FixedSentinel.calibrate(in_scope, out_scope, target_false_accept)
     threshold = sentinel.threshold(np.zeros(1))  # fixed: the same for every query
     false_accept, false_reject = FixedSentinel.rates(threshold, in_scope, out_scope)

@@ -82,10 +82,10 @@ def conflict_table(rows: dict[str, np.ndarray]) -> list[str]:
 
 
 def run_calibrate_conflicts(
-    backend: str, overrides: Sequence[str], data: Path, fmt: FormatName, *, n: int
+    backend: str, overrides: Sequence[str], data: Path, fmt: FormatName, *, n: int, device: str = "auto"
 ) -> int:
     config = load_config(backend=backend, overrides=list(overrides))
-    encoder = shared_encoder(config.encoder.name, config.encoder.batch_size)
+    encoder = shared_encoder(config.encoder.name, config.encoder.batch_size, device)
     cases = load_cases(data, fmt, n=n)
     pairs = question_pairs(cases)
     texts = [c.prompt for c in cases] + [t for group in pairs.values() for pair in group for t in pair]

@@ -62,6 +62,7 @@ def collect(
     *,
     lm: LanguageModel | None = None,
     encoder: Encoder | None = None,
+    device: str | None = None,
 ) -> tuple[list[GateQuery], float]:
     """The sampled queries, and the trained margin they are measured against (`lm` and `encoder`
     default to the config's)."""
@@ -84,7 +85,7 @@ def collect(
     loose = load_config(
         backend=backend, overrides=[*overrides, f"sentinel.margin={OPEN}", "backend.relevance=null"]
     )
-    with EditMemory.temporary(loose, lm=lm, encoder=encoder) as memory:
+    with EditMemory.temporary(loose, lm=lm, encoder=encoder, device=device) as memory:
         trained = float(getattr(memory.encoder, "sentinel_margin", 0.0))
         lm = getattr(memory.backend, "lm", None)  # the model the backend answers with (recipe: frozen)
         if lm is None:
@@ -142,9 +143,16 @@ def replay(queries: Sequence[GateQuery], shift: float, window: float | None) -> 
 
 
 def run_calibrate_review(
-    backend: str, overrides: Sequence[str], data: Path, data_format: FormatName, *, n: int, sample: int
+    backend: str,
+    overrides: Sequence[str],
+    data: Path,
+    data_format: FormatName,
+    *,
+    n: int,
+    sample: int,
+    device: str = "auto",
 ) -> int:
-    queries, trained = collect(backend, overrides, data, data_format, n, sample)
+    queries, trained = collect(backend, overrides, data, data_format, n, sample, device=device)
     print(
         f"{data.name}: {n} records; {sum(q.in_scope for q in queries)} rephrases, "
         f"{sum(not q.in_scope for q in queries)} locality questions; trained margin {trained:.4f}"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recall.devices import add_device_argument
 from recall.paths import default_memory_dir
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
     )
     if namespace:
         parser.add_argument("--namespace", default="default", help="edit namespace (default: %(default)s)")
+    add_device_argument(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--backend", default="lte", help="backend to demonstrate (default: %(default)s)")
     demo.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
     demo.add_argument("--n", type=int, default=50, help="bundled ZsRE records in the quick eval (max 50)")
+    add_device_argument(demo)
 
     edit = sub.add_parser("edit", help="teach one fact: recall edit PROMPT TARGET")
     edit.add_argument("prompt", help='the question or cloze prompt, e.g. "Who is the CEO of Acme?"')
@@ -142,8 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("edit_id", help="an edit id or a unique prefix")
     _add_memory_args(history, namespace=False)
 
-    add_eval_arguments(sub.add_parser("eval", help="evaluate a backend on ZsRE / CounterFact / KnowEdit"))
-    add_repl_arguments(sub.add_parser("repl", help="an interactive shell to edit, ask, inspect and undo"))
+    for name, add_arguments, text in (
+        ("eval", add_eval_arguments, "evaluate a backend on ZsRE / CounterFact / KnowEdit"),
+        ("repl", add_repl_arguments, "an interactive shell to edit, ask, inspect and undo"),
+    ):
+        command = sub.add_parser(name, help=text)
+        add_arguments(command)
+        add_device_argument(command)
 
     bench = sub.add_parser(
         "bench",
@@ -168,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="config override, repeatable (e.g. --set retrieval.top_k=3)",
     )
+    add_device_argument(bench)
 
     train = sub.add_parser(
         "train",
@@ -229,20 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="largest share of out-of-scope questions admitted (default: %(default)s)",
     )
+    add_device_argument(calibrate)
     return parser
 
 
 def _open(args: argparse.Namespace) -> EditMemory:
     from recall.memory import EditMemory
 
-    return EditMemory.open_or_create(args.memory or default_memory_dir())
+    return EditMemory.open_or_create(args.memory or default_memory_dir(), device=args.device)
 
 
-def _make_eval_memory(backend: str, overrides: list[str]) -> EditMemory:
+def _make_eval_memory(backend: str, overrides: list[str], device: str) -> EditMemory:
     from recall.config import load_config
     from recall.memory import EditMemory
 
-    return EditMemory.temporary(load_config(backend=backend, overrides=overrides))
+    return EditMemory.temporary(load_config(backend=backend, overrides=overrides), device=device)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -250,11 +260,11 @@ def _run(args: argparse.Namespace) -> int:
     if command == "demo":
         from recall.demo import run_demo
 
-        return run_demo(backend=args.backend, model=args.model, n=args.n)
+        return run_demo(backend=args.backend, model=args.model, n=args.n, device=args.device)
     if command == "eval":
         from recall.eval.command import run_eval_command
 
-        return run_eval_command(args, _make_eval_memory)
+        return run_eval_command(args, lambda name, sets: _make_eval_memory(name, sets, args.device))
     if command == "repl":
         from recall.repl_entry import run_repl_command
 
@@ -268,23 +278,32 @@ def _run(args: argparse.Namespace) -> int:
             out_dir=args.out,
             backend=args.backend,
             overrides=args.overrides,
+            device=args.device,
         )
     if command == "calibrate":
         if args.conflicts:
             from recall.calibrate_conflicts import run_calibrate_conflicts
 
             return run_calibrate_conflicts(
-                args.backend or "lte", args.overrides, args.data, args.format, n=args.n
+                args.backend or "lte", args.overrides, args.data, args.format, n=args.n, device=args.device
             )
         if args.review:
             from recall.calibrate_review import run_calibrate_review
 
             return run_calibrate_review(
-                args.backend or "recipe", args.overrides, args.data, args.format, n=args.n, sample=args.sample
+                args.backend or "recipe",
+                args.overrides,
+                args.data,
+                args.format,
+                n=args.n,
+                sample=args.sample,
+                device=args.device,
             )
         from recall.calibrate import run_calibrate
 
-        return run_calibrate(args.data, n=args.n, target_false_accept=args.target_false_accept)
+        return run_calibrate(
+            args.data, n=args.n, target_false_accept=args.target_false_accept, device=args.device
+        )
     from recall.commands import run_memory_command
 
     with _open(args) as memory:

@@ -10,28 +10,31 @@ import numpy as np
 from memory_store import FixedSentinel, LearnedSentinel, Sentinel, load_sentinel
 from recall.backends import EditBackend, get_backend
 from recall.config import RecallConfig
+from recall.devices import resolve_device
 from recall.encoder import Encoder, load_encoder
 from recall.errors import ConfigError
 from recall.models import LanguageModel, load_lm
 
 # One process usually serves one model; loading it twice would double memory and start-up time.
-_LM_CACHE: dict[str, LanguageModel] = {}
-_ENCODER_CACHE: dict[str, Encoder] = {}
+_LM_CACHE: dict[tuple[str, str], LanguageModel] = {}  # (name, device)
+_ENCODER_CACHE: dict[tuple[str, str], Encoder] = {}
 _LOCK = threading.Lock()
 
 
-def shared_lm(name: str) -> LanguageModel:
+def shared_lm(name: str, device: str = "auto") -> LanguageModel:
+    key = (name, str(resolve_device(device)))
     with _LOCK:
-        if name not in _LM_CACHE:
-            _LM_CACHE[name] = load_lm(name)
-        return _LM_CACHE[name]
+        if key not in _LM_CACHE:
+            _LM_CACHE[key] = load_lm(name, device=key[1])
+        return _LM_CACHE[key]
 
 
-def shared_encoder(name: str, batch_size: int) -> Encoder:
+def shared_encoder(name: str, batch_size: int, device: str = "auto") -> Encoder:
+    key = (name, str(resolve_device(device)))
     with _LOCK:
-        if name not in _ENCODER_CACHE:
-            _ENCODER_CACHE[name] = load_encoder(name, batch_size)
-        return _ENCODER_CACHE[name]
+        if key not in _ENCODER_CACHE:
+            _ENCODER_CACHE[key] = load_encoder(name, batch_size, key[1])
+        return _ENCODER_CACHE[key]
 
 
 def build_backend(config: RecallConfig, lm: LanguageModel) -> EditBackend:

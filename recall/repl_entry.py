@@ -14,10 +14,10 @@ from recall.repl import OpenMemory, Repl, ReplMemory, describe_error
 from recall.repl_commands import Output, RichOutput, stdin_reader, terminal_readers, valid_namespace
 
 
-def _open_edit_memory(path: Path, model: str | None, backend: str | None) -> ReplMemory:
+def _open_edit_memory(path: Path, model: str | None, backend: str | None, device: str = "auto") -> ReplMemory:
     from recall.memory import EditMemory
 
-    memory: ReplMemory = EditMemory.open_or_create(path, model=model, backend=backend)
+    memory: ReplMemory = EditMemory.open_or_create(path, model=model, backend=backend, device=device)
     return memory
 
 
@@ -69,7 +69,10 @@ def run_repl_command(args: argparse.Namespace, open_memory: OpenMemory | None = 
     if interactive:
         out.note(f"opening {path} ...")
     try:
-        memory = (open_memory or _open_edit_memory)(path, args.model, args.backend)
+        if open_memory is None:
+            memory = _open_edit_memory(path, args.model, args.backend, getattr(args, "device", "auto"))
+        else:
+            memory = open_memory(path, args.model, args.backend)
     except KeyboardInterrupt:
         sys.stderr.write("recall repl: cancelled\n")
         return 130

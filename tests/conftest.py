@@ -16,6 +16,17 @@ from recall.models import LanguageModel
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`gpu` tests run only where PyTorch sees a CUDA device (never on CI, which has none)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
 WORDS = (
     "who",
     "is",

@@ -101,7 +101,8 @@ class RecipeTrainConfig(TrainDataConfig):
 
     output_dir: str = "runs/recipe-smollm2-135m"
     counterfact_records: int = 3000
-    device: str = "cpu"  # "cuda" when a GPU is at hand; the shipped run is sized for CPU
+    # "cuda", "cuda:N" or "auto" when a GPU is at hand; the shipped run is sized for, and made on, the CPU
+    device: str = "cpu"
 
     # Model (recall/knowledge.py KnowledgeSettings)
     knowledge_dim: int = 512
