@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from training.config import RecipeTrainConfig
 
 
 @pytest.fixture
@@ -41,3 +45,34 @@ def train_files(tmp_path: Path) -> dict[str, Path]:
     paths["zsre"].write_text(json.dumps(zsre))
     paths["counterfact"].write_text(json.dumps(counterfact))
     return paths
+
+
+@pytest.fixture
+def tiny_recipe_config(
+    tiny_model_dir: Path, tiny_bert_dir: Path, train_files: dict[str, Path], tmp_path: Path
+) -> Callable[..., RecipeTrainConfig]:
+    """A RECIPE run on the tiny llama and BERT over `train_files` (10 train, 2 validation edits), small
+    enough for a test; keyword arguments change any field."""
+
+    def factory(**changes: Any) -> RecipeTrainConfig:
+        fields: dict[str, Any] = {
+            "model": str(tiny_model_dir),
+            "encoder": str(tiny_bert_dir),
+            "output_dir": str(tmp_path / "run"),
+            "zsre_train": str(train_files["zsre"]),
+            "counterfact_train": str(train_files["counterfact"]),
+            "knowedit_train": (),
+            "knowledge_dim": 16,
+            "prompt_tokens": 2,
+            "sentinel_tokens": 4,
+            "trainable_layers": 1,
+            "epochs": 3,
+            "retrieval_batch": 4,
+            "edit_batch": 2,
+            "val_fraction": 0.2,
+            "val_edits": 2,
+            "eval_every": 2,
+        }
+        return RecipeTrainConfig(**{**fields, **changes})
+
+    return factory

@@ -4,6 +4,7 @@ the GPU and on the CPU alike. Skipped where PyTorch sees no CUDA device (CI)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,32 +14,14 @@ from training.config import RecipeTrainConfig
 
 @pytest.mark.gpu
 def test_recipe_training_on_the_gpu_writes_a_model_both_devices_serve(
-    tiny_model_dir: Path, tiny_bert_dir: Path, train_files: dict[str, Path], tmp_path: Path
+    tiny_model_dir: Path, tiny_recipe_config: Callable[..., RecipeTrainConfig]
 ) -> None:
     from recall.backends import ScoreRequest
     from recall.backends.recipe import RecipeBackend, RecipeConfig
     from recall.models import load_lm
     from training.recipe import run
 
-    config = RecipeTrainConfig(
-        model=str(tiny_model_dir),
-        encoder=str(tiny_bert_dir),
-        output_dir=str(tmp_path / "run"),
-        zsre_train=str(train_files["zsre"]),
-        counterfact_train=str(train_files["counterfact"]),
-        knowedit_train=(),
-        knowledge_dim=16,
-        prompt_tokens=2,
-        sentinel_tokens=4,
-        trainable_layers=1,
-        epochs=2,
-        retrieval_batch=4,
-        edit_batch=2,
-        val_fraction=0.2,
-        val_edits=2,
-        eval_every=2,
-        device="cuda",
-    )
+    config = tiny_recipe_config(epochs=2, device="cuda")
     artifact = run(config)
     info = json.loads((artifact / "training.json").read_text())
     assert info["steps"] == 6

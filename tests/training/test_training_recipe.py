@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def test_cli_reports_a_bad_override_without_a_traceback(capsys: pytest.CaptureFi
 
 
 def test_training_writes_a_model_the_recipe_backend_serves(
-    tiny_model_dir: Path, tiny_bert_dir: Path, train_files: dict[str, Path], tmp_path: Path
+    tiny_model_dir: Path, tiny_recipe_config: Callable[..., RecipeTrainConfig]
 ) -> None:
     from recall.backends import ScoreRequest
     from recall.backends.recipe import RecipeBackend, RecipeConfig
@@ -66,24 +67,7 @@ def test_training_writes_a_model_the_recipe_backend_serves(
     from recall.models import load_lm
     from training.recipe import run
 
-    config = RecipeTrainConfig(
-        model=str(tiny_model_dir),
-        encoder=str(tiny_bert_dir),
-        output_dir=str(tmp_path / "run"),
-        zsre_train=str(train_files["zsre"]),
-        counterfact_train=str(train_files["counterfact"]),
-        knowedit_train=(),
-        knowledge_dim=16,
-        prompt_tokens=2,
-        sentinel_tokens=4,
-        trainable_layers=1,
-        epochs=3,
-        retrieval_batch=4,
-        edit_batch=2,
-        val_fraction=0.2,
-        val_edits=2,
-        eval_every=2,
-    )
+    config = tiny_recipe_config()
     artifact = run(config)
     info = json.loads((artifact / "training.json").read_text())
     assert info["data"]["cases"] == {"zsre": 6, "counterfact": 6}
