@@ -48,7 +48,7 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if not torch.cuda.is_available():
         raise ConfigError(
             f"device {spec!r}: PyTorch sees no CUDA GPU here (torch {torch.__version__}, "
-            f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto"
+            f"built for CUDA {torch.version.cuda or 'none'}); use cpu or auto instead"
         )
     index = int(text.partition(":")[2] or 0)
     if index >= torch.cuda.device_count():

@@ -18,11 +18,13 @@ log, time). recipe writes checkpoint.pt and model/ (recipe_config.json, recipe.s
 training.json). relevance writes probe/ (relevance.safetensors, training.json). With bundle_as, the
 result is also copied into recall/adapters/<name>, which `--backend lte_aligned` / `--backend recipe`
 use. Running the same command again resumes lte and recipe from their checkpoint. Each shipped recipe
-takes under an hour on 2 CPU cores (relevance 10-15 minutes).
+takes under an hour on 2 CPU cores (relevance 10-15 minutes); `--set device=cuda` trains on a GPU (recipe:
+under a minute on one H100).
 
 examples:
   python -m training lte                                   # the shipped recipe (configs/train/lte_lora.yaml)
   python -m training recipe                                # RECIPE (configs/train/recipe.yaml)
+  python -m training recipe --set device=cuda              # RECIPE on a GPU
   python -m training relevance                             # the aligned model's relevance probe
   python -m training relevance --config configs/train/relevance.yaml   # the plain model's (recipe's)
   python -m training lte --set counterfact_records=200 --set output_dir=runs/small --set bundle_as=null

@@ -31,6 +31,8 @@ class TrainDataConfig:
     output_dir: str = "runs/lte-smollm2-135m"
     bundle_as: str | None = None  # also copy the final artifact to recall/adapters/<bundle_as>
     seed: int = 0
+    # "cuda", "cuda:N" or "auto" when a GPU is at hand; the shipped runs are sized for, and made on, the CPU
+    device: str = "cpu"
 
     # Data: train splits only; the evaluation splits are checked to be disjoint at build time.
     zsre_train: str = "../shared/data/zsre/zsre_mend_train_1k.json"
@@ -101,8 +103,6 @@ class RecipeTrainConfig(TrainDataConfig):
 
     output_dir: str = "runs/recipe-smollm2-135m"
     counterfact_records: int = 3000
-    # "cuda", "cuda:N" or "auto" when a GPU is at hand; the shipped run is sized for, and made on, the CPU
-    device: str = "cpu"
 
     # Model (recall/knowledge.py KnowledgeSettings)
     knowledge_dim: int = 512

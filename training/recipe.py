@@ -23,13 +23,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch.nn.functional import cross_entropy, normalize
 
 from recall.artifacts import TRAINING_FILE
-from recall.devices import resolve_device
 from recall.knowledge import KnowledgeModel, KnowledgeSettings
 from recall.knowledge_files import edit_prompts, fact_prompts, new_knowledge_model, save_knowledge
 from recall.models import LanguageModel
@@ -238,10 +237,8 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False, command: str = COMMAN
     """Train (or resume) the knowledge model; returns the artifact directory. `command` is what
     training.json says rebuilds it."""
     began = time.perf_counter()
-    device = resolve_device(config.device)  # before any loading: a bad device fails at once
     start = start_run(config, fresh=fresh)
     run_dir, lm, sources, excluded = start.run_dir, start.lm, start.sources, start.excluded
-    cast(Any, lm.model).to(device)  # transformers types .to() too narrowly
     examples, dropped = tokenise(lm, build_edits(sources, config.seed), config.max_length)
     random.Random(config.seed).shuffle(examples)
     n_val = max(1, min(config.val_edits, int(len(examples) * config.val_fraction)))
@@ -265,7 +262,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False, command: str = COMMAN
         trainable_layers=config.trainable_layers,
     )
     model = new_knowledge_model(settings, lm)
-    model.to(device)
+    model.to(lm.device)
     model.train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from recall.artifacts import BUNDLED_DIR
+from recall.devices import resolve_device
 from recall.eval.cases import EvalCase
 from recall.models import LanguageModel, load_lm
 from training.config import TrainDataConfig
@@ -27,13 +28,15 @@ class RunStart:
 
 
 def start_run(config: TrainDataConfig, *, fresh: bool) -> RunStart:
-    """Seed, the run directory (its checkpoint removed with `fresh`), the model and the train cases."""
+    """Seed, the run directory (its checkpoint removed with `fresh`), the model on `config.device` and the
+    train cases."""
+    device = resolve_device(config.device)  # before any loading: a bad device fails at once
     torch.manual_seed(config.seed)
     run_dir = Path(config.output_dir)
     if fresh and run_dir.exists():
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lm = load_lm(config.model)
+    lm = load_lm(config.model, device=device)
     sources, excluded = load_train_cases(config)
     if not any(sources.values()):
         raise TrainingError("no usable train cases: check the data paths in the config")

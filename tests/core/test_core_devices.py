@@ -35,7 +35,9 @@ def test_auto_and_cpu_resolve_to_the_cpu_without_a_gpu(spec: str | None) -> None
 
 @pytest.mark.usefixtures("no_cuda")
 def test_cuda_without_a_gpu_is_refused_with_the_way_out() -> None:
-    with pytest.raises(ConfigError, match=r"device 'cuda:1': PyTorch sees no CUDA GPU.*use --device cpu"):
+    with pytest.raises(
+        ConfigError, match=r"device 'cuda:1': PyTorch sees no CUDA GPU.*use cpu or auto instead"
+    ):
         resolve_device("cuda:1")
 
 

@@ -103,12 +103,14 @@ def test_config_rejects_unknown_keys_and_bad_mixes(tmp_path: Path) -> None:
     assert load_train_config("configs/train/lte_lora.yaml").bundle_as == "lte-smollm2-135m"
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_training_writes_an_adapter_that_the_lte_backend_serves(
-    tiny_model_dir: Path, train_files: dict[str, Path], tmp_path: Path
+    device: str, tiny_model_dir: Path, train_files: dict[str, Path], tmp_path: Path
 ) -> None:
     from training.lte import run
 
-    adapter = run(_config(tiny_model_dir, train_files, tmp_path / "run", epochs=2, val_fraction=0.4))
+    config = _config(tiny_model_dir, train_files, tmp_path / "run", epochs=2, val_fraction=0.4, device=device)
+    adapter = run(config)
     info = json.loads((adapter / "training.json").read_text())
     assert (adapter / "adapter_config.json").is_file()
     assert info["steps"] > 0

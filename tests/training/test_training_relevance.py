@@ -47,15 +47,16 @@ def test_logistic_fit_separates_separable_states() -> None:
     assert weight.abs().argmax() == 2
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_training_writes_a_probe_the_lte_backend_loads(
-    tiny_model_dir: Path, train_files: dict[str, Path], tmp_path: Path
+    device: str, tiny_model_dir: Path, train_files: dict[str, Path], tmp_path: Path
 ) -> None:
     from training.relevance import run
 
     config = RelevanceTrainConfig(
         model=str(tiny_model_dir), encoder="hashing", output_dir=str(tmp_path / "run"), bundle_as=None,
         zsre_train=str(train_files["zsre"]), counterfact_train=str(train_files["counterfact"]),
-        knowedit_train=(), layer=1, max_cases=12, holdout_fraction=0.5,
+        knowedit_train=(), layer=1, max_cases=12, holdout_fraction=0.5, device=device,
     )  # fmt: skip
     probe_dir = run(config)
     info = json.loads((probe_dir / "training.json").read_text())
