@@ -37,7 +37,10 @@ def test_shipped_model_records_how_it_was_trained() -> None:
     assert (path / "recipe.safetensors").stat().st_size < 25 * 2**20
     final = info["validation"][-1]
     assert final["rel_hit"] > 0.8  # held-out edits: the gate admits the right edit for its question
-    assert final["loc_fa"] < 0.05  # and almost never admits one for an unrelated question
+    assert final["loc_fa"] < 0.1  # and rarely one for an unrelated question, before any margin;
+    gate = info["sentinel"]  # the margin calibrated at the end holds that at the configured 2%
+    assert gate["margin"] > 0
+    assert gate["loc_false_accept"] <= gate["target_false_accept"] == 0.02
 
 
 def test_recipe_gates_with_the_sentinel_and_injects_only_admitted_prompts(memory: EditMemory) -> None:

@@ -53,6 +53,22 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     assert config.bundle_as == "recipe-smollm2-135m"
 
 
+def test_shipped_model_was_trained_with_the_shipped_config() -> None:
+    """The README's rebuild command must describe the bundled model: every setting but where it was
+    written matches configs/train/recipe.yaml (a changed recipe needs a retrained model)."""
+    from recall.artifacts import artifact_info, resolve_artifact
+    from recall.knowledge_files import CONFIG_FILE
+
+    trained = artifact_info(
+        resolve_artifact("recipe-smollm2-135m", CONFIG_FILE, "RECIPE knowledge model", "")
+    )
+    shipped = load_train_config("configs/train/recipe.yaml", [], "recipe").to_dict()
+    where = {"output_dir", "bundle_as"}
+    assert {k: v for k, v in trained["config"].items() if k not in where} == {
+        k: v for k, v in shipped.items() if k not in where
+    }
+
+
 def test_cli_reports_a_bad_override_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["recipe", "--set", "temperature=0"]) == 2
     assert "temperature and lr must be > 0" in capsys.readouterr().err
