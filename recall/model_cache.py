@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from recall.digests import file_sha256
 from recall.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,11 @@ def cached_gguf_folder(name: str, gguf: Path) -> Path:
     models = cache_dir() / "models"
     digest = content_digest(gguf, models / ".sources")
     folder = models / f"{name}-{digest[:12]}"
-    if not (folder / META_FILE).is_file() and not _take_over_copy(name, digest, folder):
+    if (folder / META_FILE).is_file():
+        return folder  # the usual load: one stat, one small read
+    if not _take_over_copy(name, digest, folder):
         _build(name, gguf, digest, folder)
-    _remove_copies(name, digest, folder)
+    _remove_copies(name, digest, folder)  # once, when the folder first appears
     return folder
 
 
@@ -51,7 +54,7 @@ def content_digest(path: Path, sources: Path) -> str:
         known = record.read_text(encoding="utf-8").split()
         if len(known) == 1 and len(known[0]) == 64:
             return known[0]
-    digest = _sha256(path)
+    digest = file_sha256(path)
     sources.mkdir(parents=True, exist_ok=True)
     _write_atomically(record, digest + "\n")
     return digest
@@ -127,14 +130,6 @@ def _remove_copies(name: str, digest: str, folder: Path) -> None:
         name,
         size / 1e9,
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from recall.digests import file_sha256
 from recall.eval.cases import DatasetError, EmptyEditError, EvalCase, RecordReader
 from recall.eval.formats import CONVERTERS, FORMATS, DatasetFormat, detect_format
 
@@ -40,15 +41,6 @@ class EvalDataset:
     cases: tuple[EvalCase, ...]
     skipped: tuple[int, ...] = ()  # indices of records with an empty prompt or target, passed over
     records_used: int | None = None  # records the cases came from (more cases than this for MQuAKE)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_bytes(path: Path) -> bytes:

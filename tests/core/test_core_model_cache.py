@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from recall import model_cache
+from recall.digests import file_sha256
 from recall.model_cache import CACHE_FORMAT, META_FILE, cached_gguf_folder
 
 
@@ -63,7 +64,7 @@ def test_a_known_file_is_not_hashed_again(
     def no_hashing(path: Path) -> str:
         raise AssertionError(f"hashed {path} again")
 
-    monkeypatch.setattr(model_cache, "_sha256", no_hashing)
+    monkeypatch.setattr(model_cache, "file_sha256", no_hashing)
     assert cached_gguf_folder("m", gguf) == folder
     os.utime(gguf, ns=(1, 1))  # touched: its stamp changes, so it is hashed (and refused here)
     with pytest.raises(AssertionError, match="hashed"):
@@ -72,7 +73,7 @@ def test_a_known_file_is_not_hashed_again(
 
 def test_copies_from_an_older_recall_are_reused_and_deduplicated(tmp_path: Path, builds: list[Path]) -> None:
     gguf = _gguf(tmp_path / "m.gguf", b"weights")
-    digest = model_cache._sha256(gguf)
+    digest = file_sha256(gguf)
     models = tmp_path / "cache" / "models"
     for key, sha in (("aaaa", digest), ("bbbb", digest), ("cccc", "0" * 64)):
         old = models / f"m-{key}"  # the old layout: named by a stamp of path, size and mtime
