@@ -19,7 +19,7 @@ BUNDLED_DIR = Path(__file__).parent / "adapters"
 TRAINING_FILE = "training.json"
 
 
-class AdapterError(ConfigError):
+class ArtifactError(ConfigError):
     """A trained artifact that cannot be found, read, or applied to this model."""
 
 
@@ -31,7 +31,7 @@ def bundled(marker: str) -> list[str]:
 
 
 def resolve_artifact(name_or_path: str, marker: str, what: str, command: str) -> Path:
-    """The directory of a bundled name or a path holding `marker`; AdapterError lists the bundled names."""
+    """The directory of a bundled name or a path holding `marker`; ArtifactError lists the bundled names."""
     candidate = BUNDLED_DIR / name_or_path
     if "/" not in name_or_path and (candidate / marker).is_file():
         return candidate
@@ -39,7 +39,7 @@ def resolve_artifact(name_or_path: str, marker: str, what: str, command: str) ->
     if (path / marker).is_file():
         return path
     known = ", ".join(bundled(marker)) or "none"
-    raise AdapterError(
+    raise ArtifactError(
         f"no {what} at {name_or_path!r}: expected a directory with {marker} "
         f"or a bundled name ({known}); `{command}` writes one"
     )
@@ -53,15 +53,15 @@ def artifact_info(path: Path) -> dict[str, Any]:
     try:
         info = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"cannot read {file}: {exc}") from exc
+        raise ArtifactError(f"cannot read {file}: {exc}") from exc
     return info if isinstance(info, dict) else {}
 
 
 def check_trained_for(name: str, info: dict[str, Any], model_id: str, fingerprint: str) -> None:
-    """AdapterError unless the artifact was trained for this model (or does not say)."""
+    """ArtifactError unless the artifact was trained for this model (or does not say)."""
     trained_for = info.get("model_fingerprint")
     if trained_for and trained_for != fingerprint:
-        raise AdapterError(
+        raise ArtifactError(
             f"{name!r} was trained for model fingerprint {trained_for}, "
             f"but {model_id} has {fingerprint}; retrain it for this model"
         )

@@ -1,10 +1,10 @@
-"""EditMemory: the two flows (edit: validate, resolve conflicts, encode, store; ask: encode, search, gate,
-generate). It never names a backend: every backend sees the same records and hits."""
+"""EditMemory: the two flows (edit: validate, encode, resolve conflicts, then the backend and the store
+in the order recall/edits.py keeps; ask: the gate (recall/retrieval/gate.py) for a retrieval backend,
+then generate). It never names a backend: it reads their capabilities."""
 
 from __future__ import annotations
 
 import builtins
-import logging
 import shutil
 import tempfile
 import time
@@ -12,23 +12,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
-import recall
-from memory_store import EditRecord, HistoryEvent, MemoryStore, SearchHit, Sentinel, validate_record
-from recall.admission import asked_alone, close_to_best
-from recall.backends import EditBackend, GenerationConfig, ReviewsHits, ScoreRequest
-from recall.components import build_backend, build_sentinel, shared_encoder, shared_lm
-from recall.config import ConflictPolicy, RecallConfig, config_from_dict, load_config
-from recall.conflicts import conflict_pairs, neighbours
-from recall.descriptors import key_texts
-from recall.encoder import Encoder
-from recall.errors import ConflictError, EditNotFoundError, IncompatibleArtifactError, InvalidEditError
-from recall.models import LanguageModel
-from recall.prompts import statement
+from memory_store import EditRecord, HistoryEvent, MemoryStore, Sentinel, Status
+from recall._version import __version__
+from recall.backends import Capability, EditBackend, GenerationConfig, ScoreRequest
+from recall.build import create_parts, open_parts
+from recall.config import ConflictPolicy, RecallConfig, load_config
+from recall.edits import EditWriter, prepare
+from recall.errors import ConflictError, EditNotFoundError, InvalidEditError
+from recall.lm.loading import LanguageModel
 from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
-
-logger = logging.getLogger(__name__)
+from recall.retrieval.conflicts import conflict_pairs, neighbours
+from recall.retrieval.encoder import Encoder
+from recall.retrieval.gate import Gate
 
 
 class EditMemory:
@@ -48,6 +46,9 @@ class EditMemory:
         self.store, self.lm, self.encoder, self.sentinel = store, lm, encoder, sentinel
         self.backend, self.config = backend, config
         self._owned_dir = owned_dir  # a temporary memory deletes its directory on close
+        review = backend.review if Capability.REVIEW in backend.capabilities else None
+        self.gate = Gate(store, encoder, sentinel, config.retrieval, review)
+        self.writer = EditWriter(store, backend)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -63,37 +64,8 @@ class EditMemory:
     ) -> EditMemory:
         """Create a new memory directory (it must not hold a memory yet). `device` ('auto', 'cpu',
         'cuda[:N]') is where the model and encoder run (default: `lm`'s, else auto); it is not stored."""
-        config = config or load_config()
-        device = device or (str(lm.device) if lm is not None else "auto")
-        lm = lm or shared_lm(config.model.name, device)
-        encoder = encoder or shared_encoder(config.encoder.name, config.encoder.batch_size, device)
-        store = MemoryStore.open(
-            path,
-            dim=encoder.dim,
-            encoder_id=encoder.encoder_id,
-            create=True,
-            index=config.store.index,
-            hnsw_min_rows=config.store.hnsw_min_rows,
-            max_text_chars=config.store.max_text_chars,
-        )
-        try:
-            extra = {"model": lm.model_id, "model_fingerprint": lm.fingerprint, "config": config.to_dict()}
-            store.update_manifest({**extra, "recall_version": recall.__version__})
-            sentinel = build_sentinel(config, store.sentinel_dir, encoder)
-            sentinel.save(store.sentinel_dir)
-            backend = build_backend(config, lm)
-        except BaseException:
-            store.close()  # a bad config must not leave the store open (and locked)
-            raise
-        return cls(
-            store=store,
-            lm=lm,
-            encoder=encoder,
-            sentinel=sentinel,
-            backend=backend,
-            config=config,
-            owned_dir=Path(path) if _owned else None,
-        )
+        parts = create_parts(path, config or load_config(), lm=lm, encoder=encoder, device=device)
+        return cls(**vars(parts), owned_dir=Path(path) if _owned else None)
 
     @classmethod
     def open(
@@ -107,33 +79,17 @@ class EditMemory:
         """Open an existing memory with the model and config it was created with, on `device`.
 
         Raises:
-            IncompatibleArtifactError: `lm`/`model` differs from the model the memory was built for.
+            IncompatibleArtifactError: `lm`/`model` (or the encoder) differs from what the memory was
+                built with.
         """
-        store = MemoryStore.open(path)
+        parts = open_parts(path, lm=lm, model=model, device=device)
         try:
-            extra = store.manifest.get("extra", {})
-            config = config_from_dict(extra.get("config", {}))
-            wanted = lm.model_id if lm is not None else model
-            if wanted is not None and wanted != extra.get("model"):
-                raise IncompatibleArtifactError(
-                    f"memory {str(path)!r} was built for model {extra.get('model')!r}, not {wanted!r}; "
-                    "open it without a model or create a new memory for that model"
-                )
-            device = device or (str(lm.device) if lm is not None else "auto")
-            lm = lm or shared_lm(str(extra.get("model", config.model.name)), device)
-            encoder = shared_encoder(config.encoder.name, config.encoder.batch_size, device)
-            if encoder.encoder_id != store.encoder_id:
-                raise IncompatibleArtifactError(
-                    f"memory {str(path)!r} was built with encoder {store.encoder_id!r}, "
-                    f"not {encoder.encoder_id!r}"
-                )
+            memory = cls(**vars(parts))
+            memory.writer.sync()  # the store is the truth: repair what a crash left the backend without
         except BaseException:
-            store.close()
+            parts.store.close()
             raise
-        sentinel = build_sentinel(config, store.sentinel_dir, encoder)
-        backend = build_backend(config, lm)
-        backend.load(store.path / "backend")
-        return cls(store=store, lm=lm, encoder=encoder, sentinel=sentinel, backend=backend, config=config)
+        return memory
 
     @classmethod
     def open_or_create(
@@ -173,7 +129,7 @@ class EditMemory:
     ) -> EditResult:
         """Teach one fact; durable when this returns. An edit of an already-edited question supersedes it
         (policy 'supersede', the default), raises ConflictError ('reject') or sits beside it ('keep_both')."""
-        record, keys = self._prepare(Edit(prompt, target, subject, namespace))
+        record, keys = prepare(Edit(prompt, target, subject, namespace), self.encoder, self.config)
         policy = policy or self.config.conflict.policy
         conflicts, similar = neighbours(self.store, record, keys[:1], self.config.conflict)
         if conflicts and policy == "reject":
@@ -183,17 +139,9 @@ class EditMemory:
                 "forget it first, or add with policy='supersede'"
             )
         if conflicts and policy == "supersede":
-            stored = self.store.supersede(
-                conflicts[0].edit_id, record, keys, reason="new edit for the question"
-            )
-            superseded = [self.store.get(conflicts[0].edit_id)]
-            for extra in conflicts[1:]:
-                superseded.append(self.store.retract(extra.edit_id, reason=f"superseded by {stored.edit_id}"))
-            self.backend.forget([r.edit_id for r in superseded])
-            self.backend.edit([stored])
+            stored, *superseded = self.writer.supersede(conflicts, record, keys)
             return EditResult(stored, superseded=tuple(superseded), similar=similar)
-        stored = self.store.add(record, keys)
-        self.backend.edit([stored])
+        stored = self.writer.add([record], [keys])[0]
         return EditResult(stored, conflicts=tuple(conflicts), similar=similar)
 
     def add_many(
@@ -214,26 +162,23 @@ class EditMemory:
                 self.add(e.prompt, e.target, e.subject, e.namespace, policy=policy)
                 for e in tqdm(items, desc="edits", disable=not progress)
             ]
-        prepared = [self._prepare(e) for e in items]
-        stored = self.store.add_many([r for r, _ in prepared], [k for _, k in prepared])
-        self.backend.edit(stored)
+        prepared = [prepare(e, self.encoder, self.config) for e in items]
+        stored = self.writer.add([r for r, _ in prepared], [k for _, k in prepared])
         # Checked once all are in, so edits of one batch also see each other.
         return [self._beside(r, keys[:1]) for r, (_, keys) in zip(stored, prepared, strict=True)]
 
     def forget(self, edit_id: str) -> EditRecord:
-        """Retract one edit (kept in history); the model answers as if it had never been made."""
-        record = self.store.retract(edit_id, reason="forgotten")
-        self.backend.forget([edit_id])
-        return record
+        """Retract one edit (kept in history); the model answers as if it had never been made. A backend
+        that cannot forget one edit refuses (UnsupportedOperationError) and nothing changes."""
+        return self.writer.forget(edit_id, reason="forgotten")
 
     def restore(self, edit_id: str) -> EditResult:
         """Bring back a forgotten or superseded edit; an edit that superseded it stays active beside it
         (`conflicts`), so forget that one if the restored edit should win."""
-        restored = self.store.restore(edit_id, reason="restored")
-        self.backend.edit([restored])
+        restored = self.writer.restore(edit_id)
         return self._beside(restored, self.store.vectors(edit_id)[:1])
 
-    def _beside(self, record: EditRecord, question_key: Any) -> EditResult:
+    def _beside(self, record: EditRecord, question_key: np.ndarray) -> EditResult:
         """`record`, stored and kept, with the active edits of its question and those close to it."""
         conflicts, similar = neighbours(self.store, record, question_key, self.config.conflict)
         return EditResult(record, conflicts=tuple(conflicts), similar=similar)
@@ -247,76 +192,20 @@ class EditMemory:
 
     def reset(self) -> None:
         """Retract every active edit of every namespace (evaluation blocks start from empty)."""
-        active = self.store.list(namespace=None, status="active")
-        for record in active:
-            self.store.retract(record.edit_id, reason="reset")
-        self.backend.forget([r.edit_id for r in active])
-
-    def _prepare(self, edit: Edit) -> tuple[EditRecord, Any]:
-        if not isinstance(edit.prompt, str) or not isinstance(edit.target, str):
-            raise InvalidEditError(f"prompt and target must be text, got {edit.prompt!r} and {edit.target!r}")
-        prompt, target = edit.prompt.strip(), edit.target.strip()
-        subject = edit.subject.strip() if edit.subject else None
-        record = EditRecord(
-            prompt=prompt,
-            target=target,
-            subject=subject,
-            namespace=edit.namespace,
-            statement=statement(prompt, target),
-        )
-        validate_record(record, max_text_chars=self.config.store.max_text_chars)
-        return record, self.encoder.encode_keys(key_texts(record, self.config.retrieval.keys))
+        self.writer.clear(reason="reset")
 
     # ----------------------------------------------------------------- the ask flow
     def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
-        """Search the namespace and gate the hits; `admitted` is what the backend would use."""
-        return self._retrieve_many([query], namespace)[0]
+        """Search the namespace and gate the hits; `admitted` is what a retrieval backend would use."""
+        return self.gate.admit([query], namespace)[0]
 
-    def _retrieve_many(self, queries: Sequence[str], namespace: str) -> builtins.list[Retrieval]:
-        vectors = self.encoder.encode_queries(list(queries))  # (n, dim)
-        k = max(self.config.retrieval.top_k, 3)
-        results = self.store.search(vectors, k=k, namespace=namespace)
-        gated: builtins.list[tuple[SearchHit, ...]] = []
-        # Rows whose admitted hits go to review: none of them asks the query word for word.
-        open_rows: builtins.list[int] = []
-        for row, (query, vector, hits) in enumerate(zip(queries, vectors, results, strict=True)):
-            asked = asked_alone(query, hits)
-            admitted = asked or self.sentinel.admit(vector, hits)
-            gated.append(
-                tuple(close_to_best(admitted, self.config.retrieval.max_gap)[: self.config.retrieval.top_k])
-            )
-            if gated[-1] and not asked and not self._sure(gated[-1][0], vector):
-                open_rows.append(row)
-        reviewed = self._review(queries, gated, open_rows)
-        return [
-            Retrieval(
-                query,
-                tuple(hits),
-                kept,
-                self.sentinel.threshold(vector),
-                tuple(hit for hit in admitted if hit not in kept),
-            )
-            for query, vector, hits, admitted, kept in zip(
-                queries, vectors, results, gated, reviewed, strict=True
-            )
-        ]
-
-    def _sure(self, best: SearchHit, vector: Any) -> bool:
-        """Whether the gate admitted `best` by retrieval.review_within or more (then it skips review)."""
-        within = self.config.retrieval.review_within
-        return within is not None and best.score - self.sentinel.threshold(vector) >= within
-
-    def _review(
-        self, queries: Sequence[str], gated: Sequence[tuple[SearchHit, ...]], open_rows: Sequence[int]
-    ) -> builtins.list[tuple[SearchHit, ...]]:
-        """The gated hits, those of `open_rows` as the backend's review left them, where it has one. An
-        edit asked word for word is not reviewed (`asked_alone`), nor one the gate is sure of (`_sure`)."""
-        reviewed = builtins.list(gated)
-        if open_rows and isinstance(self.backend, ReviewsHits):
-            verdicts = self.backend.review([queries[i] for i in open_rows], [gated[i] for i in open_rows])
-            for i, kept in zip(open_rows, verdicts, strict=True):
-                reviewed[i] = kept
-        return reviewed
+    def _retrievals(
+        self, queries: Sequence[str], namespace: str, use_memory: bool
+    ) -> builtins.list[Retrieval]:
+        """The gate's verdicts, or none (every query without hits) when the backend does not read them."""
+        if use_memory and queries and Capability.USES_RETRIEVAL in self.backend.capabilities:
+            return self.gate.admit(queries, namespace)
+        return [Retrieval(q, (), (), float("nan")) for q in queries]
 
     def ask(
         self,
@@ -328,10 +217,15 @@ class EditMemory:
     ) -> Answer:
         """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would."""
         start = time.perf_counter()
-        retrieval = self.retrieve(query, namespace) if use_memory else Retrieval(query, (), (), float("nan"))
+        retrieval = self._retrievals([query], namespace, use_memory)[0]
         gen = GenerationConfig(max_new_tokens or self.config.model.max_new_tokens)
-        out = self.backend.generate(query, retrieval.admitted, gen)
-        return Answer(out.text, retrieval, self.backend.name, out.injected, time.perf_counter() - start)
+        if use_memory:
+            out = self.backend.generate(query, retrieval.admitted, gen)
+        else:
+            with self.backend.disabled():  # the unedited model, whatever kind of backend this is
+                out = self.backend.generate(query, (), gen)
+        elapsed = time.perf_counter() - start
+        return Answer(out.text, retrieval, self.backend.name, out.injected, elapsed, used=out.used)
 
     def score(
         self, query: str, target: str, namespace: str = "default", *, use_memory: bool = True
@@ -342,11 +236,14 @@ class EditMemory:
     def score_many(
         self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
     ) -> builtins.list[TargetScore]:
-        hits: builtins.list[tuple[SearchHit, ...]] = [()] * len(pairs)
-        if use_memory and pairs:
-            hits = [r.admitted for r in self._retrieve_many([q for q, _ in pairs], namespace)]
-        requests = [ScoreRequest(q, t.strip(), h) for (q, t), h in zip(pairs, hits, strict=True)]
-        return self.backend.score_many(requests)
+        retrievals = self._retrievals([q for q, _ in pairs], namespace, use_memory)
+        requests = [
+            ScoreRequest(q, t.strip(), r.admitted) for (q, t), r in zip(pairs, retrievals, strict=True)
+        ]
+        if use_memory:
+            return self.backend.score_many(requests)
+        with self.backend.disabled():
+            return self.backend.score_many(requests)
 
     # ----------------------------------------------------------------- inspection
     def get(self, edit_id: str) -> EditRecord:
@@ -362,7 +259,9 @@ class EditMemory:
             raise InvalidEditError(f"{len(matches)} edits start with {id_prefix!r}; give more characters")
         return matches[0]
 
-    def list(self, namespace: str | None = "default", status: Any = "active") -> builtins.list[EditRecord]:
+    def list(
+        self, namespace: str | None = "default", status: Status | None = "active"
+    ) -> builtins.list[EditRecord]:
         return self.store.list(namespace=namespace, status=status)
 
     def history(self, edit_id: str) -> builtins.list[HistoryEvent]:
@@ -387,9 +286,10 @@ class EditMemory:
             "encoder": self.encoder.encoder_id,
             "encoder_fingerprint": self.encoder.fingerprint,
             "backend": self.backend.name,
+            "backend_detail": self.backend.describe(),
             "sentinel": self.sentinel.name,
             "config": self.config.to_dict(),
-            "recall_version": recall.__version__,
+            "recall_version": __version__,
         }
 
     def close(self) -> None:

@@ -68,7 +68,7 @@ class ConflictPair:
 @dataclass(frozen=True, slots=True)
 class Retrieval:
     """Search and gate for one query: `hits` are the top-k, `admitted` those the sentinel let through
-    and the backend's review kept, `declined` those the review turned away (recall/relevance.py)."""
+    and the backend's review kept, `declined` those the review turned away (recall/backends/review.py)."""
 
     query: str
     hits: tuple[SearchHit, ...]
@@ -96,18 +96,20 @@ class Answer:
     """A generated answer with its provenance: which edits shaped it and what was injected."""
 
     text: str
-    retrieval: Retrieval
+    retrieval: Retrieval  # the gate's verdicts (empty for a backend that reads no hits)
     backend: str
     injected: str = ""  # exactly what the backend added to the prompt ("" when nothing)
     latency_s: float = 0.0
+    used: tuple[str, ...] = ()  # ids of the edits that shaped the answer, as the backend reports them
 
     @property
     def used_memory(self) -> bool:
-        return self.retrieval.used_memory
+        return bool(self.used)
 
     @property
     def hits(self) -> tuple[SearchHit, ...]:
-        return self.retrieval.admitted
+        """The admitted hits the backend used (a retrieval backend's provenance, with scores)."""
+        return tuple(hit for hit in self.retrieval.admitted if hit.record.edit_id in self.used)
 
 
 @dataclass(frozen=True, slots=True)

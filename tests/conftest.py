@@ -12,7 +12,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from recall.models import LanguageModel
+from recall.lm.loading import LanguageModel
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -144,8 +144,8 @@ def tiny_recipe_dir(
 ) -> Path:
     """An untrained RECIPE knowledge model for the tiny llama (random heads over the tiny BERT), saved
     as an artifact directory the recipe backend and RecipeEncoder load."""
-    from recall.knowledge import KnowledgeSettings
-    from recall.knowledge_files import new_knowledge_model, save_knowledge
+    from recall.backends.recipe.files import new_knowledge_model, save_knowledge
+    from recall.backends.recipe.model import KnowledgeSettings
 
     settings = KnowledgeSettings(
         encoder=str(tiny_bert_dir),

@@ -11,10 +11,11 @@ from typing import Any
 
 import yaml
 
-from recall.config import CONFIG_DIR, build_dataclass, read_yaml, set_dotted, to_plain
+from recall.backends.recipe.model import StatementForm
+from recall.config import CONFIG_DIR
+from recall.config.loader import build_dataclass, read_yaml, set_dotted, to_plain
 from recall.errors import ConfigError
-from recall.knowledge import StatementForm
-from recall.prompts import TemplateName
+from recall.lm.prompts import TemplateName
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
 
@@ -62,7 +63,7 @@ class LteTrainConfig(TrainDataConfig):
     distractor statements (LTE used multi-qa-mpnet)."""
 
     question_rate: float = 0.3  # in-scope rows ask the edit question itself, else its paraphrase
-    # How the block is written (recall/prompts.py); the lte backend must use the same template.
+    # How the block is written (recall/lm/prompts.py); the lte backend must use the same template.
     template: TemplateName = "lte"
     neighbours: int = 5  # distractors are drawn from this many nearest statements
 
@@ -104,11 +105,12 @@ class RecipeTrainConfig(TrainDataConfig):
     output_dir: str = "runs/recipe-smollm2-135m"
     counterfact_records: int = 3000
 
-    # Model (recall/knowledge.py KnowledgeSettings)
+    # Model (recall/backends/recipe/model.py KnowledgeSettings)
     knowledge_dim: int = 512
     prompt_tokens: int = 3
     statement_tokens: int = 48  # the statement's own token embeddings after the L_p vectors (0: none)
-    # "text": those tokens read "Q? A"; "dialog": the edit as an earlier chat exchange (recall/knowledge.py)
+    # "text": those tokens read "Q? A"; "dialog": the edit as an earlier chat exchange
+    # (recall/backends/recipe/model.py)
     statement_form: StatementForm = "text"
     sentinel_tokens: int = 10
     trainable_layers: int = 2
@@ -167,7 +169,7 @@ class RecipeTrainConfig(TrainDataConfig):
 
 @dataclass(frozen=True)
 class RelevanceTrainConfig(TrainDataConfig):
-    """The relevance probe (recall/relevance.py) for the model that answers with edits: pairs of a
+    """The relevance probe (recall/backends/review.py) for the model that answers with edits: pairs of a
     train question and an edit, labelled used (the edit's own question, a paraphrase, a portability
     question) or unused (the nearest other-subject edit to the question; the edit nearest a locality
     question), fit by L2-regularised logistic regression on one layer's last-token state."""

@@ -1,7 +1,7 @@
 """`python -m training lte`: LoRA alignment of the LLM to LTE's edit template (METHODS.md §2).
 
 The run: load the train cases, build the alignment rows with our encoder's distractors, tokenise each
-row exactly as the lte backend renders it (recall.prompts), then train a peft LoRA adapter on the
+row exactly as the lte backend renders it (recall.lm.prompts), then train a peft LoRA adapter on the
 answer tokens only: next-token loss for edit rows, and for out_of_scope rows KL(base || adapted), where
 the base model (adapter off) sees the question alone, as it does when no edit is admitted.
 The adapter, its training.json and (with `bundle_as`) a copy in recall/adapters/ come out at the end.
@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from peft import LoraConfig, get_peft_model
 
-from recall.encoder import load_encoder
-from recall.lora import TRAINING_FILE
-from recall.models import LanguageModel
-from recall.prompts import TemplateName, prompt_text
-from recall.scoring import end_of_turn_id, prompt_ids, score_ids, target_ids, target_logits
+from recall.lm.loading import LanguageModel
+from recall.lm.lora import TRAINING_FILE
+from recall.lm.prompts import TemplateName, prompt_text
+from recall.lm.scoring import end_of_turn_id, prompt_ids, score_ids, target_ids, target_logits
+from recall.retrieval.encoder import load_encoder
 from training.config import LteTrainConfig
 from training.errors import TrainingError
 from training.loop import LoopSettings, TrainLoop
@@ -142,7 +142,7 @@ def describe_adapter(adapter_dir: Path, model: str) -> None:
         f"A LoRA adapter (peft) that teaches the model to answer from {block}",
         "when they apply, and to answer as the base model would when they do not (METHODS.md §2).",
         "recall's lte backend uses it only for prompts that carry admitted edits (`--backend lte_aligned`),",
-        f"with `template: {template}` (recall/prompts.py).",
+        f"with `template: {template}` (recall/lm/prompts.py).",
         "",
         f"Rebuild: `{info['command']}` (from the repository root, beside ../shared).",
         "",

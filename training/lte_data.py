@@ -20,10 +20,10 @@ from typing import Literal
 
 import numpy as np
 
-from recall.encoder import Encoder
-from recall.eval.cases import EvalCase
-from recall.eval.datasets import load_cases
-from recall.prompts import Fact, statement
+from recall.datasets.cases import EvalCase
+from recall.datasets.loading import load_cases
+from recall.lm.prompts import Fact, statement
+from recall.retrieval.encoder import Encoder
 from training.config import LteTrainConfig, TrainDataConfig
 
 RowKind = Literal["in_scope", "portability", "out_of_scope"]

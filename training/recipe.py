@@ -29,11 +29,11 @@ import torch
 from torch.nn.functional import cross_entropy, normalize
 
 from recall.artifacts import TRAINING_FILE
-from recall.knowledge import KnowledgeModel, KnowledgeSettings
-from recall.knowledge_files import edit_prompts, fact_prompts, new_knowledge_model, save_knowledge
-from recall.models import LanguageModel
-from recall.prompts import Fact
-from recall.scoring import target_logits
+from recall.backends.recipe.files import edit_prompts, fact_prompts, new_knowledge_model, save_knowledge
+from recall.backends.recipe.model import KnowledgeModel, KnowledgeSettings
+from recall.lm.loading import LanguageModel
+from recall.lm.prompts import Fact
+from recall.lm.scoring import target_logits
 from training.config import RecipeTrainConfig
 from training.loop import LoopSettings, TrainLoop
 from training.losses import kl_from_base

@@ -1,6 +1,6 @@
 """RECIPE training edits (METHODS.md §1.5): per edit a knowledge statement, a reliability prompt (the edit
 question), a generality prompt (a paraphrase) and a locality question with its answer, tokenised exactly
-as the recipe backend renders prompts (recall.prompts.render, chat template)."""
+as the recipe backend renders prompts (recall.lm.prompts.render, chat template)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from recall.eval.cases import EvalCase
-from recall.models import LanguageModel
-from recall.prompts import render, statement
-from recall.scoring import end_of_turn_id, prompt_ids, target_ids
+from recall.datasets.cases import EvalCase
+from recall.lm.loading import LanguageModel
+from recall.lm.prompts import render, statement
+from recall.lm.scoring import end_of_turn_id, prompt_ids, target_ids
 from training.errors import TrainingError
 
 Pair = tuple[list[int], list[int]]  # (prompt ids, target ids)

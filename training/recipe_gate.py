@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn.functional import normalize
 
-from recall.knowledge import KnowledgeModel, Side
+from recall.backends.recipe.model import KnowledgeModel, Side
 from training.recipe_data import RecipeExample
 
 _CHUNK = 128

@@ -1,5 +1,5 @@
 """`python -m training relevance`: fit the relevance probe that lets the answering model decline an
-admitted edit it would not use (recall/relevance.py).
+admitted edit it would not use (recall/backends/review.py).
 
 The run: draw train cases, pair questions with edits (used: the edit's own question, a paraphrase, a
 portability question; unused: the nearest other-subject edit to the question, and the edit nearest a
@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from recall.encoder import Encoder, load_encoder
-from recall.eval.cases import EvalCase
-from recall.lora import load_adapted
-from recall.prompts import Fact, statement
-from recall.relevance import RelevanceProbe, last_states, pair_prompts
+from recall.backends.review import RelevanceProbe, last_states, pair_prompts
+from recall.datasets.cases import EvalCase
+from recall.lm.lora import load_adapted
+from recall.lm.prompts import Fact, statement
+from recall.retrieval.encoder import Encoder, load_encoder
 from training.config import RelevanceTrainConfig
 from training.errors import TrainingError
 from training.lte_data import nearest_others, nearest_to
@@ -106,7 +106,7 @@ def describe_probe(probe_dir: Path, info: dict[str, Any]) -> None:
     lines = [
         f"# Relevance probe for {reader}",
         "",
-        "A linear probe (recall/relevance.py) on the model's layer-"
+        "A linear probe (recall/backends/review.py) on the model's layer-"
         f"{probe['layer']} hidden state at the last token of a prompt that holds one admitted edit",
         f"(template `{probe['template']}`). A backend using it declines an admitted edit scoring below "
         f"{probe['threshold']:.3f}: the model would not use it.",

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from recall.artifacts import BUNDLED_DIR
-from recall.devices import resolve_device
-from recall.eval.cases import EvalCase
-from recall.models import LanguageModel, load_lm
+from recall.datasets.cases import EvalCase
+from recall.lm.devices import resolve_device
+from recall.lm.loading import LanguageModel, load_lm
 from training.config import TrainDataConfig
 from training.errors import TrainingError
 from training.loop import CHECKPOINT

@@ -1,25 +1,49 @@
-"""The EditBackend protocol every backend implements, its capabilities and generation settings."""
+"""The EditBackend protocol every backend implements, for retrieval backends (edits reach the model
+through the hits the facade retrieves) and in-model backends (edits live in the model: codebooks, weight
+deltas) alike; its capabilities, configs and generation settings.
+
+The store is the truth. The facade (recall/memory.py) calls, in this order: `check` before anything is
+written; the backend's `edit`/`forget` before the store's write (a refusal or failure leaves both as they
+were); `sync(active_records)` on open and after a failure, so a crash between the two writes is repaired
+on the next open; `save` on close.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol
 
 from memory_store import EditRecord, SearchHit
 from recall.results import TargetScore
 
 
 class Capability(enum.Flag):
-    """What a backend can do; the facade asks, never checks names."""
+    """What a backend can do; the facade and the contract tests ask, never check names."""
 
     NONE = 0
+    # forget(ids) removes exactly those edits: afterwards the backend is as if they had never been made.
+    # Without it, forget and supersede are refused before the store changes (UnsupportedOperationError).
     FORGET = enum.auto()
-    BATCH = enum.auto()
+    BATCH = enum.auto()  # edit() takes many records in one call (add_many is one batch)
+    # Reads the hits the facade retrieves and admits; what it injected is the edits it used. Without it
+    # the backend gets no hits and decides inside the model which edits apply (GRACE, ROME).
     USES_RETRIEVAL = enum.auto()
-    TRAINABLE = enum.auto()
+    REVIEW = enum.auto()  # review(queries, admitted) may decline admitted hits (recall/backends/review.py)
+    # Changes model weights or wraps modules: it must own private copies of what it changes
+    # (recall/lm/weights.py), so other memories and `disabled()` see the untouched base model.
+    EDITS_WEIGHTS = enum.auto()
+    TRAINABLE = enum.auto()  # has a trained artifact (`python -m training ...`)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Base of every backend's config; `name` selects the backend in the registry."""
+
+    name: str = "recipe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +56,18 @@ class GenerationConfig:
 
 @dataclass(frozen=True, slots=True)
 class Generation:
-    """A backend's answer and exactly what it injected ("" when it injected nothing)."""
+    """A backend's answer, what it injected in words ("" when nothing) and the ids of the edits that
+    shaped it (the provenance every view reports: `Answer.used`, `--why`, the REPL, eval rows)."""
 
     text: str
-    injected: str
+    injected: str = ""
+    used: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ScoreRequest:
-    """One teacher-forced scoring job: `target` after `prompt`, with these admitted hits."""
+    """One teacher-forced scoring job: `target` after `prompt`, with these admitted hits (always empty
+    for a backend without USES_RETRIEVAL)."""
 
     prompt: str
     target: str
@@ -48,33 +75,100 @@ class ScoreRequest:
 
 
 class EditBackend(Protocol):
-    """How edits reach the language model. With no hit, output must be exactly the base model's."""
+    """How edits reach the language model. Inside `disabled()`, and for a retrieval backend given no
+    hit, output must be exactly the base model's."""
 
     name: ClassVar[str]
     capabilities: ClassVar[Capability]
+    config_class: ClassVar[type[BackendConfig]]
+    # Overrides (dotted key -> value) that fit the backend to the contract tests' tiny random llama; a
+    # value "{fixture}" is replaced by that pytest fixture's value (tests/core/test_contract_*.py).
+    tiny_settings: ClassVar[Mapping[str, Any]]
+
+    def check(self, records: Sequence[EditRecord]) -> None:
+        """Raise InvalidEditError / UnsupportedOperationError for records this backend cannot take,
+        before anything is written."""
 
     def edit(self, records: Sequence[EditRecord]) -> None: ...
 
     def forget(self, edit_ids: Sequence[str]) -> None: ...
 
+    def sync(self, active: Sequence[EditRecord]) -> None:
+        """Make the backend hold exactly the `active` records (the store's truth)."""
+
+    def clear(self) -> None:
+        """Drop every edit: the backend is as if none had been made."""
+
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation: ...
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]: ...
+
+    def disabled(self) -> contextlib.AbstractContextManager[None]:
+        """Inside: generate and score_many run the unedited base model (peft's disable_adapter)."""
+
+    def review(
+        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
+    ) -> list[tuple[SearchHit, ...]]:
+        """Each query's admitted hits less those the backend declines (REVIEW backends)."""
+
+    def describe(self) -> dict[str, str]:
+        """What a report stamps: the artifacts and statistics this backend uses, with digests."""
 
     def save(self, path: Path) -> None: ...
 
     def load(self, path: Path) -> None: ...
 
 
-@runtime_checkable
-class ReviewsHits(Protocol):
-    """A backend that reads each admitted hit beside its query with its own model and may decline it
-    (recall/relevance.py). EditMemory asks it after the gate, so what it declines is neither injected
-    nor reported as having shaped the answer."""
+class RetrievalBackend:
+    """Shared behaviour of backends that read retrieved hits and leave the model's weights alone: no
+    hit is the base model, so `disabled()` and `clear()` need nothing; `sync` only drops state the store
+    no longer holds. Subclasses set `name`, `config_class` and implement generate/score_many."""
+
+    capabilities: ClassVar[Capability] = Capability.FORGET | Capability.BATCH | Capability.USES_RETRIEVAL
+    tiny_settings: ClassVar[Mapping[str, Any]] = {}
+    _disabled = False
+
+    def check(self, records: Sequence[EditRecord]) -> None:
+        return None  # a hit carries the whole record: any valid record can be injected
+
+    def edit(self, records: Sequence[EditRecord]) -> None:
+        return None  # the store holds what is injected
+
+    def forget(self, edit_ids: Sequence[str]) -> None:
+        return None
+
+    def sync(self, active: Sequence[EditRecord]) -> None:
+        return None
+
+    def clear(self) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        # The facade passes no hits inside; the flag makes a direct caller's hits ignored as well.
+        previous, self._disabled = self._disabled, True
+        try:
+            yield
+        finally:
+            self._disabled = previous
 
     def review(
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
-    ) -> list[tuple[SearchHit, ...]]: ...
+    ) -> list[tuple[SearchHit, ...]]:
+        return [tuple(hits) for hits in admitted]
+
+    def describe(self) -> dict[str, str]:
+        return {}
+
+    def save(self, path: Path) -> None:
+        return None
+
+    def load(self, path: Path) -> None:
+        return None
+
+    def _live(self, hits: Sequence[SearchHit]) -> Sequence[SearchHit]:
+        """The hits to inject: none inside `disabled()`."""
+        return () if self._disabled else hits
 
 
 def score_by_hits(

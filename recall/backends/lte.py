@@ -1,24 +1,30 @@
 """LteConfig + LteBackend: admitted edits become a textual prefix (LTE §2.1) for a frozen LLM, or for the
 LLM with an alignment adapter; with a relevance probe, the model itself declines admitted edits it
-would not use (recall/relevance.py)."""
+would not use (recall/backends/review.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from memory_store import EditRecord, SearchHit
-from recall.backends.base import Capability, Generation, GenerationConfig, ScoreRequest, score_by_hits
-from recall.config import BackendConfig
+from memory_store import SearchHit
+from recall.backends.base import (
+    BackendConfig,
+    Capability,
+    Generation,
+    GenerationConfig,
+    RetrievalBackend,
+    ScoreRequest,
+    score_by_hits,
+)
+from recall.backends.review import load_probe, probe_digest, review_hits
 from recall.errors import ConfigError
-from recall.lora import adapter_template, load_adapted
-from recall.models import LanguageModel
-from recall.prompts import Fact, TemplateName, prompt_text, statement
-from recall.relevance import load_probe, review_hits
+from recall.lm.loading import LanguageModel
+from recall.lm.lora import adapter_template, load_adapted
+from recall.lm.prompts import Fact, TemplateName, prompt_text, statement
+from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
 from recall.results import TargetScore
-from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,14 @@ class LteConfig(BackendConfig):
             raise ConfigError(f"backend.max_facts must be >= 1, got {self.max_facts!r}")
 
 
-class LteBackend:
+class LteBackend(RetrievalBackend):
     """Retrieved statements as text before the question; no hit means exactly the base prompt."""
 
     name: ClassVar[str] = "lte"
-    capabilities: ClassVar[Capability] = Capability.FORGET | Capability.BATCH | Capability.USES_RETRIEVAL
+    config_class: ClassVar[type[BackendConfig]] = LteConfig
+    capabilities: ClassVar[Capability] = RetrievalBackend.capabilities | Capability.REVIEW
+    # The shipped adapter and probe belong to SmolLM2: the tiny llama runs the frozen-model form.
+    tiny_settings: ClassVar[Mapping[str, Any]] = {"backend.adapter": None, "backend.relevance": None}
 
     def __init__(self, config: LteConfig, lm: LanguageModel) -> None:
         trained = adapter_template(config.adapter) if config.adapter else None
@@ -58,37 +67,30 @@ class LteBackend:
             )
         self.config = config
         self.lm = lm  # the base model: answers every prompt without admitted edits
-        self.edit_lm = load_adapted(lm, config.adapter) if config.adapter else lm
-        self.probe = load_probe(config.relevance, self.edit_lm) if config.relevance else None
+        self.adapted_lm = load_adapted(lm, config.adapter) if config.adapter else lm
+        self.probe = load_probe(config.relevance, self.adapted_lm) if config.relevance else None
         if self.probe is not None and self.probe.template != config.template:
             raise ConfigError(
                 f"relevance probe {config.relevance!r} reads prompts in template {self.probe.template!r}, "
                 f"but backend.template is {config.template!r}"
             )
 
-    @classmethod
-    def create(cls, config: LteConfig, lm: LanguageModel) -> LteBackend:
-        return cls(config, lm)
+    # The store holds the statements; a text-prefix backend keeps no state of its own (RetrievalBackend).
 
-    # The store holds the statements; a text-prefix backend keeps no state of its own.
-    def edit(self, records: Sequence[EditRecord]) -> None:
-        return None
-
-    def forget(self, edit_ids: Sequence[str]) -> None:
-        return None
-
-    def save(self, path: Path) -> None:
-        return None
-
-    def load(self, path: Path) -> None:
-        return None
+    def describe(self) -> dict[str, str]:
+        out = {"template": self.config.template}
+        if self.config.adapter:
+            out["adapter"] = self.adapted_lm.fingerprint
+        if self.probe is not None and self.config.relevance:
+            out["relevance"] = probe_digest(self.config.relevance)
+        return out
 
     def review(
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
     ) -> list[tuple[SearchHit, ...]]:
         """Each query's admitted hits less those the relevance probe declines (all kept without a probe).
         One prompt per (query, hit), rendered with that edit alone, read by the model that would answer."""
-        return review_hits(self.edit_lm, self.probe, queries, admitted)
+        return review_hits(self.adapted_lm, self.probe, queries, admitted)
 
     def injected(self, hits: Sequence[SearchHit]) -> str:
         """The statements of the edits this backend would put before a question ("" for none)."""
@@ -104,11 +106,14 @@ class LteBackend:
         )
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
-        ids = prompt_ids(self.lm, self.prompt_text(prompt, hits))
-        lm = self.edit_lm if hits else self.lm
-        return Generation(generate_ids(lm, ids, gen.max_new_tokens, gen.min_new_tokens), self.injected(hits))
+        used = self._live(hits)[: self.config.max_facts]
+        ids = prompt_ids(self.lm, self.prompt_text(prompt, used))
+        lm = self.adapted_lm if used else self.lm
+        text = generate_ids(lm, ids, gen.max_new_tokens, gen.min_new_tokens)
+        return Generation(text, self.injected(used), tuple(h.record.edit_id for h in used))
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
+        requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]
         raw = not (self.config.use_chat_template and self.lm.has_chat_template)
         items = [
             (
@@ -117,12 +122,12 @@ class LteBackend:
             )
             for r in requests
         ]
-        if self.edit_lm is self.lm:
+        if self.adapted_lm is self.lm:
             return score_ids(self.lm, items, self.config.batch_size)
         # With an adapter, prompts with edits and prompts without go to different weights.
         return score_by_hits(
             requests,
-            lambda rows: score_ids(self.edit_lm, [items[i] for i in rows], self.config.batch_size),
+            lambda rows: score_ids(self.adapted_lm, [items[i] for i in rows], self.config.batch_size),
             lambda rows: score_ids(self.lm, [items[i] for i in rows], self.config.batch_size),
         )
 

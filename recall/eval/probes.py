@@ -10,7 +10,7 @@ from recall.errors import RecallError
 from recall.eval import metrics
 
 if TYPE_CHECKING:
-    from recall.eval.cases import EvalCase
+    from recall.datasets.cases import EvalCase
     from recall.eval.protocols import EditableMemory, EvalSettings
     from recall.results import Retrieval, TargetScore
 

@@ -16,8 +16,8 @@ from typing import Any, Literal, Protocol
 
 from tqdm import tqdm
 
+from recall.datasets.cases import EvalCase, shared_subjects
 from recall.errors import ConfigError, RecallError
-from recall.eval.cases import EvalCase, shared_subjects
 from recall.eval.probes import CaseRow, probe_cases, score_pairs
 from recall.eval.summary import Summary, subset_summaries, summarize
 from recall.results import Answer, Edit, EditResult, Retrieval, TargetScore

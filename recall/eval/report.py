@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from recall.datasets.loading import EvalDataset
 from recall.errors import RecallError
-from recall.eval.datasets import EvalDataset
 from recall.eval.protocols import EvalResult, EvalSettings
 from recall.eval.summary import SUBSETS, SUMMARY_KEYS, Summary
 

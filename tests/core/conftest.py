@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from recall.config import RecallConfig, load_config
-from recall.encoder import HashingEncoder
+from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
-from recall.models import LanguageModel
+from recall.retrieval.encoder import HashingEncoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -19,7 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture
 def tiny_config() -> RecallConfig:
     # The hashing encoder's cosines are lower than MiniLM's: a looser gate, and strict conflicts.
-    return load_config(overrides=["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=0.5"])
+    return load_config(
+        backend="lte", overrides=["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=0.5"]
+    )
 
 
 @pytest.fixture

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from recall.lm.lora import ArtifactError, load_adapted, resolve_adapter
+from recall.lm.loading import LanguageModel
 
 from memory_store import EditRecord, SearchHit
-from recall import lora
 from recall.backends.base import ScoreRequest
 from recall.backends.lte import LteBackend, LteConfig
 from recall.config import load_config
 from recall.errors import ConfigError
-from recall.lora import AdapterError, load_adapted, resolve_adapter
-from recall.models import LanguageModel
+from recall.lm import lora
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +83,16 @@ def test_an_adapter_that_would_merge_into_a_shared_weight_is_refused(
     before = {name: p.detach().clone() for name, p in tiny_lm.model.named_parameters()}
     # As if the matching rule missed the targeted modules: every weight would be shared.
     monkeypatch.setattr(lora, "_untargeted_parameters", lambda model, config: list(model.parameters()))
-    with pytest.raises(AdapterError, match=r"wraps .*q_proj"):
+    with pytest.raises(ArtifactError, match=r"wraps .*q_proj"):
         load_adapted(tiny_lm, str(adapter_dir))
     for name, param in tiny_lm.model.named_parameters():
         assert torch.equal(param, before[name]), name
 
 
 def test_missing_adapter_names_the_bundled_ones(tiny_lm: LanguageModel, tmp_path: Path) -> None:
-    with pytest.raises(AdapterError, match=r"no LoRA adapter at .*bundled name"):
+    with pytest.raises(ArtifactError, match=r"no LoRA adapter at .*bundled name"):
         resolve_adapter(str(tmp_path / "nowhere"))
-    with pytest.raises(AdapterError):
+    with pytest.raises(ArtifactError):
         LteBackend(LteConfig(adapter="no-such-adapter"), tiny_lm)
 
 
@@ -100,7 +100,7 @@ def test_adapter_trained_for_another_model_is_refused(
     tiny_lm: LanguageModel, adapter_dir: Path, tmp_path: Path
 ) -> None:
     other = _copy_with_training_info(adapter_dir, tmp_path / "other", {"model_fingerprint": "not-this-model"})
-    with pytest.raises(AdapterError, match="trained for model fingerprint not-this-model"):
+    with pytest.raises(ArtifactError, match="trained for model fingerprint not-this-model"):
         load_adapted(tiny_lm, str(other))
 
 

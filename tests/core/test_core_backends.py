@@ -18,8 +18,8 @@ from recall.backends import (
     registered_backends,
 )
 from recall.config import load_config
-from recall.models import LanguageModel
-from recall.scoring import generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.loading import LanguageModel
+from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
 
 RECORD = EditRecord(
     prompt="who is the ceo of acme ?", target="jane doe", statement="who is the ceo of acme ? jane doe"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from recall.bench import ANSWER_TOKENS, SAMPLE, SAMPLE_CASES, run_bench
-from recall.cli import BENCH_DESCRIPTION, main
+from recall.cli.bench import ANSWER_TOKENS, SAMPLE, SAMPLE_CASES, run_bench
+from recall.cli.main import BENCH_DESCRIPTION, main
+from recall.datasets.loading import load_cases
 from recall.errors import ConfigError
-from recall.eval.datasets import load_cases
 
 
 def test_bench_writes_json_and_markdown_with_every_timing(

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recall.calibrate_conflicts import (
+from recall.cli.calibrate.conflicts import (
     conflict_table,
     nearest_other_subject,
     pair_cosines,
     question_keys,
     question_pairs,
 )
-from recall.cli import main
-from recall.encoder import HashingEncoder
-from recall.eval.cases import EvalCase
+from recall.cli.main import main
+from recall.datasets.cases import EvalCase
+from recall.retrieval.encoder import HashingEncoder
 
 CASES = [
     EvalCase("0", "Who is the CEO of Acme?", "Jane Doe", "Acme", rephrases=("Who runs Acme?",)),

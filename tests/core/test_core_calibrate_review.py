@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from recall.calibrate_review import GateQuery, collect, replay
+from recall.backends.recipe.encoder import RecipeEncoder
+from recall.backends.review import RelevanceProbe
+from recall.cli.calibrate.review import GateQuery, collect, replay
 from recall.errors import ConfigError
-from recall.knowledge_files import RecipeEncoder
-from recall.models import LanguageModel
-from recall.relevance import RelevanceProbe
+from recall.lm.loading import LanguageModel
 
 QUERIES = [
     GateQuery(True, (0.2, 0.0), (True, False)),  # a rephrase well past the cut-off

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from recall.backends import get_backend, register_backend, registered_backends
-from recall.backends.lte import LteConfig
+from recall.backends.recipe import RecipeConfig
 from recall.config import CONFIG_DIR, config_from_dict, load_config
 from recall.errors import ConfigError, UnknownBackendError
 
@@ -16,8 +16,8 @@ from recall.errors import ConfigError, UnknownBackendError
 def test_defaults_load_with_the_calibrated_threshold() -> None:
     config = load_config()
     assert config.model.name == "smollm2-135m"
-    assert isinstance(config.backend, LteConfig)
-    assert 0.0 < config.sentinel.min_cosine < 1.0
+    assert isinstance(config.backend, RecipeConfig)  # the best measured backend for the default model
+    assert 0.0 < load_config(backend="lte").sentinel.min_cosine < 1.0
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("backend/*.yaml")), ids=lambda p: p.stem)
@@ -58,9 +58,9 @@ def test_unknown_backend_lists_the_registered_ones() -> None:
 def test_registry_rejects_bad_and_duplicate_names() -> None:
     spec = get_backend("lte")
     with pytest.raises(ConfigError):
-        register_backend("Bad-Name", spec.config_cls, spec.factory)
+        register_backend(type("Bad", (spec.cls,), {"name": "Bad-Name"}))
     with pytest.raises(ConfigError, match="already"):
-        register_backend("lte", spec.config_cls, spec.factory)
+        register_backend(type("Other", (spec.cls,), {"name": "lte"}))
 
 
 def test_config_round_trips_through_a_plain_dict() -> None:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import torch
 
-from recall.cli import main
+from recall.cli.main import main
 from recall.config import load_config
-from recall.devices import resolve_device
-from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
+from recall.lm.devices import resolve_device
+from recall.lm.loading import LanguageModel, load_lm
 from recall.memory import EditMemory
-from recall.models import LanguageModel, load_lm
+from recall.retrieval.encoder import HashingEncoder
 
 # GPU kernels sum in another order than the CPU's: log-probs agree to this, not bit for bit.
 LOGPROB_TOLERANCE = 1e-3
@@ -62,7 +62,7 @@ def test_cli_refuses_a_device_in_one_line_and_creates_nothing(
 
 
 def test_a_memory_runs_where_its_model_is_and_says_so(tiny_lm: LanguageModel, tmp_path: Path) -> None:
-    config = load_config(overrides=["encoder.name=hashing", "model.name=tiny"])
+    config = load_config(backend="lte", overrides=["encoder.name=hashing", "model.name=tiny"])
     with EditMemory.create(tmp_path / "m", config, lm=tiny_lm, encoder=HashingEncoder()) as memory:
         assert memory.info()["device"] == "cpu"
 

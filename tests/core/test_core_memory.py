@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from recall.config import load_config
-from recall.encoder import HashingEncoder
 from recall.errors import (
     ConfigError,
     ConflictError,
@@ -18,9 +17,10 @@ from recall.errors import (
     InvalidEditError,
     ModelNotAvailableError,
 )
+from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
-from recall.models import LanguageModel
 from recall.results import Edit
+from recall.retrieval.encoder import HashingEncoder
 
 MakeMemory = Callable[..., EditMemory]
 QUESTION = "who is the ceo of acme ?"
@@ -104,7 +104,7 @@ class _SkewedEncoder(HashingEncoder):
 def test_an_edit_asked_word_for_word_is_used_alone_even_past_the_gate(
     tmp_path: Path, tiny_lm: LanguageModel
 ) -> None:
-    config = load_config(overrides=["encoder.name=hashing", "model.name=tiny", "retrieval.top_k=2"])
+    config = load_config(backend="lte", overrides=["encoder.name=hashing", "model.name=tiny", "retrieval.top_k=2"])
     memory = EditMemory.create(tmp_path / "skewed", config, lm=tiny_lm, encoder=_SkewedEncoder())
     try:
         asked = memory.add(QUESTION, "jane doe", policy="keep_both")
@@ -116,7 +116,7 @@ def test_an_edit_asked_word_for_word_is_used_alone_even_past_the_gate(
         assert memory.retrieve(PARAPHRASE).admitted[0].record.edit_id == sibling.edit_id
     finally:
         memory.close()
-    closed = load_config(overrides=["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=1.0"])
+    closed = load_config(backend="lte", overrides=["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=1.0"])
     memory = EditMemory.create(tmp_path / "closed", closed, lm=tiny_lm, encoder=HashingEncoder())
     try:
         asked = memory.add(QUESTION, "jane doe")
@@ -130,6 +130,7 @@ def test_a_hit_far_behind_the_best_is_not_admitted_beside_it(tmp_path: Path, tin
     open_gate = ["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=-1", "retrieval.top_k=3"]
     for max_gap, expected in ((None, 3), (0.3, 2)):
         config = load_config(
+            backend="lte",
             overrides=[*open_gate, f"retrieval.max_gap={'null' if max_gap is None else max_gap}"]
         )
         memory = EditMemory.create(tmp_path / str(max_gap), config, lm=tiny_lm, encoder=HashingEncoder())
@@ -146,7 +147,7 @@ def test_a_hit_far_behind_the_best_is_not_admitted_beside_it(tmp_path: Path, tin
         finally:
             memory.close()
     with pytest.raises(ConfigError, match="max_gap"):
-        load_config(overrides=["retrieval.max_gap=-0.1"])
+        load_config(backend="lte", overrides=["retrieval.max_gap=-0.1"])
 
 
 @pytest.mark.parametrize(
@@ -247,7 +248,7 @@ def test_failed_temporary_memory_leaves_no_directory(
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    bad = load_config(overrides=["encoder.name=no-such-encoder"])
+    bad = load_config(backend="lte", overrides=["encoder.name=no-such-encoder"])
     with pytest.raises(ModelNotAvailableError):
         EditMemory.temporary(bad, lm=tiny_lm)
     assert list(tmp_path.iterdir()) == []

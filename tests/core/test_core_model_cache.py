@@ -1,4 +1,4 @@
-"""The dequantized-model cache (recall/model_cache.py): one copy per GGUF content, whatever its path."""
+"""The dequantized-model cache (recall/lm/cache.py): one copy per GGUF content, whatever its path."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from recall import model_cache
 from recall.digests import file_sha256
-from recall.model_cache import CACHE_FORMAT, META_FILE, cached_gguf_folder
+from recall.lm import cache as model_cache
+from recall.lm.cache import CACHE_FORMAT, META_FILE, cached_gguf_folder
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from memory_store.errors import InvalidTransitionError
-from recall.commands import run_memory_command
+from recall.cli.memory import run_memory_command
 from recall.config import load_config
-from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
 from recall.memory import EditMemory
 from recall.results import Edit
+from recall.retrieval.encoder import HashingEncoder
 
 MakeMemory = Callable[..., EditMemory]
 QUESTION = "who is the ceo of acme ?"
@@ -37,7 +37,7 @@ def _config_around(cosine: float, similar: bool = True) -> list[str]:
 def test_a_close_edit_with_another_answer_is_reported_and_both_stay_active(make_memory: MakeMemory) -> None:
     cosine = _cosine(QUESTION, CLOSE)
     assert 0.3 < cosine < 0.9  # the pair sits between the two cut-offs chosen below
-    memory = make_memory(config=load_config(overrides=_config_around(cosine)))
+    memory = make_memory(config=load_config(backend="lte", overrides=_config_around(cosine)))
     first = memory.add(QUESTION, "jane doe")
     second = memory.add(CLOSE, "john smith")
     assert not second.superseded
@@ -51,10 +51,10 @@ def test_a_close_edit_with_the_same_answer_or_with_the_report_off_says_nothing(
     make_memory: MakeMemory,
 ) -> None:
     cosine = _cosine(QUESTION, CLOSE)
-    memory = make_memory("same-answer", load_config(overrides=_config_around(cosine)))
+    memory = make_memory("same-answer", load_config(backend="lte", overrides=_config_around(cosine)))
     memory.add(QUESTION, "jane doe")
     assert memory.add(CLOSE, "Jane Doe").similar == ()  # the same answer, in other case
-    off = make_memory("off", load_config(overrides=_config_around(cosine, similar=False)))
+    off = make_memory("off", load_config(backend="lte", overrides=_config_around(cosine, similar=False)))
     off.add(QUESTION, "jane doe")
     assert off.add(CLOSE, "john smith").similar == ()
 
@@ -63,7 +63,7 @@ def test_a_keep_both_batch_reports_what_each_edit_meets_within_the_batch_and_bef
     make_memory: MakeMemory,
 ) -> None:
     cosine = _cosine(QUESTION, CLOSE)
-    memory = make_memory(config=load_config(overrides=_config_around(cosine)))
+    memory = make_memory(config=load_config(backend="lte", overrides=_config_around(cosine)))
     before = memory.add(QUESTION, "jane doe")
     again, close, far = memory.add_many(
         [Edit(QUESTION, "ruth okafor"), Edit(CLOSE, "john smith"), Edit("what colour is the sky ?", "green")],
@@ -78,7 +78,7 @@ def test_a_keep_both_batch_reports_what_each_edit_meets_within_the_batch_and_bef
 
 def test_similar_cosine_above_min_cosine_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"conflict\.similar_cosine"):
-        load_config(overrides=["conflict.min_cosine=0.9", "conflict.similar_cosine=0.95"])
+        load_config(backend="lte", overrides=["conflict.min_cosine=0.9", "conflict.similar_cosine=0.95"])
 
 
 def test_restore_undoes_a_forget(make_memory: MakeMemory) -> None:
@@ -115,7 +115,7 @@ def test_conflicts_lists_each_pair_once_with_different_answers_in_its_own_namesp
     make_memory: MakeMemory,
 ) -> None:
     cosine = _cosine(QUESTION, CLOSE)
-    memory = make_memory(config=load_config(overrides=_config_around(cosine)))
+    memory = make_memory(config=load_config(backend="lte", overrides=_config_around(cosine)))
     first, again, duplicate, close, _elsewhere, gone = memory.add_many(
         [
             Edit(QUESTION, "jane doe"),

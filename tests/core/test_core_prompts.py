@@ -1,11 +1,11 @@
-"""The prompt forms of recall/prompts.py: the LTE block and the dialog of earlier turns."""
+"""The prompt forms of recall/lm/prompts.py: the LTE block and the dialog of earlier turns."""
 
 from __future__ import annotations
 
 import copy
 
-from recall.models import LanguageModel
-from recall.prompts import edit_message, prompt_text, render
+from recall.lm.loading import LanguageModel
+from recall.lm.prompts import edit_message, prompt_text, render
 
 # A two-role template in the shape of ChatML, small enough to read in the assertions.
 CHAT = (
@@ -58,7 +58,7 @@ def test_the_lte_backend_scores_the_dialog_it_renders(tiny_lm: LanguageModel) ->
     from memory_store import EditRecord, SearchHit
     from recall.backends.base import ScoreRequest
     from recall.backends.lte import LteBackend, LteConfig
-    from recall.scoring import prompt_ids, score_ids, target_ids
+    from recall.lm.scoring import prompt_ids, score_ids, target_ids
 
     lm = _chat_lm(tiny_lm)
     hit = SearchHit(record=EditRecord(prompt="who leads acme ?", target="jane doe"), score=0.9, rank=0)

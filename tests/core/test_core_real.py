@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recall.components import shared_encoder, shared_lm
+from recall.build import shared_encoder, shared_lm
 from recall.config import load_config
 from recall.errors import ModelNotAvailableError
+from recall.lm.loading import LanguageModel, load_lm
 from recall.memory import EditMemory
-from recall.models import LanguageModel, load_lm
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ import pytest
 
 from recall.artifacts import artifact_info
 from recall.backends.base import GenerationConfig
-from recall.components import shared_lm
+from recall.backends.review import resolve_probe
+from recall.build import shared_lm
 from recall.config import load_config
-from recall.lora import adapter_info, resolve_adapter
+from recall.lm.loading import LanguageModel
+from recall.lm.lora import adapter_info, resolve_adapter
 from recall.memory import EditMemory
-from recall.models import LanguageModel
-from recall.relevance import resolve_probe
 
 pytestmark = pytest.mark.slow
 

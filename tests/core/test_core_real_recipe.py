@@ -8,12 +8,12 @@ import pytest
 
 from memory_store import LearnedSentinel
 from recall.artifacts import artifact_info, resolve_artifact
-from recall.components import shared_lm
+from recall.backends.recipe.files import CONFIG_FILE
+from recall.backends.review import resolve_probe
+from recall.build import shared_lm
 from recall.config import load_config
-from recall.knowledge_files import CONFIG_FILE
+from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
-from recall.models import LanguageModel
-from recall.relevance import resolve_probe
 
 pytestmark = pytest.mark.slow
 

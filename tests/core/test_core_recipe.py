@@ -11,16 +11,17 @@ import pytest
 import torch
 
 from memory_store import EditRecord, LearnedSentinel, SearchHit
-from recall.artifacts import AdapterError
+from recall.artifacts import ArtifactError
 from recall.backends import GenerationConfig
-from recall.backends.recipe import RecipeBackend, RecipeConfig
+from recall.backends.recipe.backend import RecipeBackend, RecipeConfig
+from recall.backends.recipe.encoder import RecipeEncoder
+from recall.backends.recipe.files import edit_prompts, load_knowledge, new_knowledge_model
 from recall.config import load_config
-from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
-from recall.knowledge_files import RecipeEncoder, edit_prompts, load_knowledge, new_knowledge_model
+from recall.lm.loading import LanguageModel
+from recall.lm.scoring import embed_right, generate_ids, prompt_ids
 from recall.memory import EditMemory
-from recall.models import LanguageModel
-from recall.scoring import embed_right, generate_ids, prompt_ids
+from recall.retrieval.encoder import HashingEncoder
 
 RECORD = EditRecord(
     prompt="who is the ceo of acme ?", target="jane doe", statement="who is the ceo of acme ? jane doe"
@@ -52,9 +53,9 @@ def test_a_missing_or_foreign_checkpoint_is_a_clear_error(
     with pytest.raises(ConfigError, match=r"backend\.checkpoint must name"):
         RecipeBackend(RecipeConfig(), tiny_lm)
     other = dataclasses.replace(tiny_lm, fingerprint="another-model")
-    with pytest.raises(AdapterError, match="trained for model fingerprint"):
+    with pytest.raises(ArtifactError, match="trained for model fingerprint"):
         load_knowledge(str(tiny_recipe_dir), other)
-    with pytest.raises(AdapterError, match="no RECIPE knowledge model"):
+    with pytest.raises(ArtifactError, match="no RECIPE knowledge model"):
         load_knowledge("no-such-model")
 
 
@@ -98,7 +99,7 @@ def test_dialog_statement_tokens_are_the_edit_as_a_chat_exchange(
 ) -> None:
     import copy
 
-    from recall.prompts import exchange_text
+    from recall.lm.prompts import exchange_text
 
     tokenizer = copy.deepcopy(tiny_lm.tokenizer)
     tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} . {% endfor %}"

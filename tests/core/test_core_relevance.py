@@ -1,5 +1,5 @@
-"""The relevance review (recall/relevance.py) on the tiny llama: probes written by hand, so that what the
-review keeps is known in advance."""
+"""The relevance review (recall/backends/review.py) on the tiny llama: probes written by hand, so that
+what the review keeps is known in advance."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from recall.backends.lte import LteBackend, LteConfig
-from recall.backends.recipe import RecipeBackend, RecipeConfig
-from recall.commands import explain
+from recall.backends.recipe.backend import RecipeBackend, RecipeConfig
+from recall.backends.review import RelevanceProbe, load_probe, relevance_scores
+from recall.cli.memory import explain
 from recall.config import load_config
-from recall.encoder import HashingEncoder
 from recall.errors import ConfigError
-from recall.lora import AdapterError
+from recall.lm.loading import LanguageModel
+from recall.lm.lora import ArtifactError
+from recall.lm.prompts import prompt_text
+from recall.lm.scoring import prompt_ids
 from recall.memory import EditMemory
-from recall.models import LanguageModel
-from recall.prompts import prompt_text
-from recall.relevance import RelevanceProbe, load_probe, relevance_scores
-from recall.scoring import prompt_ids
+from recall.retrieval.encoder import HashingEncoder
 
 QUESTION = "who is the ceo of acme ?"
 PARAPHRASE = "who is the acme ceo ?"
@@ -48,7 +48,7 @@ def open_memory(path: Path, lm: LanguageModel, probe: Path) -> EditMemory:
         "sentinel.min_cosine=-1",
         f"backend.relevance={probe}",
     ]
-    return EditMemory.create(path, load_config(overrides=overrides), lm=lm, encoder=HashingEncoder())
+    return EditMemory.create(path, load_config(backend="lte", overrides=overrides), lm=lm, encoder=HashingEncoder())
 
 
 def test_a_declined_edit_is_neither_injected_nor_credited(tmp_path: Path, tiny_lm: LanguageModel) -> None:
@@ -109,12 +109,12 @@ def test_scores_read_each_prompts_last_token_at_the_probe_layer(
 
 def test_a_probe_for_another_model_or_template_is_refused(tmp_path: Path, tiny_lm: LanguageModel) -> None:
     other = write_probe(tmp_path / "other", tiny_lm, bias=0.0, fingerprint="someone-else")
-    with pytest.raises(AdapterError, match="fingerprint"):
+    with pytest.raises(ArtifactError, match="fingerprint"):
         load_probe(str(other), tiny_lm)
     narrow = write_probe(tmp_path / "narrow", tiny_lm, bias=0.0, weight=torch.zeros(3))
-    with pytest.raises(AdapterError, match="hidden size"):
+    with pytest.raises(ArtifactError, match="hidden size"):
         load_probe(str(narrow), tiny_lm)
-    with pytest.raises(AdapterError, match="python -m training relevance"):
+    with pytest.raises(ArtifactError, match="python -m training relevance"):
         load_probe(str(tmp_path / "missing"), tiny_lm)
     lte_form = write_probe(tmp_path / "lte", tiny_lm, bias=0.0, template="lte")
     with pytest.raises(ConfigError, match="template"):
@@ -136,7 +136,7 @@ def test_review_within_skips_review_where_the_gate_is_sure(tmp_path: Path, tiny_
     within = (excess[0] + excess[1]) / 2
     overrides = ["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=-1"]
     overrides += [f"backend.relevance={probe}", f"retrieval.review_within={within}"]
-    config = load_config(overrides=overrides)
+    config = load_config(backend="lte", overrides=overrides)
     memory = EditMemory.create(tmp_path / "second", config, lm=tiny_lm, encoder=HashingEncoder())
     try:
         edit = memory.add(QUESTION, "jane doe")
@@ -153,7 +153,7 @@ def test_review_within_skips_review_where_the_gate_is_sure(tmp_path: Path, tiny_
 def test_the_recipe_backend_reviews_with_a_probe_of_the_frozen_model(
     tmp_path: Path, tiny_lm: LanguageModel, tiny_recipe_dir: Path
 ) -> None:
-    from recall.knowledge_files import RecipeEncoder
+    from recall.backends.recipe.encoder import RecipeEncoder
 
     probe = write_probe(tmp_path / "no", tiny_lm, bias=-5.0)
     overrides = [
@@ -174,5 +174,5 @@ def test_the_recipe_backend_reviews_with_a_probe_of_the_frozen_model(
         assert memory.score(UNRELATED, "jane doe") == memory.score(UNRELATED, "jane doe", use_memory=False)
         assert memory.retrieve(QUESTION).admitted  # asked word for word: not reviewed
     other = write_probe(tmp_path / "other", tiny_lm, bias=0.0, fingerprint="someone-else")
-    with pytest.raises(AdapterError, match="fingerprint"):
+    with pytest.raises(ArtifactError, match="fingerprint"):
         RecipeBackend(RecipeConfig(checkpoint=str(tiny_recipe_dir), relevance=str(other)), tiny_lm)

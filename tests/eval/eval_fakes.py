@@ -200,7 +200,7 @@ class WrongMemory(FakeMemory):
 
 class ReviewingMemory(FakeMemory):
     """A backend that reviews what its gate admits: admitted hits scoring under `sure` are declined, so
-    neither retrieval nor scoring uses them (recall/relevance.py turns edits away the same way)."""
+    neither retrieval nor scoring uses them (recall/backends/review.py turns edits away the same way)."""
 
     def __init__(self, base: dict[str, str] | None = None, sure: float = 0.75) -> None:
         super().__init__(base)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recall.eval.cases import EvalCase
+from recall.datasets.cases import EvalCase
 
 BASE_ANSWERS = {
     "Who wrote Hamlet?": "William Shakespeare",

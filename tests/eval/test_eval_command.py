@@ -10,8 +10,8 @@ import pytest
 from eval_fakes import FakeMemory
 from eval_samples import BASE_ANSWERS
 
+from recall.cli.eval import add_eval_arguments, run_eval_command
 from recall.errors import ConfigError, ModelNotAvailableError
-from recall.eval.command import add_eval_arguments, run_eval_command
 from recall.eval.protocols import EditableMemory
 
 

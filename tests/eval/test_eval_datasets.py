@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recall.eval.cases import DatasetError, EvalCase
-from recall.eval.datasets import file_sha256, load_cases, load_dataset
+from recall.datasets.cases import DatasetError, EvalCase
+from recall.datasets.loading import file_sha256, load_cases, load_dataset
 
 
 def test_zsre_portability_first_record(shared_data: Path) -> None:

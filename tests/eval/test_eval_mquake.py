@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from eval_fakes import FakeMemory
 
-from recall.eval.cases import DatasetError, EvalCase
-from recall.eval.command import add_eval_arguments, run_eval_command
-from recall.eval.datasets import load_cases, load_dataset
+from recall.cli.eval import add_eval_arguments, run_eval_command
+from recall.datasets.cases import DatasetError, EvalCase
+from recall.datasets.loading import load_cases, load_dataset
 from recall.eval.protocols import EditableMemory, EvalSettings, run_protocol
 
 
@@ -237,7 +237,7 @@ def test_eval_command_on_mquake(
     assert "· 2 records" in printed
     assert "| Loc | – |" in printed
 
-    with caplog.at_level(logging.WARNING, logger="recall.eval.command"):
+    with caplog.at_level(logging.WARNING, logger="recall.cli.eval"):
         assert run_eval_command(parse(*common, "--protocol", "single", "--no-generation"), make) == 0
     assert "use --protocol sequential" in caplog.text
 

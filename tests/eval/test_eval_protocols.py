@@ -8,8 +8,8 @@ import pytest
 from eval_fakes import DriftingMemory, FakeMemory, ReviewingMemory, WrongMemory
 from eval_samples import BASE_ANSWERS, SIMPLE_CASES, TRICKY_CASES
 
+from recall.datasets.cases import EvalCase
 from recall.errors import ConfigError, RecallError
-from recall.eval.cases import EvalCase
 from recall.eval.protocols import EvalResult, EvalSettings, run_protocol
 from recall.eval.summary import SUMMARY_KEYS
 from recall.results import TargetScore

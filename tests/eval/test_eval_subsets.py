@@ -11,8 +11,8 @@ import pytest
 from eval_fakes import FakeMemory
 from eval_samples import BASE_ANSWERS, SIMPLE_CASES, TRICKY_CASES
 
-from recall.eval.cases import EvalCase, shared_subjects
-from recall.eval.datasets import load_dataset
+from recall.datasets.cases import EvalCase, shared_subjects
+from recall.datasets.loading import load_dataset
 from recall.eval.protocols import EvalResult, EvalSettings, run_protocol
 from recall.eval.report import build_stamp, format_markdown, load_report, write_report
 

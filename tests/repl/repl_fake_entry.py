@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from repl_fake_memory import FakeMemory
 
-from recall.repl_entry import add_repl_arguments, run_repl_command
+from recall.repl.entry import add_repl_arguments, run_repl_command
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="recall repl")

@@ -158,6 +158,7 @@ class FakeMemory:
                 backend="fake",
                 injected=injected,
                 latency_s=0.042,
+                used=(record.edit_id,),
             )
         return Answer(text=BASE_ANSWER, retrieval=retrieval, backend="fake", latency_s=0.042)
 

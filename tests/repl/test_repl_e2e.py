@@ -27,8 +27,8 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         not RECALL.exists()
-        or any(importlib.util.find_spec(m) is None for m in ("recall.memory", "recall.cli")),
-        reason=f"needs recall.memory, recall.cli and the console script {RECALL} (pip install -e .)",
+        or any(importlib.util.find_spec(m) is None for m in ("recall.memory", "recall.cli.main")),
+        reason=f"needs recall.memory, recall.cli.main and the console script {RECALL} (pip install -e .)",
     ),
 ]
 

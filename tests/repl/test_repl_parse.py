@@ -7,7 +7,7 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from recall.repl_commands import COMMANDS, Command, ReplCompleter, help_lines, parse_line
+from recall.repl.commands import COMMANDS, Command, ReplCompleter, help_lines, parse_line
 
 
 @pytest.mark.parametrize(

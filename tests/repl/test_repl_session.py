@@ -14,9 +14,9 @@ from repl_fake_memory import BASE_ANSWER, FakeMemory
 from rich.console import Console
 
 from recall.errors import StoreLockedError
-from recall.repl import Repl
-from recall.repl_commands import Output, RichOutput
-from recall.repl_entry import add_repl_arguments, run_repl_command
+from recall.repl.commands import Output, RichOutput
+from recall.repl.entry import add_repl_arguments, run_repl_command
+from recall.repl.session import Repl
 from recall.results import Retrieval
 
 CEO_Q = "Who is the CEO of Zorblax Industries?"
@@ -185,7 +185,9 @@ def test_namespaces_scope_edits_and_listing() -> None:
 
 
 def test_stats_backend_help(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("recall.repl._registered_backends", lambda: ["lte", "fake"])  # no torch import here
+    monkeypatch.setattr(
+        "recall.repl.session._registered_backends", lambda: ["lte", "fake"]
+    )  # no torch import here
     text = run_lines([CEO_EDIT, CEO_Q, ":stats", ":backend", ":help", ":help why"])
     assert "edits:       1 active (1 in default)" in text
     assert "model:       fake-lm" in text
@@ -279,7 +281,7 @@ SCRIPT = [
 def test_plain_output_has_no_escape_codes_and_control_chars_are_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("recall.repl._registered_backends", lambda: ["lte"])
+    monkeypatch.setattr("recall.repl.session._registered_backends", lambda: ["lte"])
     memory = FakeMemory()
     text = run_lines([":edit Colour? => \x1b[31mred\x1b[0m\x07", "Colour?", *SCRIPT], memory)
     assert "\x1b" not in text
@@ -288,7 +290,7 @@ def test_plain_output_has_no_escape_codes_and_control_chars_are_dropped(
 
 
 def test_rich_output_renders_every_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("recall.repl._registered_backends", lambda: ["lte"])
+    monkeypatch.setattr("recall.repl.session._registered_backends", lambda: ["lte"])
     text = run_lines(SCRIPT, rich=True)
     assert "\x1b[" in text
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)

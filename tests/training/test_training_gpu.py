@@ -17,8 +17,8 @@ def test_recipe_training_on_the_gpu_writes_a_model_both_devices_serve(
     tiny_model_dir: Path, tiny_recipe_config: Callable[..., RecipeTrainConfig]
 ) -> None:
     from recall.backends import ScoreRequest
-    from recall.backends.recipe import RecipeBackend, RecipeConfig
-    from recall.models import load_lm
+    from recall.backends.recipe.backend import RecipeBackend, RecipeConfig
+    from recall.lm.loading import load_lm
     from training.recipe import run
 
     config = tiny_recipe_config(epochs=2, device="cuda")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from recall.encoder import HashingEncoder
+from recall.datasets.cases import EvalCase
 from recall.errors import ConfigError
-from recall.eval.cases import EvalCase
-from recall.models import LanguageModel
-from recall.scoring import prompt_ids, target_ids, target_logits
+from recall.lm.loading import LanguageModel
+from recall.lm.scoring import prompt_ids, target_ids, target_logits
+from recall.retrieval.encoder import HashingEncoder
 from training.__main__ import main
 from training.config import LteTrainConfig, load_train_config
 from training.lte_data import build_rows
@@ -121,11 +121,11 @@ def test_training_writes_an_adapter_that_the_lte_backend_serves(
 
     # The trained adapter loads through the lte backend, which keeps the base model for no-hit prompts.
     from recall.backends.lte import LteBackend, LteConfig
-    from recall.models import load_lm
+    from recall.lm.loading import load_lm
 
     base = load_lm(str(tiny_model_dir))
     backend = LteBackend(LteConfig(adapter=str(adapter)), base)
-    assert backend.edit_lm is not base
+    assert backend.adapted_lm is not base
     assert backend.lm is base
 
 

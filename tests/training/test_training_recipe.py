@@ -57,7 +57,7 @@ def test_shipped_model_was_trained_with_the_shipped_config() -> None:
     """The README's rebuild command must describe the bundled model: every setting but where it was
     written matches configs/train/recipe.yaml (a changed recipe needs a retrained model)."""
     from recall.artifacts import artifact_info, resolve_artifact
-    from recall.knowledge_files import CONFIG_FILE
+    from recall.backends.recipe.files import CONFIG_FILE
 
     trained = artifact_info(
         resolve_artifact("recipe-smollm2-135m", CONFIG_FILE, "RECIPE knowledge model", "")
@@ -78,9 +78,9 @@ def test_training_writes_a_model_the_recipe_backend_serves(
     tiny_model_dir: Path, tiny_recipe_config: Callable[..., RecipeTrainConfig]
 ) -> None:
     from recall.backends import ScoreRequest
-    from recall.backends.recipe import RecipeBackend, RecipeConfig
+    from recall.backends.recipe.backend import RecipeBackend, RecipeConfig
+    from recall.lm.loading import load_lm
     from recall.memory import EditMemory
-    from recall.models import load_lm
     from training.recipe import run
 
     config = tiny_recipe_config()
@@ -134,7 +134,7 @@ def _ceo_edits(*, answer_by_company: bool) -> list[Any]:
 
 
 def test_each_edit_is_trained_among_its_nearest_distractors(tiny_lm: Any, tiny_recipe_dir: Path) -> None:
-    from recall.knowledge_files import edit_prompts, load_knowledge
+    from recall.backends.recipe.files import edit_prompts, load_knowledge
     from training.recipe import prompt_blocks
     from training.recipe_data import tokenise
 
@@ -164,8 +164,8 @@ def test_each_edit_is_trained_among_its_nearest_distractors(tiny_lm: Any, tiny_r
 
 
 def test_a_question_block_can_hold_a_conflicting_edit(tiny_lm: Any, tiny_recipe_dir: Path) -> None:
-    from recall.knowledge_files import edit_prompts, load_knowledge
-    from recall.prompts import statement
+    from recall.backends.recipe.files import edit_prompts, load_knowledge
+    from recall.lm.prompts import statement
     from training.recipe import prompt_blocks
     from training.recipe_data import tokenise
 

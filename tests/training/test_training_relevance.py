@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from recall.encoder import HashingEncoder
+from recall.datasets.cases import EvalCase
 from recall.errors import ConfigError
-from recall.eval.cases import EvalCase
+from recall.retrieval.encoder import HashingEncoder
 from training.__main__ import main
 from training.config import RelevanceTrainConfig, load_train_config
 from training.relevance import build_pairs, fit_logistic
@@ -68,7 +68,7 @@ def test_training_writes_a_probe_the_lte_backend_loads(
     assert info["pairs"]["held_out"] > 0
 
     from recall.backends.lte import LteBackend, LteConfig
-    from recall.models import load_lm
+    from recall.lm.loading import load_lm
 
     backend = LteBackend(LteConfig(template="dialog", relevance=str(probe_dir)), load_lm(str(tiny_model_dir)))
     assert backend.probe is not None

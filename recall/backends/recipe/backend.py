@@ -1,0 +1,208 @@
+"""RecipeConfig + RecipeBackend: each admitted edit becomes L_p continuous prompt vectors prepended to the
+frozen LLM's input embeddings (RECIPE, METHODS.md §1.2-1.4). The store searches with the same knowledge
+model's keys and queries, gated by its learned sentinel (recall/backends/recipe/files.py). With a relevance
+probe, the frozen model reads an admitted edit as text beside the question and may decline it
+(recall/backends/review.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from memory_store import EditRecord, SearchHit
+from memory_store.files import atomic_write
+from recall.backends.base import (
+    BackendConfig,
+    Capability,
+    Generation,
+    GenerationConfig,
+    RetrievalBackend,
+    ScoreRequest,
+    score_by_hits,
+)
+from recall.backends.recipe.encoder import load_recipe_encoder
+from recall.backends.recipe.files import WEIGHTS_FILE, fact_prompts, load_knowledge, resolve_knowledge
+from recall.backends.review import load_probe, probe_digest, review_hits
+from recall.digests import file_sha256
+from recall.errors import ConfigError
+from recall.lm.loading import LanguageModel
+from recall.lm.prompts import render
+from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
+from recall.results import TargetScore
+
+logger = logging.getLogger(__name__)
+
+PROMPTS_FILE = "recipe_prompts.safetensors"
+# Statements per knowledge-model pass when making prompts: bounds the encoder's batch memory.
+_PROMPT_BATCH = 64
+
+
+@dataclass(frozen=True)
+class RecipeConfig(BackendConfig):
+    """Knobs of the recipe backend."""
+
+    name: str = "recipe"
+    # The trained knowledge model (`python -m training recipe`): a bundled name or a directory.
+    checkpoint: str | None = None
+    use_chat_template: bool = True
+    max_prompts: int = 1  # RECIPE admits the top-1 edit; more admitted edits concatenate their prompts
+    batch_size: int = 16  # teacher-forced scoring batch
+    # Relevance probe fit on the frozen model (`python -m training relevance --config
+    # configs/train/relevance.yaml`; a bundled name or a directory): it declines an admitted edit the
+    # model, reading it as an earlier exchange, would not use. None = off.
+    relevance: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_prompts < 1:
+            raise ConfigError(f"backend.max_prompts must be >= 1, got {self.max_prompts!r}")
+
+
+class RecipeBackend(RetrievalBackend):
+    """Continuous prompts before the question; no hit means exactly the base model's prompt and output.
+
+    The prompt of an edit is a pure function of its record, so `_prompts` is a cache: `sync` fills it
+    for the store's active edits on open, and a hit it lacks (an edit another process made) is computed
+    when first injected."""
+
+    name: ClassVar[str] = "recipe"
+    config_class: ClassVar[type[BackendConfig]] = RecipeConfig
+    capabilities: ClassVar[Capability] = (
+        RetrievalBackend.capabilities | Capability.REVIEW | Capability.TRAINABLE
+    )
+    # A knowledge model made for the tiny llama (tests/conftest.py), its own margin, no review: the
+    # preset's probe and margin belong to the shipped SmolLM2 model.
+    tiny_settings: ClassVar[Mapping[str, Any]] = {
+        "backend.checkpoint": "{tiny_recipe_dir}",
+        "encoder.name": "{tiny_recipe_dir}",
+        "backend.relevance": None,
+        "sentinel.margin": None,
+    }
+    load_encoder = staticmethod(load_recipe_encoder)  # the store searches with the knowledge model
+
+    def __init__(self, config: RecipeConfig, lm: LanguageModel) -> None:
+        if not config.checkpoint:
+            raise ConfigError(
+                "backend.checkpoint must name a RECIPE knowledge model (e.g. recipe-smollm2-135m, which "
+                "--backend recipe selects); `python -m training recipe` trains one"
+            )
+        self.config = config
+        self.lm = lm
+        self.knowledge = load_knowledge(config.checkpoint, lm)
+        hidden = int(lm.model.config.hidden_size)
+        if self.knowledge.settings.llm_hidden != hidden:
+            raise ConfigError(
+                f"RECIPE model {config.checkpoint!r} makes prompts of width "
+                f"{self.knowledge.settings.llm_hidden}, but {lm.model_id} has hidden size {hidden}"
+            )
+        self._prompts: dict[str, torch.Tensor] = {}  # edit_id -> (L_p, d)
+        self.probe = load_probe(config.relevance, lm) if config.relevance else None
+        self._checkpoint_digest = file_sha256(resolve_knowledge(config.checkpoint) / WEIGHTS_FILE)[:16]
+
+    def edit(self, records: Sequence[EditRecord]) -> None:
+        """One knowledge-model pass per batch: statement -> r_k -> MLP_P -> prompt."""
+        if records:
+            prompts = self._make_prompts(records)
+            self._prompts.update({r.edit_id: p for r, p in zip(records, prompts, strict=True)})
+
+    def forget(self, edit_ids: Sequence[str]) -> None:
+        for edit_id in edit_ids:
+            self._prompts.pop(edit_id, None)
+
+    def sync(self, active: Sequence[EditRecord]) -> None:
+        """Keep the cached prompts of the active edits, make the missing ones, drop the rest."""
+        wanted = {r.edit_id for r in active}
+        self._prompts = {k: v for k, v in self._prompts.items() if k in wanted}
+        self.edit([r for r in active if r.edit_id not in self._prompts])
+
+    def clear(self) -> None:
+        self._prompts.clear()
+
+    def describe(self) -> dict[str, str]:
+        checkpoint = str(self.config.checkpoint)
+        out = {"checkpoint": checkpoint, "checkpoint_sha256": self._checkpoint_digest}
+        if self.config.relevance:
+            out["relevance"] = probe_digest(self.config.relevance)
+        return out
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in self._prompts.items()}
+        # Atomic and fsynced: a crash keeps the previous cache, and `sync` refills what it lacks.
+        atomic_write(path / PROMPTS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+
+    def load(self, path: Path) -> None:
+        """Read the prompt cache; a missing one is fine (prompts are recomputed from the statements)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        file = path / PROMPTS_FILE
+        if not file.is_file():
+            return
+        try:
+            self._prompts = dict(load_file(str(file)))
+        except (SafetensorError, OSError) as exc:
+            # A cache, not the truth: start empty and let `sync` remake the prompts from the store.
+            logger.warning("ignoring the unreadable RECIPE prompt cache %s (%s); remaking it", file, exc)
+            self._prompts = {}
+
+    def review(
+        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
+    ) -> list[tuple[SearchHit, ...]]:
+        """Each query's admitted hits less those the relevance probe declines (all kept without one)."""
+        return review_hits(self.lm, self.probe, queries, admitted)
+
+    def injected(self, hits: Sequence[SearchHit]) -> str:
+        """What went in, in words: the edits whose prompt vectors were prepended ("" for none)."""
+        used = hits[: self.config.max_prompts]
+        settings = self.knowledge.settings
+        what = f"{settings.prompt_tokens} prompt vectors" + (" + tokens" if settings.statement_tokens else "")
+        return "\n".join(f"[{what} of] {hit.record.statement}" for hit in used)
+
+    def prefix(self, hits: Sequence[SearchHit]) -> torch.Tensor | None:
+        """(n * L_p, d): the admitted edits' prompts in rank order, or None without hits."""
+        used = list(self._live(hits)[: self.config.max_prompts])
+        if not used:
+            return None
+        self.edit([h.record for h in used if h.record.edit_id not in self._prompts])  # cache misses
+        return torch.cat([self._prompts[h.record.edit_id] for h in used]).to(self.lm.device)
+
+    def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
+        used = self._live(hits)[: self.config.max_prompts]
+        ids = prompt_ids(self.lm, self._render(prompt))
+        text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens, self.prefix(used))
+        return Generation(text, self.injected(used), tuple(h.record.edit_id for h in used))
+
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
+        requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]
+        raw = not (self.config.use_chat_template and self.lm.has_chat_template)
+        items = [
+            (prompt_ids(self.lm, self._render(r.prompt)), target_ids(self.lm, r.target, leading_space=raw))
+            for r in requests
+        ]
+        size = self.config.batch_size
+        return score_by_hits(
+            requests,
+            lambda rows: score_ids(
+                self.lm, [items[i] for i in rows], size, [self.prefix(requests[i].hits) for i in rows]
+            ),
+            # Prompts without hits take the plain token path: exactly the base model's scores.
+            lambda rows: score_ids(self.lm, [items[i] for i in rows], size),
+        )
+
+    def _render(self, question: str) -> str:
+        return render(self.lm, question, use_chat_template=self.config.use_chat_template)
+
+    @torch.inference_mode()
+    def _make_prompts(self, records: Sequence[EditRecord]) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        for start in range(0, len(records), _PROMPT_BATCH):
+            facts = [(r.prompt, r.target) for r in records[start : start + _PROMPT_BATCH]]
+            out.extend(p.float().cpu() for p in fact_prompts(self.knowledge, self.lm, facts))
+        return out

@@ -1,0 +1,156 @@
+"""Build the parts of an EditMemory (store, model, encoder, sentinel, backend) for a new memory or from
+a memory directory; model and encoder loads are cached per process (the backend is never shared: one
+that changes weights owns private copies of what it changes, recall/lm/weights.py)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from memory_store import FixedSentinel, LearnedSentinel, MemoryStore, Sentinel, load_sentinel
+from recall._version import __version__
+from recall.backends import EditBackend, get_backend, registered_backends
+from recall.config import RecallConfig, config_from_dict
+from recall.errors import ConfigError, IncompatibleArtifactError
+from recall.lm.devices import resolve_device
+from recall.lm.loading import LanguageModel, load_lm
+from recall.retrieval.encoder import Encoder
+from recall.retrieval.encoder import load_encoder as load_plain_encoder
+
+# One process usually serves one model; loading it twice would double memory and start-up time.
+_LM_CACHE: dict[tuple[str, str], LanguageModel] = {}  # (name, device)
+_ENCODER_CACHE: dict[tuple[str, str], Encoder] = {}
+_LOCK = threading.Lock()
+
+
+def shared_lm(name: str, device: str = "auto") -> LanguageModel:
+    key = (name, str(resolve_device(device)))
+    with _LOCK:
+        if key not in _LM_CACHE:
+            _LM_CACHE[key] = load_lm(name, device=key[1])
+        return _LM_CACHE[key]
+
+
+def load_encoder(name: str, batch_size: int = 64, device: str = "cpu") -> Encoder:
+    """An encoder a backend brings (a RECIPE knowledge model), else recall.retrieval's own kinds."""
+    for backend in registered_backends():
+        loader = get_backend(backend).encoder
+        found: Encoder | None = loader(name, batch_size, device) if loader is not None else None
+        if found is not None:
+            return found
+    return load_plain_encoder(name, batch_size, device)
+
+
+def shared_encoder(name: str, batch_size: int, device: str = "auto") -> Encoder:
+    key = (name, str(resolve_device(device)))
+    with _LOCK:
+        if key not in _ENCODER_CACHE:
+            _ENCODER_CACHE[key] = load_encoder(name, batch_size, key[1])
+        return _ENCODER_CACHE[key]
+
+
+def build_backend(config: RecallConfig, lm: LanguageModel) -> EditBackend:
+    return get_backend(config.backend.name).factory(config.backend, lm)
+
+
+def build_sentinel(config: RecallConfig, directory: Path, encoder: Encoder) -> Sentinel:
+    """The saved sentinel when the memory has one, else a new one from the config.
+
+    A learned sentinel is the encoder's trained sentinel vector (a RECIPE knowledge model has one):
+    the per-query cut-off is the query's cosine with it, plus the margin calibrated in training (or
+    sentinel.margin).
+    """
+    if (directory / "sentinel.json").is_file():
+        return load_sentinel(directory)
+    if config.sentinel.kind == "learned":
+        vector = encoder.sentinel_vector
+        if vector is None:
+            raise ConfigError(
+                f"sentinel.kind=learned needs an encoder with a trained sentinel (a RECIPE knowledge model "
+                f"such as 'recipe-smollm2-135m'); encoder {encoder.encoder_id!r} has none. "
+                "Use sentinel.kind=fixed, or --backend recipe"
+            )
+        margin = config.sentinel.margin
+        if margin is None:
+            margin = encoder.sentinel_margin
+        return LearnedSentinel(vector, margin=margin)
+    return FixedSentinel(config.sentinel.min_cosine)
+
+
+@dataclass
+class MemoryParts:
+    """What an EditMemory is made of."""
+
+    store: MemoryStore
+    lm: LanguageModel
+    encoder: Encoder
+    sentinel: Sentinel
+    backend: EditBackend
+    config: RecallConfig
+
+
+def create_parts(
+    path: str | Path,
+    config: RecallConfig,
+    *,
+    lm: LanguageModel | None,
+    encoder: Encoder | None,
+    device: str | None,
+) -> MemoryParts:
+    """A new memory directory (it must not hold one yet) and its parts. `device` ('auto', 'cpu',
+    'cuda[:N]') is where model and encoder run (default: `lm`'s, else auto); it is not stored."""
+    device = device or (str(lm.device) if lm is not None else "auto")
+    lm = lm or shared_lm(config.model.name, device)
+    encoder = encoder or shared_encoder(config.encoder.name, config.encoder.batch_size, device)
+    store = MemoryStore.open(
+        path,
+        dim=encoder.dim,
+        encoder_id=encoder.encoder_id,
+        create=True,
+        index=config.store.index,
+        hnsw_min_rows=config.store.hnsw_min_rows,
+        max_text_chars=config.store.max_text_chars,
+    )
+    try:
+        extra = {"model": lm.model_id, "model_fingerprint": lm.fingerprint, "config": config.to_dict()}
+        store.update_manifest({**extra, "recall_version": __version__})
+        sentinel = build_sentinel(config, store.sentinel_dir, encoder)
+        sentinel.save(store.sentinel_dir)
+        backend = build_backend(config, lm)
+    except BaseException:
+        store.close()  # a bad config must not leave the store open (and locked)
+        raise
+    return MemoryParts(store, lm, encoder, sentinel, backend, config)
+
+
+def open_parts(
+    path: str | Path, *, lm: LanguageModel | None, model: str | None, device: str | None
+) -> MemoryParts:
+    """The parts of an existing memory, with the model and config it was created with; the backend has
+    loaded what it saved (the caller syncs it with the store)."""
+    store = MemoryStore.open(path)
+    try:
+        extra = store.manifest.get("extra", {})
+        config = config_from_dict(extra.get("config", {}))
+        wanted = lm.model_id if lm is not None else model
+        if wanted is not None and wanted != extra.get("model"):
+            raise IncompatibleArtifactError(
+                f"memory {str(path)!r} was built for model {extra.get('model')!r}, not {wanted!r}; "
+                "open it without a model or create a new memory for that model"
+            )
+        device = device or (str(lm.device) if lm is not None else "auto")
+        lm = lm or shared_lm(str(extra.get("model", config.model.name)), device)
+        encoder = shared_encoder(config.encoder.name, config.encoder.batch_size, device)
+        if encoder.encoder_id != store.encoder_id:
+            raise IncompatibleArtifactError(
+                f"memory {str(path)!r} was built with encoder {store.encoder_id!r}, "
+                f"not {encoder.encoder_id!r}"
+            )
+        sentinel = build_sentinel(config, store.sentinel_dir, encoder)
+        backend = build_backend(config, lm)
+        backend.load(store.path / "backend")
+    except BaseException:
+        store.close()
+        raise
+    return MemoryParts(store, lm, encoder, sentinel, backend, config)

@@ -1,0 +1,1 @@
+"""The command line: parsing in main.py, one module per command family."""

@@ -1,0 +1,150 @@
+"""`recall bench`: edit latency and ask latency with vs without memory at equal output length."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recall.backends import GenerationConfig
+from recall.config import load_config
+from recall.datasets.loading import SAMPLE, load_cases
+from recall.errors import ConfigError
+from recall.memory import EditMemory
+
+SAMPLE_CASES = 50  # records in SAMPLE: the timed questions are their rephrases
+ANSWER_TOKENS = 16  # every timed answer has exactly this many new tokens
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values) * 1000.0
+    return {
+        "p50_ms": float(np.percentile(array, 50)),
+        "p99_ms": float(np.percentile(array, 99)),
+        "mean_ms": float(array.mean()),
+    }
+
+
+def _synthetic_edits(n: int) -> list[tuple[str, str]]:
+    colours = ["red", "blue", "green", "amber", "violet", "teal", "ochre", "silver"]
+    return [
+        (f"What is the favourite colour of employee number {i} at Zorblax?", colours[i % 8]) for i in range(n)
+    ]
+
+
+def _time_asks(
+    memory: EditMemory, questions: Sequence[str], gen: GenerationConfig, name: str
+) -> dict[str, Any]:
+    """`name`_with_memory / _without_memory latencies, the share of questions an edit was admitted for,
+    and the overhead at p50. The two modes alternate per question, so machine noise hits both alike."""
+    with_memory, without_memory, admitted = [], [], 0
+    for question in questions:
+        start = time.perf_counter()
+        retrieval = memory.retrieve(question)
+        memory.backend.generate(question, retrieval.admitted, gen)
+        with_memory.append(time.perf_counter() - start)
+        admitted += retrieval.used_memory
+        start = time.perf_counter()
+        memory.backend.generate(question, (), gen)
+        without_memory.append(time.perf_counter() - start)
+    base = _ms(without_memory)
+    used = _ms(with_memory)
+    return {
+        f"{name}_with_memory": used,
+        f"{name}_without_memory": base,
+        f"{name}_admitted_share": admitted / len(questions),
+        f"{name}_overhead_p50": (used["p50_ms"] - base["p50_ms"]) / base["p50_ms"],
+    }
+
+
+def run_bench(
+    *,
+    num_edits: int,
+    num_asks: int,
+    out_dir: Path,
+    backend: str = "lte",
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+) -> int:
+    if num_edits < 2:
+        raise ConfigError(f"--edits must be at least 2 (one warms up, the rest are timed), got {num_edits}")
+    if not 1 <= num_asks <= SAMPLE_CASES:
+        raise ConfigError(
+            f"--asks must lie in 1..{SAMPLE_CASES} (the bundled sample's rephrases), got {num_asks}"
+        )
+    results: dict[str, Any] = {
+        "num_edits": num_edits,
+        "num_asks": num_asks,
+        "answer_tokens": ANSWER_TOKENS,
+        "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform()},
+    }
+    with EditMemory.temporary(load_config(backend=backend, overrides=overrides), device=device) as memory:
+        results["memory"] = memory.info()
+        if memory.lm.device.type == "cuda":
+            results["machine"]["gpu"] = torch.cuda.get_device_name(memory.lm.device)
+        results["backend_preset"] = backend
+        results["overrides"] = list(overrides)
+        cases = load_cases(SAMPLE, "zsre")
+        pairs = [(c.prompt, c.target) for c in cases] + _synthetic_edits(max(0, num_edits - len(cases)))
+        memory.add(*pairs[0])  # warm-up: first encoder call and first SQLite write
+        edit_times = []
+        for prompt, target in pairs[1:num_edits]:
+            start = time.perf_counter()
+            memory.add(prompt, target, policy="keep_both")
+            edit_times.append(time.perf_counter() - start)
+        results["edit"] = _ms(edit_times)
+        gen = GenerationConfig(max_new_tokens=ANSWER_TOKENS, min_new_tokens=ANSWER_TOKENS)
+        questions = [c.rephrases[0] if c.rephrases else c.prompt for c in cases][:num_asks]
+        memory.backend.generate(questions[0], (), gen)  # warm-up
+        # Rephrases of stored edits (the memory is used), then the sample's locality questions (unrelated
+        # to every edit: the memory only searches, and the gate should keep them out).
+        results.update(_time_asks(memory, questions, gen, "ask"))
+        unrelated = [c.locality[0][0] for c in cases if c.locality][:num_asks]
+        results.update(_time_asks(memory, unrelated, gen, "unrelated"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
+    table = _markdown(results)
+    (out_dir / f"bench-{stamp}.md").write_text(table + "\n")
+    print(table)
+    print(f"\nwritten: {out_dir / f'bench-{stamp}.json'} and .md")
+    return 0
+
+
+def _overhead(r: dict[str, Any], name: str) -> str:
+    """'+9.0% (+106 ms; edits admitted for 100%)' for the questions `name`."""
+    added = r[f"{name}_with_memory"]["p50_ms"] - r[f"{name}_without_memory"]["p50_ms"]
+    return (
+        f"{100 * r[f'{name}_overhead_p50']:+.1f}% ({added:+.0f} ms; edits admitted for "
+        f"{100 * r[f'{name}_admitted_share']:.0f}%)"
+    )
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    rows = [
+        ("edit (add one edit, durable)", r["edit"]),
+        (f"ask with memory ({r['answer_tokens']} tokens)", r["ask_with_memory"]),
+        (f"ask without memory ({r['answer_tokens']} tokens)", r["ask_without_memory"]),
+        ("unrelated question with memory", r["unrelated_with_memory"]),
+        ("unrelated question without memory", r["unrelated_without_memory"]),
+    ]
+    lines = [
+        f"recall bench: {r['memory']['model']} / {r['backend_preset']} {' '.join(r['overrides'])}".rstrip()
+        + f", {r['num_edits']} edits in memory, on {r['machine'].get('gpu', r['memory']['device'])}",
+        "",
+        "| operation | p50 ms | p99 ms | mean ms |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['mean_ms']:.1f} |" for name, v in rows]
+    lines.append("")
+    lines.append(
+        f"ask overhead at p50: {_overhead(r, 'ask')} on rephrases of stored edits, "
+        f"{_overhead(r, 'unrelated')} on unrelated questions"
+    )
+    return "\n".join(lines)

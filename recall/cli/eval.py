@@ -1,0 +1,210 @@
+"""`recall eval`: the arguments and the handler; cli.py owns the parser and supplies make_memory."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from recall.datasets.cases import DatasetError
+from recall.datasets.formats import FORMATS
+from recall.datasets.loading import load_dataset
+from recall.errors import ConfigError, RecallError
+from recall.eval.protocols import PROTOCOLS, EditableMemory, EvalSettings, run_protocol
+from recall.eval.report import build_stamp, format_markdown, write_report
+
+logger = logging.getLogger(__name__)
+
+MakeMemory = Callable[[str, list[str]], EditableMemory]
+
+# --model is sugar for this override, so make_memory needs only (backend, overrides).
+MODEL_OVERRIDE_KEY = "model.name"
+# MEMIT and AlphaEdit batch 100 edits at a time; single and sequential default to one edit per call.
+DEFAULT_BATCH_SIZE = {"single": 1, "batch": 100, "sequential": 1}
+
+EVAL_DESCRIPTION = (
+    "Evaluate a backend on a knowledge-editing benchmark: make the edits, then score reliability, "
+    "generalization, locality, portability, retrieval and gate rates, generation and edit latency. "
+    "Prints a markdown table and writes a JSON + markdown report."
+)
+
+EVAL_EPILOG = """\
+examples:
+  # 1000 zsRE edits made one after another, then all tested (WISE-style lifelong editing)
+  recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 1000 \\
+      --protocol sequential --backend lte
+
+  # CounterFact in batches of 100 (MEMIT-style): edit a batch, test it, reset
+  recall eval --data ../shared/data/counterfact/counterfact-edit.json --protocol batch --batch-size 100
+
+  # a quick smoke run: 20 KnowEdit cases, one at a time, no generation
+  recall eval --data ../shared/data/knowedit/ZsRE-test-all.json --n 20 --protocol single --no-generation
+
+  # MQuAKE multi-hop: the first 100 records, each giving one case per edit; Port scores the
+  # multi-hop questions once per record, after all edits (use sequential)
+  recall eval --data ../shared/data/mquake/MQuAKE-CF_AKEW-subset.json --n 100 --protocol sequential
+
+  # your own cases, one JSON object per line:
+  #   {"prompt": "Who leads Acme?", "target": "Jane Doe", "rephrases": ["Acme's CEO is?"],
+  #    "locality": [["Who wrote Hamlet?", "Shakespeare"]]}
+  recall eval --data my_cases.jsonl --set sentinel.min_cosine=0.6
+
+notes:
+  --n takes the first n records in file order; add --shuffle to draw them with --seed instead.
+  A record is one case, except in MQuAKE where it is one case per edit (1 to 4).
+  Rel/Gen/Port are teacher-forced token accuracies and Loc is agreement with the unedited model
+  (EasyEdit definitions), so they can sit beside published tables; gen_em is a stricter,
+  generation-based view. Reports go to --out as eval-<data>-<backend>-<protocol>-n<N>-<time>.json/.md.
+"""
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `recall eval` options to `parser` (and its description and examples, if it has none)."""
+    if parser.description is None:
+        parser.description = EVAL_DESCRIPTION
+    if parser.epilog is None:
+        parser.epilog = EVAL_EPILOG
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' line breaks
+    parser.add_argument(
+        "--data", required=True, metavar="FILE", help="benchmark file: a JSON list or JSON lines"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("auto", *FORMATS),
+        default="auto",
+        help="record form (default: auto, decided from the first record's keys)",
+    )
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use the first N records (default: all); an MQuAKE record gives one case per edit",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="sequential",
+        help="single: edit, test, reset per case; batch: the same per chunk; sequential (default): make "
+        "every edit, then test all",
+    )
+    parser.add_argument("--backend", default="lte", metavar="NAME", help="backend to evaluate (default: lte)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="edits per add_many call (default: 100 for batch, 1 otherwise; with sequential, >1 adds "
+        "cumulative chunks as AlphaEdit does)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for --shuffle, recorded in the report (default: 0)"
+    )
+    parser.add_argument(
+        "--shuffle", action="store_true", help="shuffle all cases with --seed before taking --n"
+    )
+    parser.add_argument(
+        "--out",
+        default="reports",
+        metavar="DIR",
+        help="where to write the JSON and markdown report (default: reports)",
+    )
+    parser.add_argument(
+        "--no-generation",
+        action="store_true",
+        help="skip generated answers (exact match, fluency); much faster, token metrics are unchanged",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cap on generated tokens (default: the memory's)",
+    )
+    parser.add_argument(
+        "--no-es-ps-ns",
+        action="store_true",
+        help="skip scoring the original answers, which CounterFact ES/PS/NS need",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the memory under test, repeatable (e.g. --set sentinel.min_cosine=0.6)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help=f"model to edit (same as --set {MODEL_OVERRIDE_KEY}=NAME)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars on stderr")
+
+
+def _fail(message: str, code: int) -> int:
+    # One line, no traceback: these are the user's input or environment, not a bug.
+    sys.stderr.write(f"recall eval: error: {' '.join(message.split())}\n")
+    return code
+
+
+def _settings(args: argparse.Namespace) -> EvalSettings:
+    batch_size = args.batch_size if args.batch_size is not None else DEFAULT_BATCH_SIZE[args.protocol]
+    return EvalSettings(
+        protocol=args.protocol,
+        batch_size=batch_size,
+        n=args.n,
+        seed=args.seed,
+        generation=not args.no_generation,
+        max_new_tokens=args.max_new_tokens,
+        compare_probabilities=not args.no_es_ps_ns,
+    )
+
+
+def _command_line(argv: Sequence[str]) -> list[str]:
+    return [Path(argv[0]).name if argv else "recall", *argv[1:]]
+
+
+def run_eval_command(args: argparse.Namespace, make_memory: MakeMemory) -> int:
+    """Load the cases, build the memory, run the protocol, write the report, print the table.
+
+    Returns 0 on success, 2 for bad input (data file, format, settings, config), 1 when the memory
+    cannot be built for another reason (e.g. a model that is not installed).
+    """
+    try:
+        settings = _settings(args)
+        shuffle_seed = args.seed if args.shuffle else None
+        dataset = load_dataset(args.data, args.format, args.n, shuffle_seed=shuffle_seed)
+    except (DatasetError, ConfigError) as exc:
+        return _fail(str(exc), 2)
+    if not dataset.cases:
+        return _fail(f"{dataset.path}: no usable records (every one was skipped)", 2)
+    if settings.n is not None:
+        # --n counted records; the protocol tests every case they gave (more than n for MQuAKE)
+        settings = dataclasses.replace(settings, n=len(dataset.cases))
+    if dataset.format == "mquake" and settings.protocol != "sequential":
+        logger.warning(
+            "MQuAKE multi-hop questions need all of a record's edits; protocol %s tests them with only "
+            "some made, so Port is not MQuAKE's multi-hop accuracy (use --protocol sequential)",
+            settings.protocol,
+        )
+    overrides = list(args.overrides)
+    if args.model is not None:
+        overrides.append(f"{MODEL_OVERRIDE_KEY}={args.model}")
+    try:
+        memory = make_memory(args.backend, overrides)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except RecallError as exc:
+        return _fail(str(exc), 1)
+    logger.info("loaded %d cases from %s (%s)", len(dataset.cases), dataset.path, dataset.format)
+    result = run_protocol(memory, dataset.cases, settings, progress=not args.no_progress)
+    stamp = build_stamp(memory.info(), dataset, settings, _command_line(sys.argv), shuffle=args.shuffle)
+    json_path, md_path = write_report(result, args.out, stamp)
+    sys.stdout.write(format_markdown(result, stamp))
+    sys.stderr.write(f"report: {json_path} and {md_path}\n")
+    return 0

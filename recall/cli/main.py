@@ -1,0 +1,337 @@
+"""The `recall` command: argument parsing only; each subcommand delegates to its module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recall.lm.devices import add_device_argument
+from recall.paths import default_memory_dir
+
+if TYPE_CHECKING:
+    from recall.memory import EditMemory
+
+DESCRIPTION = """\
+recall: teach a language model new or corrected facts, one edit at a time.
+Edits are durable, listable, supersedable and forgettable; every answer says which edit shaped it.
+"""
+
+EPILOG = """\
+examples:
+  recall demo                                   # a 2-minute tour on the embedded SmolLM2
+  recall edit "Who is the CEO of Acme?" "Jane Doe"
+  recall ask "Who runs Acme?" --why             # the answer and the edit behind it
+  recall list                                   # active edits of the default namespace
+  recall forget 3f2a9c1e                        # an id prefix from `recall list`
+  recall restore 3f2a9c1e                       # undo a forget or a supersede
+  recall conflicts                              # active edits that answer one question two ways
+  recall repl                                   # an interactive shell
+  recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 100
+  recall bench                                  # edit and ask latency, JSON + markdown
+  recall train lte                              # LoRA alignment (LTE), ~35 min on 2 CPU cores
+  recall train relevance                        # the aligned model's relevance probe, ~10 min
+  recall train recipe                           # RECIPE knowledge model, ~55 min on 2 CPU cores
+  recall repl --backend lte_aligned --memory ~/aligned   # a new memory on the LoRA-aligned model
+
+Without --memory, edit/ask/list/forget/restore/conflicts/history/repl use the persistent memory at
+{memory} (set $RECALL_DATA_DIR to move it).
+"""
+
+
+# `recall bench --help` (recall.cli.bench is not imported here: it loads torch). Its numbers are
+# recall.cli.bench.SAMPLE_CASES and ANSWER_TOKENS; a test checks they agree.
+BENCH_DESCRIPTION = """\
+Times the two operations a user waits for, on the embedded model, in a throw-away memory:
+- edit: one durable `add` (encode, store, fsync); the memory gets --edits of them, the 50 bundled
+  zsRE sample edits first, then synthetic ones;
+- ask: retrieval, the gate, the review and generation of exactly 16 new tokens for the rephrase of a
+  stored edit, beside the base model answering the same question without memory. The two alternate,
+  so machine noise hits both alike;
+- unrelated question: the same for the sample's locality questions, which no edit should answer (the
+  memory searches, the gate keeps the edits out, the base model answers).
+"ask overhead" is the p50 difference as a share of the base model's p50: what the memory adds to an
+answer, when it uses an edit and when it does not. Writes bench-<time>.json and .md under --out. A busy
+machine moves timings by a few percent between runs, and the base model's own speed moves the shares:
+run it twice, and compare the milliseconds too.
+"""
+
+
+def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    parser.add_argument(
+        "--memory",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="memory directory (default: the persistent user memory)",
+    )
+    if namespace:
+        parser.add_argument("--namespace", default="default", help="edit namespace (default: %(default)s)")
+    add_device_argument(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recall.cli.eval import add_eval_arguments
+    from recall.datasets.formats import FORMATS
+    from recall.repl.entry import add_repl_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="recall",
+        description=DESCRIPTION,
+        epilog=EPILOG.format(memory=default_memory_dir()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser("demo", help="edit the embedded model's facts live, then a quick ZsRE eval")
+    demo.add_argument("--backend", default="lte", help="backend to demonstrate (default: %(default)s)")
+    demo.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
+    demo.add_argument("--n", type=int, default=50, help="bundled ZsRE records in the quick eval (max 50)")
+    add_device_argument(demo)
+
+    edit = sub.add_parser("edit", help="teach one fact: recall edit PROMPT TARGET")
+    edit.add_argument("prompt", help='the question or cloze prompt, e.g. "Who is the CEO of Acme?"')
+    edit.add_argument("target", help='the answer it should get, e.g. "Jane Doe"')
+    edit.add_argument("--subject", default=None, help="the entity the fact is about (optional)")
+    edit.add_argument(
+        "--policy",
+        choices=["supersede", "reject", "keep_both"],
+        default=None,
+        help="when an active edit answers the same question (default: supersede)",
+    )
+    _add_memory_args(edit)
+
+    ask = sub.add_parser("ask", help="answer a question with the memory")
+    ask.add_argument("question")
+    ask.add_argument("--why", action="store_true", help="show the hits, the threshold and what was injected")
+    ask.add_argument("--no-memory", action="store_true", help="answer as the base model, ignoring all edits")
+    ask.add_argument("--max-new-tokens", type=int, default=None, help="answer length limit")
+    _add_memory_args(ask)
+
+    forget = sub.add_parser("forget", help="retract one edit (it stays in history)")
+    forget.add_argument("edit_id", help="an edit id or a unique prefix of one (4+ characters)")
+    _add_memory_args(forget, namespace=False)
+
+    restore = sub.add_parser("restore", help="bring back a forgotten or superseded edit")
+    restore.add_argument("edit_id", help="an edit id or a unique prefix (`recall list --all` shows them)")
+    _add_memory_args(restore, namespace=False)
+
+    lst = sub.add_parser("list", help="list edits")
+    lst.add_argument("--all", action="store_true", help="include superseded and retracted edits")
+    lst.add_argument("--every-namespace", action="store_true", help="list all namespaces")
+    _add_memory_args(lst)
+
+    conflicts = sub.add_parser(
+        "conflicts",
+        help="pairs of active edits that answer one question (or two close ones) in two ways",
+        description="Checks every active edit's question against the others, as `recall edit` does for a "
+        "new one: pairs scoring conflict.min_cosine or more are the same question, pairs from "
+        "conflict.similar_cosine up are close ones; only pairs with different answers are listed, most "
+        "alike first. Both edits of a pair stay active until you forget the wrong one. Edits made with "
+        "--policy keep_both, restored edits and batches from EditMemory.add_many can sit here.",
+        epilog="example:\n  recall conflicts --every-namespace\n  recall forget 3f2a9c1e   # the wrong one",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    conflicts.add_argument("--every-namespace", action="store_true", help="check each namespace")
+    _add_memory_args(conflicts)
+
+    history = sub.add_parser("history", help="the events of one edit (add, supersede, retract, restore)")
+    history.add_argument("edit_id", help="an edit id or a unique prefix")
+    _add_memory_args(history, namespace=False)
+
+    for name, add_arguments, text in (
+        ("eval", add_eval_arguments, "evaluate a backend on ZsRE / CounterFact / KnowEdit"),
+        ("repl", add_repl_arguments, "an interactive shell to edit, ask, inspect and undo"),
+    ):
+        command = sub.add_parser(name, help=text)
+        add_arguments(command)
+        add_device_argument(command)
+
+    bench = sub.add_parser(
+        "bench",
+        help="edit and ask latency on the embedded model (JSON + markdown)",
+        description=BENCH_DESCRIPTION,
+        epilog="example: recall bench --backend recipe --out reports/bench",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("--edits", type=int, default=200, help="edits in the timed memory (default: 200)")
+    bench.add_argument(
+        "--asks", type=int, default=20, help="timed questions of each kind, 1-50 (default: 20)"
+    )
+    bench.add_argument(
+        "--out", type=Path, default=Path("reports"), help="report directory (default: reports)"
+    )
+    bench.add_argument("--backend", default="lte", help="backend or preset, e.g. lte_aligned (default: lte)")
+    bench.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, repeatable (e.g. --set retrieval.top_k=3)",
+    )
+    add_device_argument(bench)
+
+    train = sub.add_parser(
+        "train",
+        help="train a backend: recall train {lte,relevance,recipe} [--config FILE] [--set key=value]",
+        description="Runs `python -m training RECIPE ...`; `recall train lte --help` lists its options.",
+        add_help=False,  # --help goes to the training command, which knows its options
+    )
+    train.add_argument("arguments", nargs=argparse.REMAINDER, help="the recipe and its options")
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="fit the sentinel's cosine threshold on a ZsRE file; with --review, tabulate a learned "
+        "sentinel's margin against retrieval.review_within; with --conflicts, the conflict cut-offs",
+        description="Without --review: fit the fixed sentinel's cosine threshold (base.yaml) on ZsRE. With "
+        "--review: make the file's edits with --backend's preset (recipe), and print false rejects on "
+        "rephrases, false accepts on locality questions and the share reviewed for each margin and "
+        "review_within. With --conflicts: with --backend's encoder (lte: MiniLM), the share of question "
+        "pairs about the same fact, about the same subject, and of the nearest edit about another "
+        "subject at or above each cosine, to set conflict.min_cosine and conflict.similar_cosine. Use "
+        "train or val data, never an evaluation split.",
+        epilog="examples:\n"
+        "  recall calibrate --data ../shared/data/zsre/zsre_mend_train_1k.json\n"
+        "  recall calibrate --conflicts --data ../shared/data/knowedit/wiki_counterfact_train_cf.json\n"
+        "  recall calibrate --review --data ../shared/data/counterfact/counterfact-val.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calibrate.add_argument("--data", type=Path, required=True, help="a train or val file (never eval!)")
+    mode = calibrate.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--review", action="store_true", help="tabulate sentinel.margin x retrieval.review_within"
+    )
+    mode.add_argument(
+        "--conflicts", action="store_true", help="tabulate question-key cosines for the conflict cut-offs"
+    )
+    calibrate.add_argument(
+        "--backend", default=None, help="the preset (default: recipe with --review, lte with --conflicts)"
+    )
+    calibrate.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", *FORMATS),
+        help="with --review or --conflicts: the record form (default: auto)",
+    )
+    calibrate.add_argument(
+        "--sample", type=int, default=500, help="with --review: rephrases and locality questions each"
+    )
+    calibrate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --review or --conflicts: a config override, repeatable",
+    )
+    calibrate.add_argument("--n", type=int, default=1000, help="records to use (default: %(default)s)")
+    calibrate.add_argument(
+        "--target-false-accept",
+        type=float,
+        default=0.01,
+        help="largest share of out-of-scope questions admitted (default: %(default)s)",
+    )
+    add_device_argument(calibrate)
+    return parser
+
+
+def _open(args: argparse.Namespace) -> EditMemory:
+    from recall.memory import EditMemory
+
+    return EditMemory.open_or_create(args.memory or default_memory_dir(), device=args.device)
+
+
+def _make_eval_memory(backend: str, overrides: list[str], device: str) -> EditMemory:
+    from recall.config import load_config
+    from recall.memory import EditMemory
+
+    return EditMemory.temporary(load_config(backend=backend, overrides=overrides), device=device)
+
+
+def _run(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "demo":
+        from recall.cli.demo import run_demo
+
+        return run_demo(backend=args.backend, model=args.model, n=args.n, device=args.device)
+    if command == "eval":
+        from recall.cli.eval import run_eval_command
+
+        return run_eval_command(args, lambda name, sets: _make_eval_memory(name, sets, args.device))
+    if command == "repl":
+        from recall.repl.entry import run_repl_command
+
+        return run_repl_command(args)
+    if command == "bench":
+        from recall.cli.bench import run_bench
+
+        return run_bench(
+            num_edits=args.edits,
+            num_asks=args.asks,
+            out_dir=args.out,
+            backend=args.backend,
+            overrides=args.overrides,
+            device=args.device,
+        )
+    if command == "calibrate":
+        if args.conflicts:
+            from recall.cli.calibrate.conflicts import run_calibrate_conflicts
+
+            return run_calibrate_conflicts(
+                args.backend or "lte", args.overrides, args.data, args.format, n=args.n, device=args.device
+            )
+        if args.review:
+            from recall.cli.calibrate.review import run_calibrate_review
+
+            return run_calibrate_review(
+                args.backend or "recipe",
+                args.overrides,
+                args.data,
+                args.format,
+                n=args.n,
+                sample=args.sample,
+                device=args.device,
+            )
+        from recall.cli.calibrate.threshold import run_calibrate
+
+        return run_calibrate(
+            args.data, n=args.n, target_false_accept=args.target_false_accept, device=args.device
+        )
+    from recall.cli.memory import run_memory_command
+
+    with _open(args) as memory:
+        return run_memory_command(memory, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # Everything after `train` belongs to `python -m training` (its own --help included), run as a
+        # separate process: `recall` never imports `training` (ARCHITECTURE.md dependency rule).
+        return subprocess.call([sys.executable, "-m", "training", *argv[1:]])
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from recall.errors import RecallError, StoreError
+
+    try:
+        return _run(args)
+    except (RecallError, StoreError) as exc:
+        print(f"recall {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"recall {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

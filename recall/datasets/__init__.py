@@ -1,0 +1,1 @@
+"""Benchmark records -> EvalCase: readers for ZsRE, CounterFact, KnowEdit, MQuAKE and their loading."""

@@ -1,0 +1,127 @@
+"""The edit flow's writes, in the one order that keeps store and backend agreeing: validate and encode;
+ask the backend's capabilities and `check` before anything is written; change the backend; then commit
+the store. A refusal leaves both untouched. A backend failure, or a store failure after the backend
+changed, is repaired with `backend.sync(active records)`: the store is the truth. A crash between the two
+writes is repaired the same way when the memory is next opened (EditMemory.open)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import numpy as np
+
+from memory_store import EditRecord, MemoryStore, validate_record
+from recall.backends import Capability, EditBackend
+from recall.config import RecallConfig
+from recall.errors import InvalidEditError, UnsupportedOperationError
+from recall.lm.prompts import statement
+from recall.results import Edit
+from recall.retrieval.descriptors import key_texts
+from recall.retrieval.encoder import Encoder
+
+T = TypeVar("T")
+
+
+def prepare(edit: Edit, encoder: Encoder, config: RecallConfig) -> tuple[EditRecord, np.ndarray]:
+    """The record an edit becomes (text stripped, statement built, validated) and its keys (n_keys, dim)."""
+    if not isinstance(edit.prompt, str) or not isinstance(edit.target, str):
+        raise InvalidEditError(f"prompt and target must be text, got {edit.prompt!r} and {edit.target!r}")
+    prompt, target = edit.prompt.strip(), edit.target.strip()
+    subject = edit.subject.strip() if edit.subject else None
+    record = EditRecord(
+        prompt=prompt,
+        target=target,
+        subject=subject,
+        namespace=edit.namespace,
+        statement=statement(prompt, target),
+    )
+    validate_record(record, max_text_chars=config.store.max_text_chars)
+    return record, encoder.encode_keys(key_texts(record, config.retrieval.keys))
+
+
+class EditWriter:
+    """Backend-then-store writes for one memory."""
+
+    def __init__(self, store: MemoryStore, backend: EditBackend) -> None:
+        self.store, self.backend = store, backend
+
+    def require(self, capability: Capability, doing: str, instead: str) -> None:
+        """UnsupportedOperationError, before any write, when the backend lacks `capability`."""
+        if capability not in self.backend.capabilities:
+            raise UnsupportedOperationError(f"the {self.backend.name} backend cannot {doing}; {instead}")
+
+    def add(self, records: Sequence[EditRecord], keys: Sequence[np.ndarray]) -> list[EditRecord]:
+        """Store new records (one transaction) after the backend took them."""
+        self.backend.check(records)
+        if len(records) > 1 and Capability.BATCH not in self.backend.capabilities:
+            return [self.add([r], [k])[0] for r, k in zip(records, keys, strict=True)]
+        if len(records) == 1:
+            return self._ordered(
+                lambda: self.backend.edit(records), lambda: [self.store.add(records[0], keys[0])]
+            )
+        return self._ordered(lambda: self.backend.edit(records), lambda: self.store.add_many(records, keys))
+
+    def supersede(self, old: Sequence[EditRecord], record: EditRecord, keys: np.ndarray) -> list[EditRecord]:
+        """Replace the active edits `old` (the first supersedes, the rest are retracted) by `record`;
+        returns [stored record, *the old records as they are now]."""
+        self.require(
+            Capability.FORGET,
+            "forget one edit, so a new edit cannot supersede an old one",
+            "add it with policy='keep_both' (both stay active) or policy='reject'",
+        )
+        self.backend.check([record])
+
+        def backend_step() -> None:
+            self.backend.forget([r.edit_id for r in old])
+            self.backend.edit([record])
+
+        def store_step() -> list[EditRecord]:
+            stored = self.store.supersede(old[0].edit_id, record, keys, reason="new edit for the question")
+            retired = [self.store.get(old[0].edit_id)]
+            reason = f"superseded by {stored.edit_id}"
+            retired += [self.store.retract(r.edit_id, reason=reason) for r in old[1:]]
+            return [stored, *retired]
+
+        return self._ordered(backend_step, store_step)
+
+    def forget(self, edit_id: str, reason: str) -> EditRecord:
+        record = self.store.get(edit_id)  # EditNotFoundError before anything changes
+        if record.status != "active":
+            return self.store.retract(edit_id, reason=reason)  # the store's own error for the transition
+        self.require(
+            Capability.FORGET,
+            "forget one edit",
+            "reset the memory (clear every edit), or open a new memory and add the edits to keep",
+        )
+        return self._ordered(
+            lambda: self.backend.forget([edit_id]), lambda: self.store.retract(edit_id, reason)
+        )
+
+    def restore(self, edit_id: str) -> EditRecord:
+        record = self.store.get(edit_id)
+        if record.status == "active":
+            return self.store.restore(edit_id, reason="restored")  # the store's own error
+        self.backend.check([record])
+        return self._ordered(
+            lambda: self.backend.edit([record]), lambda: self.store.restore(edit_id, "restored")
+        )
+
+    def clear(self, reason: str) -> None:
+        """Retract every active edit of every namespace."""
+        active = self.store.list(namespace=None, status="active")
+        self._ordered(
+            self.backend.clear, lambda: [self.store.retract(r.edit_id, reason=reason) for r in active]
+        )
+
+    def sync(self) -> None:
+        """Make the backend hold exactly the store's active edits."""
+        self.backend.sync(self.store.list(namespace=None, status="active"))
+
+    def _ordered(self, backend_step: Callable[[], object], store_step: Callable[[], T]) -> T:
+        try:
+            backend_step()
+            return store_step()
+        except BaseException:
+            self.sync()  # undo what the backend took that the store did not commit
+            raise

@@ -1,0 +1,187 @@
+"""Teacher-forced target scoring and greedy generation over rendered prompt text, batched.
+
+Every backend renders its prompt (with or without injected edits) and hands the text here, so the
+base model and every text-prefix backend are scored and decoded by exactly one piece of code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from recall.lm.arch import ARCHS, arch_of
+from recall.lm.loading import LanguageModel
+from recall.results import TargetScore
+
+
+def prompt_ids(lm: LanguageModel, text: str) -> list[int]:
+    """Token ids of a rendered prompt. Chat-rendered text already holds its special tokens."""
+    add_special = not lm.has_chat_template
+    ids: list[int] = lm.tokenizer(text, add_special_tokens=add_special).input_ids
+    return ids
+
+
+def target_ids(lm: LanguageModel, target: str, *, leading_space: bool) -> list[int]:
+    """Token ids of an answer; raw (non-chat) prompts put a space before it, as EasyEdit does."""
+    ids: list[int] = lm.tokenizer((" " if leading_space else "") + target, add_special_tokens=False).input_ids
+    return ids
+
+
+def pad_right(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (B, T): right padding keeps each sequence at positions 0..len-1,
+    so its logits match an unbatched run."""
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
+
+
+# One continuous prompt per item (L_i, d), or None: prepended to the item's input embeddings (RECIPE).
+Prefixes = Sequence[torch.Tensor | None]
+
+
+def target_positions(
+    items: Sequence[tuple[list[int], list[int]]], offsets: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of the positions whose logits predict each target token, in item order; `offsets`
+    counts the prefix vectors before each item's tokens."""
+    shift = offsets or [0] * len(items)
+    rows = [torch.full((len(t),), r) for r, (_, t) in enumerate(items)]
+    cols = [
+        torch.arange(o + len(p) - 1, o + len(p) + len(t) - 1) for (p, t), o in zip(items, shift, strict=True)
+    ]
+    return torch.cat(rows), torch.cat(cols)
+
+
+def embed_right(
+    lm: LanguageModel, seqs: Sequence[list[int]], prefixes: Prefixes
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs_embeds (B, W, d), attention_mask (B, W)): each row is [prefix; token embeddings], right
+    padded like `pad_right`. Gradients flow into the prefixes."""
+    embed: Any = lm.model.get_input_embeddings()
+    rows = []
+    for seq, prefix in zip(seqs, prefixes, strict=True):
+        tokens = embed(torch.tensor(seq, device=lm.device))  # (T, d)
+        rows.append(tokens if prefix is None else torch.cat([prefix.to(tokens.dtype), tokens]))
+    width = max(len(r) for r in rows)
+    embeds = torch.stack([torch.nn.functional.pad(r, (0, 0, 0, width - len(r))) for r in rows])
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=lm.device)
+    for index, row in enumerate(rows):
+        mask[index, : len(row)] = 1
+    return embeds, mask
+
+
+def target_logits(
+    lm: LanguageModel, items: Sequence[tuple[list[int], list[int]]], prefixes: Prefixes | None = None
+) -> torch.Tensor:
+    """Logits predicting every target token of `items` (prompt_ids, target_ids), in item order.
+
+    Shape (sum of target lengths, V). Differentiable: scoring calls it under inference_mode, the
+    training losses with gradients (into LoRA weights, or into the `prefixes`).
+    """
+    pad = int(lm.tokenizer.pad_token_id or 0)
+    decoder: Any = lm.model.base_model  # the transformer without its LM head (LoRA layers included)
+    head: Any = lm.model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    seqs = [p + t for p, t in items]
+    offsets = [0] * len(items)
+    if prefixes is None:
+        input_ids, mask = pad_right(seqs, pad)  # (B, T) each
+        hidden = decoder(
+            input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device)
+        ).last_hidden_state
+    else:
+        offsets = [0 if p is None else len(p) for p in prefixes]
+        embeds, mask = embed_right(lm, seqs, prefixes)
+        hidden = decoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    # The vocabulary projection is the costly part (V ~ 50k): apply it at target positions only.
+    rows, cols = target_positions(items, offsets)
+    logits: torch.Tensor = head(hidden[rows, cols]).float()
+    softcap = getattr(lm.model.config, "final_logit_softcapping", None)
+    if softcap:  # Gemma-style final logit soft-capping, as the model's own forward applies it
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
+
+
+@torch.inference_mode()
+def score_ids(
+    lm: LanguageModel,
+    items: Sequence[tuple[list[int], list[int]]],
+    batch_size: int = 16,
+    prefixes: Prefixes | None = None,
+) -> list[TargetScore]:
+    """Score each (prompt_ids, target_ids): argmax and log p of every target token, teacher-forced;
+    with `prefixes`, each item's continuous prompt goes before its tokens."""
+    scores: list[TargetScore] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        chunk_prefixes = None if prefixes is None else prefixes[start : start + batch_size]
+        logits = target_logits(lm, chunk, chunk_prefixes)  # (sum of target lengths, V)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        labels = torch.tensor([tok for _, t in chunk for tok in t], device=logprobs.device)
+        predicted = logprobs.argmax(-1).tolist()
+        label_lp = logprobs.gather(1, labels[:, None])[:, 0].tolist()
+        offset = 0
+        for _, target in chunk:
+            end = offset + len(target)
+            scores.append(
+                TargetScore(tuple(target), tuple(predicted[offset:end]), tuple(label_lp[offset:end]))
+            )
+            offset = end
+    return scores
+
+
+def end_of_turn_id(lm: LanguageModel) -> int | None:
+    """The token that ends an answer: the chat end-of-turn token of the model's family
+    (recall/lm/arch.py) when its vocabulary has one, else EOS."""
+    candidates = arch_of(lm.model).end_of_turn if lm.model.config.model_type in ARCHS else ("<|im_end|>",)
+    for token in candidates:
+        end_of_turn = lm.tokenizer.convert_tokens_to_ids(token)
+        if isinstance(end_of_turn, int) and end_of_turn != lm.tokenizer.unk_token_id:
+            return end_of_turn
+    eos = lm.tokenizer.eos_token_id
+    return eos if isinstance(eos, int) else None
+
+
+def stop_ids(lm: LanguageModel) -> list[int]:
+    """Tokens that end an answer: EOS and, for chat models, the end-of-turn token."""
+    stop = {lm.tokenizer.eos_token_id, end_of_turn_id(lm)}
+    return sorted(i for i in stop if isinstance(i, int))
+
+
+@torch.inference_mode()
+def generate_ids(
+    lm: LanguageModel,
+    prompt: list[int],
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    prefix: torch.Tensor | None = None,
+) -> str:
+    """Greedy decoding from `prompt` ids; stops at end-of-sequence (and the chat end-of-turn token).
+
+    A `prefix` (L, d) is prepended to the prompt's embeddings once; later steps see it through the
+    KV cache (RECIPE §1.4).
+    """
+    input_ids = torch.tensor([prompt], device=lm.device)  # (1, T)
+    model: Any = lm.model  # generate() is untyped in transformers
+    inputs: dict[str, torch.Tensor] = {"input_ids": input_ids}
+    if prefix is not None:
+        embeds, _ = embed_right(lm, [prompt], [prefix])  # (1, L + T, d)
+        inputs = {"inputs_embeds": embeds}
+    output = model.generate(
+        **inputs,
+        attention_mask=torch.ones(inputs[next(iter(inputs))].shape[:2], dtype=torch.long, device=lm.device),
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens or None,
+        do_sample=False,
+        eos_token_id=stop_ids(lm),
+        pad_token_id=lm.tokenizer.pad_token_id,
+    )
+    # With input_ids the output repeats the prompt; with inputs_embeds it holds only new tokens.
+    new_tokens = output[0, input_ids.shape[1] :] if prefix is None else output[0]
+    text = str(lm.tokenizer.decode(new_tokens, skip_special_tokens=True))
+    return text.strip()

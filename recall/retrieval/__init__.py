@@ -1,0 +1,1 @@
+"""Query -> admitted hits: encoders, descriptors (keys), the gate, conflicts between edits."""

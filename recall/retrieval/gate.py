@@ -1,0 +1,94 @@
+"""The gate: query -> the hits a retrieval backend gets (EditMemory's ask flow). The store is searched,
+the sentinel admits hits, an edit asked word for word is used alone, only hits close to the best one are
+kept, and a backend with a review may decline what the gate was not sure of."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from memory_store import MemoryStore, SearchHit, Sentinel
+from recall.config import RetrievalConfig
+from recall.results import Retrieval
+from recall.retrieval.encoder import Encoder
+
+# (queries, their admitted hits) -> the hits kept: EditBackend.review
+Review = Callable[[Sequence[str], Sequence[Sequence[SearchHit]]], list[tuple[SearchHit, ...]]]
+# Hits read per query even when top_k is 1: the word-for-word rule and max_gap need the runners-up.
+MIN_SEARCH_K = 3
+
+
+class Gate:
+    """Search, sentinel, word-for-word rule, max_gap and review, for a batch of queries."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        encoder: Encoder,
+        sentinel: Sentinel,
+        config: RetrievalConfig,
+        review: Review | None = None,
+    ) -> None:
+        self.store, self.encoder, self.sentinel, self.config = store, encoder, sentinel, config
+        self.review = review
+
+    def admit(self, queries: Sequence[str], namespace: str) -> list[Retrieval]:
+        """One Retrieval per query: the top hits, those admitted and those the review declined."""
+        vectors = self.encoder.encode_queries(list(queries))  # (n, dim)
+        results = self.store.search(vectors, k=max(self.config.top_k, MIN_SEARCH_K), namespace=namespace)
+        gated: list[tuple[SearchHit, ...]] = []
+        open_rows: list[int] = []  # rows whose admitted hits go to review
+        for row, (query, vector, hits) in enumerate(zip(queries, vectors, results, strict=True)):
+            asked = exact_question_hits(query, hits)
+            admitted = asked or self.sentinel.admit(vector, hits)
+            gated.append(tuple(close_to_best(admitted, self.config.max_gap)[: self.config.top_k]))
+            if gated[-1] and not asked and not self._confident(gated[-1][0], vector):
+                open_rows.append(row)
+        kept = list(gated)
+        if open_rows and self.review is not None:
+            verdicts = self.review([queries[i] for i in open_rows], [gated[i] for i in open_rows])
+            for i, verdict in zip(open_rows, verdicts, strict=True):
+                kept[i] = verdict
+        return [
+            Retrieval(
+                query=query,
+                hits=tuple(hits),
+                admitted=keep,
+                threshold=self.sentinel.threshold(vector),
+                declined=tuple(hit for hit in admitted if hit not in keep),
+            )
+            for query, vector, hits, admitted, keep in zip(
+                queries, vectors, results, gated, kept, strict=True
+            )
+        ]
+
+    def _confident(self, best: SearchHit, vector: np.ndarray) -> bool:
+        """Whether the sentinel admitted `best` by retrieval.review_within or more (it skips review)."""
+        within = self.config.review_within
+        return within is not None and best.score - self.sentinel.threshold(vector) >= within
+
+
+def exact_question_hits(query: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
+    """The hits whose edit question is the query itself (case and spacing aside): these alone are
+    admitted, even where the gate says no, and no review declines them. An edited question asked word
+    for word needs no model to recognise it, and no other edit can change its answer. Keys and queries
+    of a trained encoder are asymmetric: without this an edit of the same question with another answer
+    (kept with policy keep_both) can outrank it, and beside it the backend follows either."""
+    asked = words(query)
+    return [hit for hit in hits if words(hit.record.prompt) == asked]
+
+
+def close_to_best(admitted: Sequence[SearchHit], max_gap: float | None) -> list[SearchHit]:
+    """The first admitted hit and those scoring within `max_gap` of it (all of them for None). A second
+    edit helps when retrieval cannot tell it from the first, e.g. the same question kept with another
+    answer; an unrelated one that merely passed the gate distracts the model from the right one."""
+    if max_gap is None or not admitted:
+        return list(admitted)
+    best = admitted[0].score
+    return [hit for hit in admitted if best - hit.score <= max_gap]
+
+
+def words(text: str) -> str:
+    """`text` with case and runs of spacing folded."""
+    return " ".join(text.casefold().split())
