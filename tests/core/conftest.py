@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from recall.backends import Capability, get_backend, register_backend, registered_backends
 from recall.config import RecallConfig, load_config
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.retrieval.encoder import HashingEncoder
+from bias_backend import BiasBackend, NoForgetBiasBackend
+
+# The test-only in-model backends join the registry, so every contract suite runs on them too.
+register_backend(BiasBackend)
+register_backend(NoForgetBiasBackend)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -40,3 +46,24 @@ def make_memory(
     yield factory
     for memory in opened:
         memory.close()  # idempotent: tests may have closed it already
+
+
+def backends_with(capability: Capability, present: bool = True) -> list[str]:
+    """Registered backends that have (or lack) `capability`: what a contract suite runs over."""
+    return [n for n in registered_backends() if (capability in get_backend(n).capabilities) == present]
+
+
+@pytest.fixture
+def backend_config(request: pytest.FixtureRequest) -> Callable[[str], RecallConfig]:
+    """name -> the backend's config on the tiny llama: its preset plus the `tiny_settings` it carries,
+    a value "{fixture}" replaced by that fixture's value (e.g. the tiny RECIPE knowledge model)."""
+
+    def build(name: str) -> RecallConfig:
+        overrides = ["model.name=tiny"]
+        for key, value in get_backend(name).cls.tiny_settings.items():
+            if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+                value = str(request.getfixturevalue(value[1:-1]))
+            overrides.append(f"{key}={'null' if value is None else value}")
+        return load_config(backend=name, overrides=overrides)
+
+    return build

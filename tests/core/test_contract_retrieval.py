@@ -1,4 +1,6 @@
-"""Contract tests run over every registered backend (STYLE.md 5.5): a new backend gets them for free."""
+"""The contract of retrieval backends (Capability.USES_RETRIEVAL), run over every registered one
+(STYLE.md 5.5): no hit is the base model, a hit changes the scores, state survives save/load. The memory
+contract every backend meets is in test_contract_memory.py."""
 
 from __future__ import annotations
 
@@ -9,15 +11,9 @@ from pathlib import Path
 import pytest
 
 from memory_store import EditRecord, SearchHit
-from recall.backends import (
-    Capability,
-    EditBackend,
-    GenerationConfig,
-    ScoreRequest,
-    get_backend,
-    registered_backends,
-)
-from recall.config import load_config
+from conftest import backends_with
+from recall.backends import Capability, EditBackend, GenerationConfig, ScoreRequest, get_backend
+from recall.config import RecallConfig
 from recall.lm.loading import LanguageModel
 from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
 
@@ -27,28 +23,18 @@ RECORD = EditRecord(
 HIT = SearchHit(record=RECORD, score=0.9, rank=0)
 
 
-@pytest.fixture(params=registered_backends())
+@pytest.fixture(params=backends_with(Capability.USES_RETRIEVAL))
 def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def backend_overrides(tiny_recipe_dir: Path) -> dict[str, list[str]]:
-    """What each backend needs on the tiny llama (recipe: a knowledge model made for it, with its own
-    margin and no review: the preset's probe and margin belong to the shipped SmolLM2 model)."""
-    return {
-        "recipe": [f"backend.checkpoint={tiny_recipe_dir}", "backend.relevance=null", "sentinel.margin=null"]
-    }
 
 
 MakeBackend = Callable[[str, LanguageModel], EditBackend]
 
 
 @pytest.fixture
-def make_backend(backend_overrides: dict[str, list[str]]) -> MakeBackend:
+def make_backend(backend_config: Callable[[str], RecallConfig]) -> MakeBackend:
     def factory(name: str, lm: LanguageModel) -> EditBackend:
-        config = load_config(backend=name, overrides=backend_overrides.get(name, []))
-        return get_backend(name).factory(config.backend, lm)
+        return get_backend(name).factory(backend_config(name).backend, lm)
 
     return factory
 
@@ -64,6 +50,7 @@ def test_no_hit_is_the_base_model(
     generated = backend.generate(question, (), GenerationConfig(max_new_tokens=5))
     assert generated.text == generate_ids(tiny_lm, base_prompt, 5)
     assert generated.injected == ""
+    assert generated.used == ()
 
 
 def test_a_hit_changes_the_scores_and_is_finite(
@@ -76,6 +63,19 @@ def test_a_hit_changes_the_scores_and_is_finite(
     assert all(math.isfinite(x) for x in edited.logprobs)
     assert plain.logprobs != edited.logprobs
     assert len(edited.target_ids) == len(edited.predicted_ids) == len(edited.logprobs) == 2
+
+
+def test_hits_are_ignored_inside_disabled(
+    backend_name: str, tiny_lm: LanguageModel, make_backend: MakeBackend
+) -> None:
+    backend = make_backend(backend_name, tiny_lm)
+    backend.edit([RECORD])
+    plain = backend.score_many([ScoreRequest(RECORD.prompt, "jane doe")])[0]
+    gen = GenerationConfig(max_new_tokens=4)
+    with backend.disabled():
+        assert backend.score_many([ScoreRequest(RECORD.prompt, "jane doe", (HIT,))])[0] == plain
+        assert backend.generate(RECORD.prompt, (HIT,), gen).used == ()
+    assert backend.generate(RECORD.prompt, (HIT,), gen).used == (RECORD.edit_id,)
 
 
 def test_edit_forget_save_load_keep_outputs(
