@@ -78,7 +78,7 @@ class LteBackend(RetrievalBackend):
     # The store holds the statements; a text-prefix backend keeps no state of its own (RetrievalBackend).
 
     def describe(self) -> dict[str, str]:
-        out = {"template": self.config.template}
+        out: dict[str, str] = {"template": self.config.template}
         if self.config.adapter:
             out["adapter"] = self.adapted_lm.fingerprint
         if self.probe is not None and self.config.relevance:

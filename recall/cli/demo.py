@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from recall.config import load_config
 from recall.datasets.loading import SAMPLE, load_dataset
-from recall.eval.protocols import EvalSettings, run_protocol
+from recall.eval.protocols import run_protocol
 from recall.eval.report import build_stamp, format_markdown
+from recall.eval.settings import EvalSettings
 from recall.memory import EditMemory
-
 
 # (question, new answer, a paraphrase of the question): new facts and corrections of known ones.
 FACTS = [

@@ -13,12 +13,14 @@ from recall.datasets.cases import DatasetError
 from recall.datasets.formats import FORMATS
 from recall.datasets.loading import load_dataset
 from recall.errors import ConfigError, RecallError
-from recall.eval.protocols import PROTOCOLS, EditableMemory, EvalSettings, run_protocol
+from recall.eval.protocols import run_protocol
 from recall.eval.report import build_stamp, format_markdown, write_report
+from recall.eval.settings import PROTOCOLS, EvalSettings
+from recall.interface import MemoryInterface
 
 logger = logging.getLogger(__name__)
 
-MakeMemory = Callable[[str, list[str]], EditableMemory]
+MakeMemory = Callable[[str, list[str]], MemoryInterface]
 
 # --model is sugar for this override, so make_memory needs only (backend, overrides).
 MODEL_OVERRIDE_KEY = "model.name"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import string
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -9,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from recall.errors import RecallError
-from recall.eval.metrics import normalize_answer
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop punctuation and the articles a/an/the, collapse whitespace (SQuAD style)."""
+    text = text.lower().translate(_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 class DatasetError(RecallError, ValueError):

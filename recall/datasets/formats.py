@@ -18,8 +18,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from recall.datasets.cases import EmptyEditError, EvalCase, RecordReader
-from recall.eval.metrics import normalize_answer
+from recall.datasets.cases import EmptyEditError, EvalCase, RecordReader, normalize_answer
 
 logger = logging.getLogger(__name__)
 

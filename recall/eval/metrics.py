@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import re
-import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
+
+from recall.datasets.cases import normalize_answer
 
 if TYPE_CHECKING:
     from recall.results import TargetScore
@@ -58,14 +59,6 @@ def locality_agreement(post: TargetScore, pre: TargetScore) -> float:
 
 
 # SQuAD v1.1 evaluate.py normalisation.
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lowercase, drop punctuation and the articles a/an/the, collapse whitespace (SQuAD style)."""
-    text = text.lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def first_line(prediction: str) -> str:

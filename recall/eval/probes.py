@@ -11,7 +11,8 @@ from recall.eval import metrics
 
 if TYPE_CHECKING:
     from recall.datasets.cases import EvalCase
-    from recall.eval.protocols import EditableMemory, EvalSettings
+    from recall.eval.settings import EvalSettings
+    from recall.interface import MemoryInterface
     from recall.results import Retrieval, TargetScore
 
 
@@ -101,7 +102,7 @@ def _plan(case: EvalCase, batch: _PairBatch, settings: EvalSettings) -> _CaseSli
 
 
 def score_pairs(
-    memory: EditableMemory, pairs: Sequence[tuple[str, str]], namespace: str, *, use_memory: bool
+    memory: MemoryInterface, pairs: Sequence[tuple[str, str]], namespace: str, *, use_memory: bool
 ) -> list[TargetScore]:
     """memory.score_many, skipping the call for no pairs and checking the contract on the count."""
     if not pairs:
@@ -166,7 +167,7 @@ class _Generation:
     latency_ms: float | None = None
 
 
-def _generate(memory: EditableMemory, case: EvalCase, settings: EvalSettings) -> _Generation:
+def _generate(memory: MemoryInterface, case: EvalCase, settings: EvalSettings) -> _Generation:
     if not settings.generation:
         return _Generation()
     answer = memory.ask(case.prompt, settings.namespace, max_new_tokens=settings.max_new_tokens)
@@ -188,7 +189,7 @@ def _generate(memory: EditableMemory, case: EvalCase, settings: EvalSettings) ->
 
 
 def probe_cases(
-    memory: EditableMemory,
+    memory: MemoryInterface,
     cases: Sequence[EvalCase],
     edit_ids: Sequence[str],
     latencies_ms: Sequence[float],

@@ -1,4 +1,4 @@
-"""Editing protocols (single, batch, sequential) over an EditableMemory, producing an EvalResult.
+"""Editing protocols (single, batch, sequential) over an MemoryInterface, producing an EvalResult.
 
 Every protocol first records the base model's teacher-forced predictions on all locality pairs, before any
 edit exists, because locality is agreement with the *unedited* model (METHODS 6.2). Edits are added with
@@ -12,105 +12,24 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
 from recall.datasets.cases import EvalCase, shared_subjects
 from recall.errors import ConfigError, RecallError
 from recall.eval.probes import CaseRow, probe_cases, score_pairs
+from recall.eval.settings import EvalSettings
 from recall.eval.summary import Summary, subset_summaries, summarize
-from recall.results import Answer, Edit, EditResult, Retrieval, TargetScore
+from recall.interface import MemoryInterface
+from recall.results import Edit, TargetScore
 
 logger = logging.getLogger(__name__)
 
-ProtocolName = Literal["single", "batch", "sequential"]
-PROTOCOLS: tuple[ProtocolName, ...] = ("single", "batch", "sequential")
-ConflictPolicy = Literal["supersede", "reject", "keep_both"]
 
 # Cases scored per score_many call in the test phase: big enough to batch on an accelerator, small enough
 # that the progress bar moves.
 _TEST_CHUNK = 16
-
-
-class EditableMemory(Protocol):
-    """The part of recall.EditMemory the harness uses; test fakes implement just this."""
-
-    def add(
-        self,
-        prompt: str,
-        target: str,
-        subject: str | None = None,
-        namespace: str = "default",
-        *,
-        policy: ConflictPolicy | None = None,
-    ) -> EditResult: ...
-
-    def add_many(
-        self, edits: Sequence[Edit], *, policy: ConflictPolicy | None = None, progress: bool = False
-    ) -> list[EditResult]: ...
-
-    def retrieve(self, query: str, namespace: str = "default") -> Retrieval: ...
-
-    def ask(
-        self,
-        query: str,
-        namespace: str = "default",
-        *,
-        max_new_tokens: int | None = None,
-        use_memory: bool = True,
-    ) -> Answer: ...
-
-    def score_many(
-        self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
-    ) -> list[TargetScore]: ...
-
-    def info(self) -> dict[str, Any]: ...
-
-    def reset(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class EvalSettings:
-    """How to run an evaluation.
-
-    Attributes:
-        protocol: "single" (edit, test, reset per case), "batch" (add_many a chunk, test it, reset), or
-            "sequential" (add all edits without resetting, then test all: METHODS 6.5 "edit all, then
-            test all"; with batch_size > 1 the edits go in cumulative add_many chunks, as AlphaEdit does).
-        batch_size: edits per add_many call for batch and sequential; single needs 1.
-        n: test only the first n cases given (None: all).
-        seed: recorded in the report; the harness draws no random numbers itself (the command uses it
-            to shuffle cases when asked).
-        generation: also generate answers (exact/contains match, fluency); the slowest part of a run.
-        max_new_tokens: passed to memory.ask; None lets the memory choose.
-        compare_probabilities: also score the original answer to get CounterFact ES/PS/NS.
-        namespace: where the edits go and where every probe looks.
-    """
-
-    protocol: ProtocolName = "sequential"
-    batch_size: int = 1
-    n: int | None = None
-    seed: int = 0
-    generation: bool = True
-    max_new_tokens: int | None = None
-    compare_probabilities: bool = True
-    namespace: str = "default"
-
-    def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.protocol == "single" and self.batch_size != 1:
-            raise ConfigError(
-                f"protocol 'single' edits one case at a time (got batch_size={self.batch_size}); "
-                "use protocol 'batch' to test chunks of edits"
-            )
-        if self.n is not None and self.n < 1:
-            raise ConfigError(f"n must be at least 1, got {self.n}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +57,7 @@ class _Run:
     """State of one run: the memory, the cases, the pre-edit locality scores, and the rows so far."""
 
     def __init__(
-        self, memory: EditableMemory, cases: Sequence[EvalCase], settings: EvalSettings, progress: bool
+        self, memory: MemoryInterface, cases: Sequence[EvalCase], settings: EvalSettings, progress: bool
     ):
         self.memory = memory
         self.cases = cases
@@ -229,7 +148,7 @@ def _run_sequential(run: _Run) -> None:
 
 
 def run_protocol(
-    memory: EditableMemory, cases: Sequence[EvalCase], settings: EvalSettings, progress: bool = True
+    memory: MemoryInterface, cases: Sequence[EvalCase], settings: EvalSettings, progress: bool = True
 ) -> EvalResult:
     """Run one protocol over `cases` and score every case.
 
@@ -237,7 +156,7 @@ def run_protocol(
     after it; pass a memory made for the evaluation.
 
     Args:
-        memory: an EditMemory, or anything with the EditableMemory methods.
+        memory: an EditMemory, or anything with the MemoryInterface methods.
         cases: the cases, in the order the edits are made.
         settings: protocol, batch size, what to measure.
         progress: show tqdm bars on stderr.

@@ -14,7 +14,8 @@ from typing import Any
 
 from recall.datasets.loading import EvalDataset
 from recall.errors import RecallError
-from recall.eval.protocols import EvalResult, EvalSettings
+from recall.eval.protocols import EvalResult
+from recall.eval.settings import EvalSettings
 from recall.eval.summary import SUBSETS, SUMMARY_KEYS, Summary
 
 # Report JSON layout version: bump when a key is renamed or its meaning changes.

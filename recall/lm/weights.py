@@ -47,7 +47,7 @@ def private_copy(lm: LanguageModel, owned: Iterable[str], *, suffix: str = "priv
                 )
     memo: dict[int, Any] = {id(p): p for p in shared}
     model = copy.deepcopy(lm.model, memo)
-    model.eval()
+    model.train(False)  # inference mode (dropout off); eval() is untyped in torch
     return LanguageModel(model, lm.tokenizer, lm.model_id, f"{lm.fingerprint}+{suffix}")
 
 

@@ -9,15 +9,18 @@ from pathlib import Path
 from rich.console import Console
 
 from recall.errors import RecallError, StoreError
+from recall.interface import MemoryInterface
 from recall.paths import default_memory_dir
 from recall.repl.commands import Output, RichOutput, stdin_reader, terminal_readers, valid_namespace
-from recall.repl.session import OpenMemory, Repl, ReplMemory, describe_error
+from recall.repl.session import OpenMemory, Repl, describe_error
 
 
-def _open_edit_memory(path: Path, model: str | None, backend: str | None, device: str = "auto") -> ReplMemory:
+def _open_edit_memory(
+    path: Path, model: str | None, backend: str | None, device: str = "auto"
+) -> MemoryInterface:
     from recall.memory import EditMemory
 
-    memory: ReplMemory = EditMemory.open_or_create(path, model=model, backend=backend, device=device)
+    memory: MemoryInterface = EditMemory.open_or_create(path, model=model, backend=backend, device=device)
     return memory
 
 

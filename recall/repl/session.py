@@ -8,9 +8,10 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from recall.errors import RecallError, StoreError
+from recall.interface import MemoryInterface
 from recall.repl.commands import (
     ALL_NAMESPACES,
     Command,
@@ -24,36 +25,12 @@ from recall.repl.commands import (
 from recall.repl.views import fact, show_conflicts, show_history, show_why, when
 
 if TYPE_CHECKING:
-    from memory_store import EditRecord, HistoryEvent
-    from recall.results import Answer, ConflictPair, EditResult
+    from recall.results import Answer, EditResult
 
 log = logging.getLogger(__name__)
 
 
-class ReplMemory(Protocol):
-    """The part of `recall.memory.EditMemory` the REPL drives (a Protocol so tests can pass a fake)."""
-
-    @property
-    def sentinel_name(self) -> str: ...
-    def add(
-        self, prompt: str, target: str, subject: str | None = None, namespace: str = "default"
-    ) -> EditResult: ...
-    def forget(self, edit_id: str) -> EditRecord: ...
-    def restore(self, edit_id: str) -> EditResult: ...
-    def ask(self, query: str, namespace: str = "default", *, use_memory: bool = True) -> Answer: ...
-    def list(
-        self, namespace: str | None = "default", status: str | None = "active"
-    ) -> builtins.list[EditRecord]: ...
-    def conflicts(self, namespace: str | None = "default") -> builtins.list[ConflictPair]: ...
-    def history(self, edit_id: str) -> builtins.list[HistoryEvent]: ...
-    def find(self, id_prefix: str) -> EditRecord: ...
-    def namespaces(self) -> builtins.list[str]: ...
-    def count(self, namespace: str | None = None) -> int: ...
-    def info(self) -> dict[str, Any]: ...
-    def close(self) -> None: ...
-
-
-OpenMemory = Callable[[Path, "str | None", "str | None"], ReplMemory]
+OpenMemory = Callable[[Path, "str | None", "str | None"], MemoryInterface]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -79,7 +56,7 @@ class Repl:
 
     def __init__(
         self,
-        memory: ReplMemory,
+        memory: MemoryInterface,
         out: Output,
         *,
         namespace: str = "default",

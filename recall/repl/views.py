@@ -13,7 +13,7 @@ from recall.repl.commands import Output, short_id
 
 if TYPE_CHECKING:
     from memory_store import EditRecord
-    from recall.repl.session import ReplMemory
+    from recall.interface import MemoryInterface
     from recall.results import Answer, ConflictPair
 
 
@@ -68,7 +68,7 @@ def show_why(out: Output, answer: Answer, sentinel_name: str) -> None:
         out.block(injected)
 
 
-def supersede_chain(memory: ReplMemory, record: EditRecord) -> builtins.list[EditRecord]:
+def supersede_chain(memory: MemoryInterface, record: EditRecord) -> builtins.list[EditRecord]:
     """The record with the edits it superseded (older) and those that superseded it (newer)."""
     chain = [record]
     seen = {record.edit_id}
@@ -84,7 +84,7 @@ def supersede_chain(memory: ReplMemory, record: EditRecord) -> builtins.list[Edi
     return chain
 
 
-def show_history(out: Output, memory: ReplMemory, record: EditRecord) -> None:
+def show_history(out: Output, memory: MemoryInterface, record: EditRecord) -> None:
     """One row per event of each edit in `record`'s supersede chain, oldest edit first."""
     rows: builtins.list[builtins.list[str]] = []
     for member in supersede_chain(memory, record):

@@ -26,7 +26,7 @@ from recall.backends.base import (
     GenerationConfig,
     ScoreRequest,
 )
-from recall.lm.hooks import forward_hook, layer_path, resolve_module
+from recall.lm.hooks import layer_path, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
 from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids, target_logits

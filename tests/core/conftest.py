@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from bias_backend import BiasBackend, NoForgetBiasBackend
 
 from recall.backends import Capability, get_backend, register_backend, registered_backends
 from recall.config import RecallConfig, load_config
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.retrieval.encoder import HashingEncoder
-from bias_backend import BiasBackend, NoForgetBiasBackend
 
 # The test-only in-model backends join the registry, so every contract suite runs on them too.
 register_backend(BiasBackend)

@@ -75,7 +75,8 @@ def test_an_edit_is_applied_and_credited(backend_name: str, open_memory: MakeMem
     after = memory.score(CEO[0], CEO[1])
     assert after.logprobs != before.logprobs
     answer = memory.ask(CEO[0], max_new_tokens=4)
-    assert edit_id in answer.used and answer.used_memory
+    assert edit_id in answer.used
+    assert answer.used_memory
     assert memory.backend.describe() == memory.info()["backend_detail"]
 
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import backends_with
 
 from memory_store import EditRecord, SearchHit
-from conftest import backends_with
 from recall.backends import Capability, EditBackend, GenerationConfig, ScoreRequest, get_backend
 from recall.config import RecallConfig
 from recall.lm.loading import LanguageModel

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from recall.lm.lora import ArtifactError, load_adapted, resolve_adapter
-from recall.lm.loading import LanguageModel
 
 from memory_store import EditRecord, SearchHit
 from recall.backends.base import ScoreRequest
@@ -18,6 +16,8 @@ from recall.backends.lte import LteBackend, LteConfig
 from recall.config import load_config
 from recall.errors import ConfigError
 from recall.lm import lora
+from recall.lm.loading import LanguageModel
+from recall.lm.lora import ArtifactError, load_adapted, resolve_adapter
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from recall.cli.bench import ANSWER_TOKENS, SAMPLE, SAMPLE_CASES, run_bench
+from recall.cli.bench import ANSWER_TOKENS, SAMPLE_CASES, run_bench
 from recall.cli.main import BENCH_DESCRIPTION, main
-from recall.datasets.loading import load_cases
+from recall.datasets.loading import SAMPLE, load_cases
 from recall.errors import ConfigError
 
 

@@ -104,7 +104,9 @@ class _SkewedEncoder(HashingEncoder):
 def test_an_edit_asked_word_for_word_is_used_alone_even_past_the_gate(
     tmp_path: Path, tiny_lm: LanguageModel
 ) -> None:
-    config = load_config(backend="lte", overrides=["encoder.name=hashing", "model.name=tiny", "retrieval.top_k=2"])
+    config = load_config(
+        backend="lte", overrides=["encoder.name=hashing", "model.name=tiny", "retrieval.top_k=2"]
+    )
     memory = EditMemory.create(tmp_path / "skewed", config, lm=tiny_lm, encoder=_SkewedEncoder())
     try:
         asked = memory.add(QUESTION, "jane doe", policy="keep_both")
@@ -116,7 +118,9 @@ def test_an_edit_asked_word_for_word_is_used_alone_even_past_the_gate(
         assert memory.retrieve(PARAPHRASE).admitted[0].record.edit_id == sibling.edit_id
     finally:
         memory.close()
-    closed = load_config(backend="lte", overrides=["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=1.0"])
+    closed = load_config(
+        backend="lte", overrides=["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=1.0"]
+    )
     memory = EditMemory.create(tmp_path / "closed", closed, lm=tiny_lm, encoder=HashingEncoder())
     try:
         asked = memory.add(QUESTION, "jane doe")
@@ -131,7 +135,7 @@ def test_a_hit_far_behind_the_best_is_not_admitted_beside_it(tmp_path: Path, tin
     for max_gap, expected in ((None, 3), (0.3, 2)):
         config = load_config(
             backend="lte",
-            overrides=[*open_gate, f"retrieval.max_gap={'null' if max_gap is None else max_gap}"]
+            overrides=[*open_gate, f"retrieval.max_gap={'null' if max_gap is None else max_gap}"],
         )
         memory = EditMemory.create(tmp_path / str(max_gap), config, lm=tiny_lm, encoder=HashingEncoder())
         try:

@@ -48,7 +48,9 @@ def open_memory(path: Path, lm: LanguageModel, probe: Path) -> EditMemory:
         "sentinel.min_cosine=-1",
         f"backend.relevance={probe}",
     ]
-    return EditMemory.create(path, load_config(backend="lte", overrides=overrides), lm=lm, encoder=HashingEncoder())
+    return EditMemory.create(
+        path, load_config(backend="lte", overrides=overrides), lm=lm, encoder=HashingEncoder()
+    )
 
 
 def test_a_declined_edit_is_neither_injected_nor_credited(tmp_path: Path, tiny_lm: LanguageModel) -> None:

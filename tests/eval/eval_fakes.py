@@ -1,4 +1,4 @@
-"""FakeMemory: an EditableMemory with no model, whose every answer can be worked out by hand.
+"""FakeMemory: a MemoryInterface with no model, whose every answer can be worked out by hand.
 
 Tokens are words; a word's id is its crc32, so ids are stable across runs. The "base model" knows the
 answers in `base` (keyed by exact prompt) and predicts the unknown id -1 elsewhere. Retrieval scores a
@@ -9,14 +9,17 @@ Every call is appended to `calls`, so tests can check the order of operations.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import re
 import zlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from memory_store import EditRecord, SearchHit
-from recall.results import Answer, Edit, EditResult, Retrieval, TargetScore
+from memory_store import EditRecord, HistoryEvent, SearchHit, Status
+from memory_store.records import EventKind
+from recall.errors import EditNotFoundError
+from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
 
 UNKNOWN = -1
 WRONG = -2
@@ -50,6 +53,7 @@ class FakeMemory:
         self.base = dict(base or {})
         self.threshold = threshold
         self.records: list[EditRecord] = []
+        self.retracted: list[EditRecord] = []
         self.calls: list[tuple[Any, ...]] = []
         self.size_at_test: list[int] = []  # number of stored records at each retrieve call
 
@@ -143,6 +147,56 @@ class FakeMemory:
             retrieval=self._retrieve(query, namespace),
             backend="fake",
         )
+
+    # --- the rest of MemoryInterface: the harness never calls these, the REPL does --------------
+    sentinel_name = "fake"
+
+    def forget(self, edit_id: str) -> EditRecord:
+        record = self.find(edit_id)
+        self.records.remove(record)
+        self.retracted.append(dataclasses.replace(record, status="retracted"))
+        return self.retracted[-1]
+
+    def restore(self, edit_id: str) -> EditResult:
+        record = self.find(edit_id)
+        self.retracted.remove(record)
+        self.records.append(dataclasses.replace(record, status="active"))
+        return EditResult(record=self.records[-1])
+
+    def list(
+        self, namespace: str | None = "default", status: Status | None = "active"
+    ) -> builtins.list[EditRecord]:
+        pool = {"active": self.records, "retracted": self.retracted, None: self.records + self.retracted}
+        return [r for r in pool.get(status, []) if namespace is None or r.namespace == namespace]
+
+    def conflicts(self, namespace: str | None = "default") -> builtins.list[ConflictPair]:
+        active = self.list(namespace)
+        return [
+            ConflictPair(a, b, 1.0, True)
+            for i, a in enumerate(active)
+            for b in active[i + 1 :]
+            if a.prompt == b.prompt and a.namespace == b.namespace and a.target != b.target
+        ]
+
+    def history(self, edit_id: str) -> builtins.list[HistoryEvent]:
+        record = self.find(edit_id)
+        kinds: builtins.list[EventKind] = ["add"] if record.status == "active" else ["add", "retract"]
+        return [HistoryEvent(edit_id=edit_id, kind=kind, at=record.created_at) for kind in kinds]
+
+    def find(self, id_prefix: str) -> EditRecord:
+        matches = [r for r in self.records + self.retracted if r.edit_id.startswith(id_prefix)]
+        if len(matches) != 1:
+            raise EditNotFoundError(f"{len(matches)} edits start with {id_prefix!r}")
+        return matches[0]
+
+    def namespaces(self) -> builtins.list[str]:
+        return sorted({r.namespace for r in self.records})
+
+    def count(self, namespace: str | None = None) -> int:
+        return len(self.list(namespace))
+
+    def close(self) -> None:
+        self.calls.append(("close",))
 
     def info(self) -> dict[str, Any]:
         return {

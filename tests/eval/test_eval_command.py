@@ -12,7 +12,7 @@ from eval_samples import BASE_ANSWERS
 
 from recall.cli.eval import add_eval_arguments, run_eval_command
 from recall.errors import ConfigError, ModelNotAvailableError
-from recall.eval.protocols import EditableMemory
+from recall.interface import MemoryInterface
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -29,7 +29,7 @@ class MakeFake:
         self.memories: list[FakeMemory] = []
         self.error = error
 
-    def __call__(self, backend: str, overrides: list[str]) -> EditableMemory:
+    def __call__(self, backend: str, overrides: list[str]) -> MemoryInterface:
         self.calls.append((backend, overrides))
         if self.error is not None:
             raise self.error

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from recall.datasets.cases import normalize_answer
 from recall.eval import metrics
 from recall.results import TargetScore
 
@@ -48,7 +49,7 @@ def test_token_accuracy_and_locality_agreement() -> None:
     ],
 )
 def test_normalize_answer(text: str, normalized: str) -> None:
-    assert metrics.normalize_answer(text) == normalized
+    assert normalize_answer(text) == normalized
 
 
 @pytest.mark.parametrize(
@@ -115,13 +116,13 @@ def test_probability_margin() -> None:
 
 @given(st.text(max_size=40))
 def test_normalize_is_idempotent(text: str) -> None:
-    once = metrics.normalize_answer(text)
-    assert metrics.normalize_answer(once) == once
+    once = normalize_answer(text)
+    assert normalize_answer(once) == once
 
 
 @given(st.text(min_size=1, max_size=30))
 def test_a_target_matches_itself(text: str) -> None:
-    if metrics.normalize_answer(text) and "\n" not in text.strip():
+    if normalize_answer(text) and "\n" not in text.strip():
         assert metrics.exact_match(text, text)
         assert metrics.contains_match(text, text)
 

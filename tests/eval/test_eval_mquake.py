@@ -15,7 +15,9 @@ from eval_fakes import FakeMemory
 from recall.cli.eval import add_eval_arguments, run_eval_command
 from recall.datasets.cases import DatasetError, EvalCase
 from recall.datasets.loading import load_cases, load_dataset
-from recall.eval.protocols import EditableMemory, EvalSettings, run_protocol
+from recall.eval.protocols import run_protocol
+from recall.eval.settings import EvalSettings
+from recall.interface import MemoryInterface
 
 
 def rewrite(template: str, subject: str, new: str, true: str, question: str | None) -> dict[str, Any]:
@@ -216,7 +218,7 @@ def test_eval_command_on_mquake(
 ) -> None:
     memories: list[FakeMemory] = []
 
-    def make(backend: str, overrides: list[str]) -> EditableMemory:
+    def make(backend: str, overrides: list[str]) -> MemoryInterface:
         memories.append(FakeMemory())
         return memories[-1]
 

@@ -10,7 +10,8 @@ from eval_samples import BASE_ANSWERS, SIMPLE_CASES, TRICKY_CASES
 
 from recall.datasets.cases import EvalCase
 from recall.errors import ConfigError, RecallError
-from recall.eval.protocols import EvalResult, EvalSettings, run_protocol
+from recall.eval.protocols import EvalResult, run_protocol
+from recall.eval.settings import EvalSettings
 from recall.eval.summary import SUMMARY_KEYS
 from recall.results import TargetScore
 

@@ -12,8 +12,9 @@ from eval_samples import BASE_ANSWERS, TRICKY_CASES
 
 from recall.datasets.loading import EvalDataset
 from recall.errors import RecallError
-from recall.eval.protocols import EvalResult, EvalSettings, run_protocol
+from recall.eval.protocols import EvalResult, run_protocol
 from recall.eval.report import build_stamp, format_markdown, load_report, report_dict, write_report
+from recall.eval.settings import EvalSettings
 from recall.eval.summary import SUMMARY_KEYS
 
 

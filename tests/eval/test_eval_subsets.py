@@ -13,8 +13,9 @@ from eval_samples import BASE_ANSWERS, SIMPLE_CASES, TRICKY_CASES
 
 from recall.datasets.cases import EvalCase, shared_subjects
 from recall.datasets.loading import load_dataset
-from recall.eval.protocols import EvalResult, EvalSettings, run_protocol
+from recall.eval.protocols import EvalResult, run_protocol
 from recall.eval.report import build_stamp, format_markdown, load_report, write_report
+from recall.eval.settings import EvalSettings
 
 
 def _case(case_id: str, subject: str | None, target: str) -> EvalCase:

@@ -7,12 +7,13 @@ import dataclasses
 import itertools
 import re
 import time
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from memory_store import EditRecord, HistoryEvent, SearchHit
 from recall.errors import EditNotFoundError, InvalidEditError
-from recall.results import Answer, ConflictPair, EditResult, Retrieval
+from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
 
 BASE_ANSWER = "I do not know."
 THRESHOLD = 0.5
@@ -121,6 +122,30 @@ class FakeMemory:
         self.records[edit_id] = dataclasses.replace(record, status="retracted")
         self._event(edit_id, "retract", "forgotten by the user")
         return self.records[edit_id]
+
+    def add_many(
+        self, edits: Sequence[Edit], *, policy: str | None = None, progress: bool = False
+    ) -> builtins.list[EditResult]:
+        return [self.add(e.prompt, e.target, e.subject, e.namespace, policy=policy) for e in edits]
+
+    def reset(self) -> None:
+        for record in self.list(None):
+            self.forget(record.edit_id)
+
+    def score_many(
+        self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
+    ) -> builtins.list[TargetScore]:
+        """A word is a token (its crc32): the prediction is the answer `ask` would give."""
+        scores = []
+        for query, target in pairs:
+            ids = tuple(zlib.crc32(w.encode()) for w in sorted(_words(target)))  # one per distinct word
+            admitted = self.retrieve(query, namespace).admitted if use_memory else ()
+            said = _words(admitted[0].record.target if admitted else BASE_ANSWER)
+            predicted = tuple(
+                i if w in said else -1 for i, w in zip(ids, sorted(_words(target)), strict=True)
+            )
+            scores.append(TargetScore(target_ids=ids, predicted_ids=predicted))
+        return scores
 
     def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
         scored = sorted(

@@ -13,9 +13,8 @@ import numpy as np
 
 from recall.build import shared_encoder
 from recall.config import load_config
-from recall.datasets.cases import EvalCase, subject_groups
+from recall.datasets.cases import EvalCase, normalize_answer, subject_groups
 from recall.datasets.loading import FormatName, load_cases
-from recall.eval.metrics import normalize_answer
 from recall.retrieval.encoder import Encoder
 
 CUTS = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)

@@ -1,0 +1,54 @@
+"""EvalSettings: how an evaluation runs (protocol, batch size, what it measures)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from recall.errors import ConfigError
+
+ProtocolName = Literal["single", "batch", "sequential"]
+PROTOCOLS: tuple[ProtocolName, ...] = get_args(ProtocolName)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSettings:
+    """How to run an evaluation.
+
+    Attributes:
+        protocol: "single" (edit, test, reset per case), "batch" (add_many a chunk, test it, reset), or
+            "sequential" (add all edits without resetting, then test all: METHODS 6.5 "edit all, then
+            test all"; with batch_size > 1 the edits go in cumulative add_many chunks, as AlphaEdit does).
+        batch_size: edits per add_many call for batch and sequential; single needs 1.
+        n: test only the first n cases given (None: all).
+        seed: recorded in the report; the harness draws no random numbers itself (the command uses it
+            to shuffle cases when asked).
+        generation: also generate answers (exact/contains match, fluency); the slowest part of a run.
+        max_new_tokens: passed to memory.ask; None lets the memory choose.
+        compare_probabilities: also score the original answer to get CounterFact ES/PS/NS.
+        namespace: where the edits go and where every probe looks.
+    """
+
+    protocol: ProtocolName = "sequential"
+    batch_size: int = 1
+    n: int | None = None
+    seed: int = 0
+    generation: bool = True
+    max_new_tokens: int | None = None
+    compare_probabilities: bool = True
+    namespace: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.protocol == "single" and self.batch_size != 1:
+            raise ConfigError(
+                f"protocol 'single' edits one case at a time (got batch_size={self.batch_size}); "
+                "use protocol 'batch' to test chunks of edits"
+            )
+        if self.n is not None and self.n < 1:
+            raise ConfigError(f"n must be at least 1, got {self.n}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")

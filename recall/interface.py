@@ -1,0 +1,72 @@
+"""MemoryInterface: what the evaluation harness (recall/eval) and the REPL (recall/repl) drive. It is
+written once, here; recall.memory.EditMemory satisfies it, and so do the tests' fakes."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from memory_store import EditRecord, HistoryEvent, Status
+from recall.config import ConflictPolicy
+from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
+
+
+class MemoryInterface(Protocol):
+    """The public methods of EditMemory that its callers outside the package core use."""
+
+    @property
+    def sentinel_name(self) -> str: ...
+
+    def add(
+        self,
+        prompt: str,
+        target: str,
+        subject: str | None = None,
+        namespace: str = "default",
+        *,
+        policy: ConflictPolicy | None = None,
+    ) -> EditResult: ...
+
+    def add_many(
+        self, edits: Sequence[Edit], *, policy: ConflictPolicy | None = None, progress: bool = False
+    ) -> builtins.list[EditResult]: ...
+
+    def forget(self, edit_id: str) -> EditRecord: ...
+
+    def restore(self, edit_id: str) -> EditResult: ...
+
+    def reset(self) -> None: ...
+
+    def retrieve(self, query: str, namespace: str = "default") -> Retrieval: ...
+
+    def ask(
+        self,
+        query: str,
+        namespace: str = "default",
+        *,
+        max_new_tokens: int | None = None,
+        use_memory: bool = True,
+    ) -> Answer: ...
+
+    def score_many(
+        self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
+    ) -> builtins.list[TargetScore]: ...
+
+    def list(
+        self, namespace: str | None = "default", status: Status | None = "active"
+    ) -> builtins.list[EditRecord]: ...
+
+    def conflicts(self, namespace: str | None = "default") -> builtins.list[ConflictPair]: ...
+
+    def history(self, edit_id: str) -> builtins.list[HistoryEvent]: ...
+
+    def find(self, id_prefix: str) -> EditRecord: ...
+
+    def namespaces(self) -> builtins.list[str]: ...
+
+    def count(self, namespace: str | None = None) -> int: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
