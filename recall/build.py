@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from memory_store import FixedSentinel, LearnedSentinel, MemoryStore, Sentinel, load_sentinel
 from recall._version import __version__
@@ -154,3 +155,21 @@ def open_parts(
         store.close()
         raise
     return MemoryParts(store, lm, encoder, sentinel, backend, config)
+
+
+def memory_info(parts: MemoryParts) -> dict[str, Any]:
+    """What a report stamps of a memory: path, model, encoder, backend (with what it describes of its
+    artifacts), sentinel, config and recall's version. Plain JSON types."""
+    return {
+        "path": str(parts.store.path),
+        "model": parts.lm.model_id,
+        "model_fingerprint": parts.lm.fingerprint,
+        "device": str(parts.lm.device),
+        "encoder": parts.encoder.encoder_id,
+        "encoder_fingerprint": parts.encoder.fingerprint,
+        "backend": parts.backend.name,
+        "backend_detail": parts.backend.describe(),
+        "sentinel": parts.sentinel.name,
+        "config": parts.config.to_dict(),
+        "recall_version": __version__,
+    }

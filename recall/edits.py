@@ -1,8 +1,9 @@
-"""The edit flow's writes, in the one order that keeps store and backend agreeing: validate and encode;
-ask the backend's capabilities and `check` before anything is written; change the backend; then commit
-the store. A refusal leaves both untouched. A backend failure, or a store failure after the backend
-changed, is repaired with `backend.sync(active records)`: the store is the truth. A crash between the two
-writes is repaired the same way when the memory is next opened (EditMemory.open)."""
+"""The edit flow: records prepared from edits, an edit found by its id prefix, and the writes, in the
+one order that keeps store and backend agreeing: validate and encode; ask the backend's capabilities
+and `check` before anything is written; change the backend; then commit the store. A refusal leaves
+both untouched. A backend failure, or a store failure after the backend changed, is repaired with
+`backend.sync(active records)`: the store is the truth. A crash between the two writes is repaired the
+same way when the memory is next opened (EditMemory.open)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import numpy as np
 
 from memory_store import EditRecord, MemoryStore, validate_record
 from recall.backends import Capability, EditBackend
-from recall.config import RecallConfig
-from recall.errors import InvalidEditError, UnsupportedOperationError
+from recall.config import ConflictConfig, ConflictPolicy, RecallConfig
+from recall.errors import ConflictError, EditNotFoundError, InvalidEditError, UnsupportedOperationError
 from recall.lm.prompts import statement
-from recall.results import Edit
+from recall.results import Edit, EditResult
+from recall.retrieval.conflicts import neighbours
 from recall.retrieval.descriptors import key_texts
 from recall.retrieval.encoder import Encoder
 
@@ -40,11 +42,49 @@ def prepare(edit: Edit, encoder: Encoder, config: RecallConfig) -> tuple[EditRec
     return record, encoder.encode_keys(key_texts(record, config.retrieval.keys))
 
 
+def find_edit(store: MemoryStore, id_prefix: str) -> EditRecord:
+    """The one edit (any status) whose id starts with `id_prefix` (what the CLI and REPL accept)."""
+    prefix = id_prefix.strip().lower()
+    matches = [r for r in store.list(namespace=None, status=None) if r.edit_id.startswith(prefix)]
+    if not prefix or not matches:
+        raise EditNotFoundError(f"no edit id starts with {id_prefix!r}; `list` shows the ids")
+    if len(matches) > 1:
+        raise InvalidEditError(f"{len(matches)} edits start with {id_prefix!r}; give more characters")
+    return matches[0]
+
+
 class EditWriter:
     """Backend-then-store writes for one memory."""
 
-    def __init__(self, store: MemoryStore, backend: EditBackend) -> None:
-        self.store, self.backend = store, backend
+    def __init__(self, store: MemoryStore, backend: EditBackend, rule: ConflictConfig) -> None:
+        self.store, self.backend, self.rule = store, backend, rule
+
+    def add_with_policy(self, record: EditRecord, keys: np.ndarray, policy: ConflictPolicy) -> EditResult:
+        """Add one record under the conflict policy: an active edit of the same question is superseded
+        ('supersede'), refused ('reject': ConflictError) or kept beside it ('keep_both')."""
+        conflicts, similar = neighbours(self.store, record, keys[:1], self.rule)
+        if conflicts and policy == "reject":
+            old = conflicts[0]
+            raise ConflictError(
+                f"an active edit already answers {old.prompt!r} with {old.target!r} (edit_id={old.edit_id}); "
+                "forget it first, or add with policy='supersede'"
+            )
+        if conflicts and policy == "supersede":
+            stored, *superseded = self.supersede(conflicts, record, keys)
+            return EditResult(stored, superseded=tuple(superseded), similar=similar)
+        stored = self.add([record], [keys])[0]
+        return EditResult(stored, conflicts=tuple(conflicts), similar=similar)
+
+    def add_batch(self, prepared: Sequence[tuple[EditRecord, np.ndarray]]) -> list[EditResult]:
+        """Add records side by side (policy keep_both) in one transaction; each result names the active
+        edits of its question and the close ones, checked once all are in (so this batch's too)."""
+        stored = self.add([r for r, _ in prepared], [k for _, k in prepared])
+        return [self.beside(r, keys[:1]) for r, (_, keys) in zip(stored, prepared, strict=True)]
+
+    def beside(self, record: EditRecord, question_key: np.ndarray) -> EditResult:
+        """`record`, stored and kept, with the active edits of its question and those close to it."""
+        conflicts, similar = neighbours(self.store, record, question_key, self.rule)
+        return EditResult(record, conflicts=tuple(conflicts), similar=similar)
 
     def require(self, capability: Capability, doing: str, instead: str) -> None:
         """UnsupportedOperationError, before any write, when the backend lacks `capability`."""

@@ -5,6 +5,7 @@ then generate). It never names a backend: it reads their capabilities."""
 from __future__ import annotations
 
 import builtins
+import contextlib
 import shutil
 import tempfile
 import time
@@ -12,19 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
-from memory_store import EditRecord, HistoryEvent, MemoryStore, Sentinel, Status
-from recall._version import __version__
-from recall.backends import Capability, EditBackend, GenerationConfig, ScoreRequest
-from recall.build import create_parts, open_parts
+from memory_store import EditRecord, HistoryEvent, Status
+from recall.backends import Capability, GenerationConfig, ScoreRequest
+from recall.build import MemoryParts, create_parts, memory_info, open_parts
 from recall.config import ConflictPolicy, RecallConfig, load_config
-from recall.edits import EditWriter, prepare
-from recall.errors import ConflictError, EditNotFoundError, InvalidEditError
+from recall.edits import EditWriter, find_edit, prepare
 from recall.lm.loading import LanguageModel
 from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
-from recall.retrieval.conflicts import conflict_pairs, neighbours
+from recall.retrieval.conflicts import conflict_pairs
 from recall.retrieval.encoder import Encoder
 from recall.retrieval.gate import Gate
 
@@ -32,23 +30,15 @@ from recall.retrieval.gate import Gate
 class EditMemory:
     """A language model plus a durable memory of edits that shape its answers."""
 
-    def __init__(
-        self,
-        *,
-        store: MemoryStore,
-        lm: LanguageModel,
-        encoder: Encoder,
-        sentinel: Sentinel,
-        backend: EditBackend,
-        config: RecallConfig,
-        owned_dir: Path | None = None,
-    ) -> None:
-        self.store, self.lm, self.encoder, self.sentinel = store, lm, encoder, sentinel
-        self.backend, self.config = backend, config
+    def __init__(self, parts: MemoryParts, *, owned_dir: Path | None = None) -> None:
+        self.parts = parts
+        self.store, self.lm, self.encoder = parts.store, parts.lm, parts.encoder
+        self.sentinel, self.backend, self.config = parts.sentinel, parts.backend, parts.config
         self._owned_dir = owned_dir  # a temporary memory deletes its directory on close
-        review = backend.review if Capability.REVIEW in backend.capabilities else None
-        self.gate = Gate(store, encoder, sentinel, config.retrieval, review)
-        self.writer = EditWriter(store, backend)
+        reads_hits = Capability.USES_RETRIEVAL in self.backend.capabilities
+        review = self.backend.review if Capability.REVIEW in self.backend.capabilities else None
+        self.gate = Gate(self.store, self.encoder, self.sentinel, self.config.retrieval, review, reads_hits)
+        self.writer = EditWriter(self.store, self.backend, self.config.conflict)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -60,12 +50,10 @@ class EditMemory:
         lm: LanguageModel | None = None,
         encoder: Encoder | None = None,
         device: str | None = None,
-        _owned: bool = False,
     ) -> EditMemory:
         """Create a new memory directory (it must not hold a memory yet). `device` ('auto', 'cpu',
         'cuda[:N]') is where the model and encoder run (default: `lm`'s, else auto); it is not stored."""
-        parts = create_parts(path, config or load_config(), lm=lm, encoder=encoder, device=device)
-        return cls(**vars(parts), owned_dir=Path(path) if _owned else None)
+        return cls(create_parts(path, config or load_config(), lm=lm, encoder=encoder, device=device))
 
     @classmethod
     def open(
@@ -84,7 +72,7 @@ class EditMemory:
         """
         parts = open_parts(path, lm=lm, model=model, device=device)
         try:
-            memory = cls(**vars(parts))
+            memory = cls(parts)
             memory.writer.sync()  # the store is the truth: repair what a crash left the backend without
         except BaseException:
             parts.store.close()
@@ -112,7 +100,8 @@ class EditMemory:
         """A throw-away memory in a temporary directory, deleted by `close`."""
         path = Path(tempfile.mkdtemp(prefix="recall-")) / "memory"
         try:
-            return cls.create(path, config, lm=lm, encoder=encoder, device=device, _owned=True)
+            parts = create_parts(path, config or load_config(), lm=lm, encoder=encoder, device=device)
+            return cls(parts, owned_dir=path)
         except BaseException:
             shutil.rmtree(path.parent, ignore_errors=True)  # a failed create leaves nothing behind
             raise
@@ -130,19 +119,7 @@ class EditMemory:
         """Teach one fact; durable when this returns. An edit of an already-edited question supersedes it
         (policy 'supersede', the default), raises ConflictError ('reject') or sits beside it ('keep_both')."""
         record, keys = prepare(Edit(prompt, target, subject, namespace), self.encoder, self.config)
-        policy = policy or self.config.conflict.policy
-        conflicts, similar = neighbours(self.store, record, keys[:1], self.config.conflict)
-        if conflicts and policy == "reject":
-            old = conflicts[0]
-            raise ConflictError(
-                f"an active edit already answers {old.prompt!r} with {old.target!r} (edit_id={old.edit_id}); "
-                "forget it first, or add with policy='supersede'"
-            )
-        if conflicts and policy == "supersede":
-            stored, *superseded = self.writer.supersede(conflicts, record, keys)
-            return EditResult(stored, superseded=tuple(superseded), similar=similar)
-        stored = self.writer.add([record], [keys])[0]
-        return EditResult(stored, conflicts=tuple(conflicts), similar=similar)
+        return self.writer.add_with_policy(record, keys, policy or self.config.conflict.policy)
 
     def add_many(
         self,
@@ -162,10 +139,7 @@ class EditMemory:
                 self.add(e.prompt, e.target, e.subject, e.namespace, policy=policy)
                 for e in tqdm(items, desc="edits", disable=not progress)
             ]
-        prepared = [prepare(e, self.encoder, self.config) for e in items]
-        stored = self.writer.add([r for r, _ in prepared], [k for _, k in prepared])
-        # Checked once all are in, so edits of one batch also see each other.
-        return [self._beside(r, keys[:1]) for r, (_, keys) in zip(stored, prepared, strict=True)]
+        return self.writer.add_batch([prepare(e, self.encoder, self.config) for e in items])
 
     def forget(self, edit_id: str) -> EditRecord:
         """Retract one edit (kept in history); the model answers as if it had never been made. A backend
@@ -175,13 +149,7 @@ class EditMemory:
     def restore(self, edit_id: str) -> EditResult:
         """Bring back a forgotten or superseded edit; an edit that superseded it stays active beside it
         (`conflicts`), so forget that one if the restored edit should win."""
-        restored = self.writer.restore(edit_id)
-        return self._beside(restored, self.store.vectors(edit_id)[:1])
-
-    def _beside(self, record: EditRecord, question_key: np.ndarray) -> EditResult:
-        """`record`, stored and kept, with the active edits of its question and those close to it."""
-        conflicts, similar = neighbours(self.store, record, question_key, self.config.conflict)
-        return EditResult(record, conflicts=tuple(conflicts), similar=similar)
+        return self.writer.beside(self.writer.restore(edit_id), self.store.vectors(edit_id)[:1])
 
     def conflicts(
         self, namespace: str | None = "default", *, progress: bool = False
@@ -199,14 +167,6 @@ class EditMemory:
         """Search the namespace and gate the hits; `admitted` is what a retrieval backend would use."""
         return self.gate.admit([query], namespace)[0]
 
-    def _retrievals(
-        self, queries: Sequence[str], namespace: str, use_memory: bool
-    ) -> builtins.list[Retrieval]:
-        """The gate's verdicts, or none (every query without hits) when the backend does not read them."""
-        if use_memory and queries and Capability.USES_RETRIEVAL in self.backend.capabilities:
-            return self.gate.admit(queries, namespace)
-        return [Retrieval(q, (), (), float("nan")) for q in queries]
-
     def ask(
         self,
         query: str,
@@ -217,13 +177,10 @@ class EditMemory:
     ) -> Answer:
         """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would."""
         start = time.perf_counter()
-        retrieval = self._retrievals([query], namespace, use_memory)[0]
+        retrieval = self.gate.for_backend([query], namespace, use_memory)[0]
         gen = GenerationConfig(max_new_tokens or self.config.model.max_new_tokens)
-        if use_memory:
+        with self._model(use_memory):
             out = self.backend.generate(query, retrieval.admitted, gen)
-        else:
-            with self.backend.disabled():  # the unedited model, whatever kind of backend this is
-                out = self.backend.generate(query, (), gen)
         elapsed = time.perf_counter() - start
         return Answer(out.text, retrieval, self.backend.name, out.injected, elapsed, used=out.used)
 
@@ -236,14 +193,16 @@ class EditMemory:
     def score_many(
         self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
     ) -> builtins.list[TargetScore]:
-        retrievals = self._retrievals([q for q, _ in pairs], namespace, use_memory)
+        retrievals = self.gate.for_backend([q for q, _ in pairs], namespace, use_memory)
         requests = [
             ScoreRequest(q, t.strip(), r.admitted) for (q, t), r in zip(pairs, retrievals, strict=True)
         ]
-        if use_memory:
+        with self._model(use_memory):
             return self.backend.score_many(requests)
-        with self.backend.disabled():
-            return self.backend.score_many(requests)
+
+    def _model(self, use_memory: bool) -> contextlib.AbstractContextManager[None]:
+        """Where generate/score run: the edited model, or the untouched base model for any backend."""
+        return contextlib.nullcontext() if use_memory else self.backend.disabled()
 
     # ----------------------------------------------------------------- inspection
     def get(self, edit_id: str) -> EditRecord:
@@ -251,13 +210,7 @@ class EditMemory:
 
     def find(self, id_prefix: str) -> EditRecord:
         """The one edit (any status) whose id starts with `id_prefix`."""
-        prefix = id_prefix.strip().lower()
-        matches = [r for r in self.store.list(namespace=None, status=None) if r.edit_id.startswith(prefix)]
-        if not prefix or not matches:
-            raise EditNotFoundError(f"no edit id starts with {id_prefix!r}; `list` shows the ids")
-        if len(matches) > 1:
-            raise InvalidEditError(f"{len(matches)} edits start with {id_prefix!r}; give more characters")
-        return matches[0]
+        return find_edit(self.store, id_prefix)
 
     def list(
         self, namespace: str | None = "default", status: Status | None = "active"
@@ -278,19 +231,10 @@ class EditMemory:
         return self.sentinel.name
 
     def info(self) -> dict[str, Any]:
-        return {
-            "path": str(self.store.path),
-            "model": self.lm.model_id,
-            "model_fingerprint": self.lm.fingerprint,
-            "device": str(self.lm.device),
-            "encoder": self.encoder.encoder_id,
-            "encoder_fingerprint": self.encoder.fingerprint,
-            "backend": self.backend.name,
-            "backend_detail": self.backend.describe(),
-            "sentinel": self.sentinel.name,
-            "config": self.config.to_dict(),
-            "recall_version": __version__,
-        }
+        """What a report stamps: path, model, encoder, backend (and its describe()), sentinel, config."""
+        return memory_info(
+            MemoryParts(self.store, self.lm, self.encoder, self.sentinel, self.backend, self.config)
+        )
 
     def close(self) -> None:
         self.backend.save(self.store.path / "backend")

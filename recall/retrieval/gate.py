@@ -29,9 +29,18 @@ class Gate:
         sentinel: Sentinel,
         config: RetrievalConfig,
         review: Review | None = None,
+        backend_reads_hits: bool = True,
     ) -> None:
         self.store, self.encoder, self.sentinel, self.config = store, encoder, sentinel, config
         self.review = review
+        self.backend_reads_hits = backend_reads_hits
+
+    def for_backend(self, queries: Sequence[str], namespace: str, use_memory: bool) -> list[Retrieval]:
+        """The verdicts the backend gets: none (no hits for any query) with use_memory=False or for a
+        backend that reads no hits (an in-model backend decides inside the model)."""
+        if use_memory and queries and self.backend_reads_hits:
+            return self.admit(queries, namespace)
+        return [Retrieval(q, (), (), float("nan")) for q in queries]
 
     def admit(self, queries: Sequence[str], namespace: str) -> list[Retrieval]:
         """One Retrieval per query: the top hits, those admitted and those the review declined."""
