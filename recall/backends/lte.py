@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from memory_store import SearchHit
@@ -80,6 +81,7 @@ class LteBackend(RetrievalBackend):
     def describe(self) -> dict[str, str]:
         out: dict[str, str] = {"template": self.config.template}
         if self.config.adapter:
+            out["artifact"] = Path(self.config.adapter).name
             out["adapter"] = self.adapted_lm.fingerprint
         if self.probe is not None and self.config.relevance:
             out["relevance"] = probe_digest(self.config.relevance)

@@ -68,7 +68,7 @@ def run_bench(
     num_edits: int,
     num_asks: int,
     out_dir: Path,
-    backend: str = "lte",
+    backend: str | None = None,
     overrides: Sequence[str] = (),
     device: str = "auto",
 ) -> int:

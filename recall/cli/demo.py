@@ -1,4 +1,5 @@
-"""`recall demo`: edit the embedded model's facts live, show provenance and locality, then a quick eval."""
+"""`recall demo`: edit the embedded model's facts live, check each answer and its provenance, show an
+unrelated question unchanged, then a quick eval; ends with a short table."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 
 from recall.config import load_config
 from recall.datasets.loading import SAMPLE, load_dataset
+from recall.eval.metrics import contains_match
 from recall.eval.protocols import run_protocol
 from recall.eval.report import build_stamp, format_markdown
 from recall.eval.settings import EvalSettings
@@ -28,6 +30,7 @@ FACTS = [
     ),
 ]
 UNRELATED = "What is the largest planet in the solar system?"
+ANSWER_TOKENS = 24
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -35,32 +38,40 @@ def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def run_demo(*, backend: str = "lte", model: str | None = None, n: int = 50, device: str = "auto") -> int:
+def run_demo(
+    *, backend: str | None = None, model: str | None = None, n: int = 50, device: str = "auto"
+) -> int:
     start = time.perf_counter()
     overrides = [f"model.name={model}"] if model else []
     print("Loading the model and encoder (the first run dequantizes the GGUF once, ~30 s)...", flush=True)
     with EditMemory.temporary(load_config(backend=backend, overrides=overrides), device=device) as memory:
-        info = f"model {memory.lm.model_id}, encoder {memory.encoder.encoder_id}, backend {backend}"
+        name = memory.backend.name
+        info = f"model {memory.lm.model_id}, encoder {memory.encoder.encoder_id}, backend {name}"
         print(f"{info}, on {memory.lm.device}\n")
-        before = {q: memory.ask(q, max_new_tokens=24).text for q, _, _ in FACTS}
+        before = {q: memory.ask(q, max_new_tokens=ANSWER_TOKENS).text for q, _, _ in FACTS}
         base_unrelated = memory.ask(UNRELATED).text
         print("1. Five edits:")
+        edit_ids = {}
         for question, new_answer, _ in FACTS:
-            result = memory.add(question, new_answer)
-            print(f"   {result.edit_id[:8]}  {question} => {new_answer}")
-        print("\n2. The same questions, and a paraphrase of each, after the edits:")
-        for question, _, paraphrase in FACTS:
+            edit_ids[question] = memory.add(question, new_answer).edit_id
+            print(f"   {edit_ids[question][:8]}  {question} => {new_answer}")
+        print("\n2. The same questions, and a paraphrase of each, after the edits")
+        print("   (ok: the answer holds the new one and names its edit as the one used):")
+        right = {"asked": 0, "paraphrase": 0}
+        for question, new_answer, paraphrase in FACTS:
             for label, query in (("asked", question), ("paraphrase", paraphrase)):
-                answer = memory.ask(query, max_new_tokens=24)
-                used = f"edit {answer.hits[0].record.edit_id[:8]}" if answer.used_memory else "no edit"
+                answer = memory.ask(query, max_new_tokens=ANSWER_TOKENS)
+                used = ", ".join(f"edit {i[:8]}" for i in answer.used) or "no edit"
+                ok = contains_match(answer.text, new_answer) and edit_ids[question] in answer.used
+                right[label] += ok
                 print(f"   [{label}] {query}")
                 if label == "asked":
                     print(f"      before: {_short(before[question])}")
-                print(f"      after:  {_short(answer.text)}   ({used})")
+                print(f"      after:  {_short(answer.text)}   ({used}) {'ok' if ok else 'MISSED'}")
         after_unrelated = memory.ask(UNRELATED)
-        same = "unchanged" if after_unrelated.text == base_unrelated else "CHANGED"
-        used = "an edit" if after_unrelated.used_memory else "no edit"
-        print(f"\n3. An unrelated question ({same}, {used} used):\n   {UNRELATED}")
+        unchanged = after_unrelated.text == base_unrelated and not after_unrelated.used_memory
+        print(f"\n3. An unrelated question ({'unchanged, no edit used' if unchanged else 'CHANGED'}):")
+        print(f"   {UNRELATED}")
         print(f"      before: {_short(base_unrelated)}\n      after:  {_short(after_unrelated.text)}")
         memory.reset()
         dataset = load_dataset(SAMPLE, "zsre", n=min(n, 50))
@@ -70,6 +81,16 @@ def run_demo(*, backend: str = "lte", model: str | None = None, n: int = 50, dev
         size = len(dataset.cases)
         print(f"\n4. Quick sequential evaluation on {size} bundled ZsRE records (edit all, then test all):")
         evaluation = run_protocol(memory, dataset.cases, settings, progress=True)
-        print(format_markdown(evaluation, build_stamp(memory.info(), dataset, settings, ["recall", "demo"])))
-    print(f"demo finished in {time.perf_counter() - start:.0f} s")
+        stamp = build_stamp(memory.info(), dataset, settings, ["recall", "demo"])
+        print(format_markdown(evaluation, stamp, brief=True))
+        summary = evaluation.summary
+    rel, gen, loc = (f"{summary[k]:.1f}" for k in ("Rel", "Gen", "Loc"))
+    print("| backend | questions answered | paraphrases answered | unrelated unchanged | Rel | Gen | Loc |")
+    print("|---|---:|---:|---|---:|---:|---:|")
+    print(
+        f"| {name} | {right['asked']}/{len(FACTS)} | {right['paraphrase']}/{len(FACTS)} | "
+        f"{'yes' if unchanged else 'no'} | {rel} | {gen} | {loc} |"
+    )
+    elapsed = time.perf_counter() - start
+    print(f"\ndemo finished in {elapsed:.0f} s; `recall eval --help` explains the metrics")
     return 0

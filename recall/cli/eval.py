@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from recall.cli.options import DEFAULT_BACKEND, add_backend_argument, add_overrides_argument
 from recall.datasets.cases import DatasetError
 from recall.datasets.formats import FORMATS
 from recall.datasets.loading import load_dataset
@@ -93,7 +94,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="single: edit, test, reset per case; batch: the same per chunk; sequential (default): make "
         "every edit, then test all",
     )
-    parser.add_argument("--backend", default="lte", metavar="NAME", help="backend to evaluate (default: lte)")
+    add_backend_argument(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -131,14 +132,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip scoring the original answers, which CounterFact ES/PS/NS need",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for the memory under test, repeatable (e.g. --set sentinel.min_cosine=0.6)",
-    )
+    add_overrides_argument(parser, "sentinel.min_cosine=0.6")
     parser.add_argument(
         "--model",
         default=None,
@@ -198,7 +192,7 @@ def run_eval_command(args: argparse.Namespace, make_memory: MakeMemory) -> int:
     if args.model is not None:
         overrides.append(f"{MODEL_OVERRIDE_KEY}={args.model}")
     try:
-        memory = make_memory(args.backend, overrides)
+        memory = make_memory(args.backend or DEFAULT_BACKEND, overrides)
     except ConfigError as exc:
         return _fail(str(exc), 2)
     except RecallError as exc:

@@ -77,6 +77,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     from recall.cli.eval import add_eval_arguments
+    from recall.cli.options import add_backend_argument, add_overrides_argument
     from recall.datasets.formats import FORMATS
     from recall.repl.entry import add_repl_arguments
 
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = sub.add_parser("demo", help="edit the embedded model's facts live, then a quick ZsRE eval")
-    demo.add_argument("--backend", default="lte", help="backend to demonstrate (default: %(default)s)")
+    add_backend_argument(demo)
     demo.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
     demo.add_argument("--n", type=int, default=50, help="bundled ZsRE records in the quick eval (max 50)")
     add_device_argument(demo)
@@ -167,15 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--out", type=Path, default=Path("reports"), help="report directory (default: reports)"
     )
-    bench.add_argument("--backend", default="lte", help="backend or preset, e.g. lte_aligned (default: lte)")
-    bench.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, repeatable (e.g. --set retrieval.top_k=3)",
-    )
+    add_backend_argument(bench)
+    add_overrides_argument(bench)
     add_device_argument(bench)
 
     train = sub.add_parser(
@@ -211,9 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--conflicts", action="store_true", help="tabulate question-key cosines for the conflict cut-offs"
     )
-    calibrate.add_argument(
-        "--backend", default=None, help="the preset (default: recipe with --review, lte with --conflicts)"
-    )
+    add_backend_argument(calibrate, "lte for the threshold and --conflicts, recipe with --review")
     calibrate.add_argument(
         "--format",
         default="auto",
@@ -223,14 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument(
         "--sample", type=int, default=500, help="with --review: rephrases and locality questions each"
     )
-    calibrate.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="with --review or --conflicts: a config override, repeatable",
-    )
+    add_overrides_argument(calibrate)
     calibrate.add_argument("--n", type=int, default=1000, help="records to use (default: %(default)s)")
     calibrate.add_argument(
         "--target-false-accept",

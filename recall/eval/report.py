@@ -103,11 +103,12 @@ def _format_value(key: str, value: float | int | None) -> str:
 
 
 def _backend_label(memory: Mapping[str, Any], default: str) -> str:
-    """The backend's name, with its trained artifact when it has one (lte+lte-smollm2-135m,
-    recipe+recipe-smollm2-135m)."""
+    """The backend's name, with the trained artifact its describe() names (lte+lte-smollm2-135m,
+    recipe+recipe-smollm2-135m); reports from before describe() name it in the backend config."""
+    detail = memory.get("backend_detail")
+    adapter = detail.get("artifact") if isinstance(detail, Mapping) else None
     backend_config = memory.get("config", {}).get("backend", {})
-    adapter = None
-    if isinstance(backend_config, Mapping):
+    if adapter is None and isinstance(backend_config, Mapping):
         adapter = backend_config.get("adapter") or backend_config.get("checkpoint")
     name = str(memory.get("backend", default))
     return f"{name}+{Path(str(adapter)).name}" if adapter else name
@@ -125,8 +126,9 @@ def _memory_line(stamp: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def format_markdown(result: EvalResult, stamp: Mapping[str, Any]) -> str:
-    """A headline table, then every summary metric with what it means, then the provenance."""
+def format_markdown(result: EvalResult, stamp: Mapping[str, Any], *, brief: bool = False) -> str:
+    """A headline table, then every summary metric with what it means (not when `brief`), then the
+    provenance."""
     summary = result.summary
     data = stamp.get("data", {})
     settings = result.settings
@@ -138,14 +140,13 @@ def format_markdown(result: EvalResult, stamp: Mapping[str, Any]) -> str:
         "| " + " | ".join(_HEADLINE) + " |",
         "|" + "---:|" * len(_HEADLINE),
         "| " + " | ".join(_format_value(k, summary.get(k)) for k in _HEADLINE) + " |",
-        "",
-        "| metric | value | meaning |",
-        "|---|---:|---|",
     ]
-    lines += [
-        f"| {k} | {_format_value(k, summary.get(k))} | {meaning} |" for k, meaning in SUMMARY_KEYS.items()
-    ]
-    lines += _subset_table(summary, result.subsets)
+    if not brief:
+        lines += ["", "| metric | value | meaning |", "|---|---:|---|"]
+        lines += [
+            f"| {k} | {_format_value(k, summary.get(k))} | {meaning} |" for k, meaning in SUMMARY_KEYS.items()
+        ]
+        lines += _subset_table(summary, result.subsets)
     records = data.get("records_used")
     lines += [
         "",

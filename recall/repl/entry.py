@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from recall.cli.options import add_backend_argument
 from recall.errors import RecallError, StoreError
 from recall.interface import MemoryInterface
 from recall.paths import default_memory_dir
@@ -39,12 +40,7 @@ def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME|PATH",
         help="base model (default: the memory's own; recall's default for a new memory)",
     )
-    parser.add_argument(
-        "--backend",
-        default=None,
-        metavar="NAME",
-        help="edit backend (default: the memory's own; recall's default for a new memory)",
-    )
+    add_backend_argument(parser, "the memory's own; recipe for a new memory")
     parser.add_argument("--namespace", default="default", metavar="NS", help="namespace to start in")
 
 

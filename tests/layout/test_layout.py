@@ -76,6 +76,14 @@ def test_recall_folders_import_each_other_without_cycles() -> None:
     assert cycle is None, "import cycle between recall's folders: " + " -> ".join(cycle or [])
 
 
+def test_only_the_command_line_imports_the_command_line_and_the_repl() -> None:
+    # The two front ends sit on top: the library (EditMemory, eval, backends) never imports them.
+    allowed = {"recall.cli": {"recall.__main__", "recall.repl"}, "recall.repl": {"recall.cli"}}
+    for source, targets in folder_graph().items():
+        for front, importers in allowed.items():
+            assert front not in targets or source in importers, f"{source} imports {front}"
+
+
 def test_no_module_is_far_over_the_size_budget() -> None:
     # STYLE.md: files under ~400 lines (the facade, recall/memory.py, under 250).
     sizes = {module_name(p): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")}

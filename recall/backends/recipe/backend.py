@@ -123,8 +123,8 @@ class RecipeBackend(RetrievalBackend):
         self._prompts.clear()
 
     def describe(self) -> dict[str, str]:
-        checkpoint = str(self.config.checkpoint)
-        out = {"checkpoint": checkpoint, "checkpoint_sha256": self._checkpoint_digest}
+        artifact = Path(str(self.config.checkpoint)).name
+        out = {"artifact": artifact, "checkpoint_sha256": self._checkpoint_digest}
         if self.config.relevance:
             out["relevance"] = probe_digest(self.config.relevance)
         return out

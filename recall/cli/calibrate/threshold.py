@@ -22,7 +22,7 @@ def calibration_scores(data: Path, n: int, device: str = "auto") -> tuple[np.nda
     whatever the threshold), so the false-reject rate includes retrieval misses.
     Returns (in_scope, out_of_scope, retrieval top-1 rate of rephrases).
     """
-    config = load_config()
+    config = load_config(backend="lte")  # the fixed cosine threshold is the lte presets' sentinel
     encoder = shared_encoder(config.encoder.name, config.encoder.batch_size, device)
     cases = load_cases(data, "zsre", n=n)
     records = [

@@ -1,0 +1,33 @@
+"""Options several commands share, defined once: the preset (--backend) and config overrides (--set)."""
+
+from __future__ import annotations
+
+import argparse
+
+from recall.backends.base import BackendConfig
+
+DEFAULT_BACKEND = BackendConfig.name  # recipe: the best measured backend for the default model
+
+
+def add_backend_argument(parser: argparse.ArgumentParser, default_help: str | None = None) -> None:
+    """--backend NAME: a backend preset (configs/backend/NAME.yaml: lte, lte_aligned, recipe) or any
+    registered backend; None lets the command choose (`default_help` says what)."""
+    parser.add_argument(
+        "--backend",
+        default=None,
+        metavar="NAME",
+        help="backend preset: recipe, lte, lte_aligned, or a registered backend "
+        f"(default: {default_help or DEFAULT_BACKEND})",
+    )
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser, example: str = "retrieval.top_k=3") -> None:
+    """--set KEY=VALUE, repeatable: dotted config overrides applied after the preset."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"config override, repeatable (e.g. --set {example})",
+    )
