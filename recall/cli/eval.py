@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from recall.cli.options import DEFAULT_BACKEND, add_backend_argument, add_overrides_argument
+from recall.config.options import DEFAULT_BACKEND, add_backend_argument, add_overrides_argument
 from recall.datasets.cases import DatasetError
 from recall.datasets.formats import FORMATS
 from recall.datasets.loading import load_dataset

@@ -77,7 +77,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     from recall.cli.eval import add_eval_arguments
-    from recall.cli.options import add_backend_argument, add_overrides_argument
+    from recall.config.options import add_backend_argument, add_overrides_argument
     from recall.datasets.formats import FORMATS
     from recall.repl.entry import add_repl_arguments
 

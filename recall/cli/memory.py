@@ -33,7 +33,9 @@ def explain(answer: Answer) -> str:
         lines.append(
             "declined: the answering model read those edits beside the question and would not use them"
         )
-    lines.append(f"injected: {answer.injected!r}" if answer.injected else "injected: nothing (base model)")
+    lines.append(f"injected: {answer.injected!r}" if answer.injected else "injected: nothing")
+    used = ", ".join(i[:8] for i in answer.used)
+    lines.append(f"used by the backend: {used}" if used else "used by the backend: no edit (the base model)")
     return "\n".join(lines)
 
 
@@ -62,7 +64,7 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
         answer = memory.ask(
             args.question, args.namespace, max_new_tokens=args.max_new_tokens, use_memory=not args.no_memory
         )
-        marker = f"  [edit {answer.hits[0].record.edit_id[:8]}]" if answer.used_memory else ""
+        marker = f"  [edit {', '.join(i[:8] for i in answer.used)}]" if answer.used_memory else ""
         print(answer.text + marker)
         if args.why:
             print(explain(answer))

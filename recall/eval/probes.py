@@ -55,6 +55,10 @@ class CaseRow:
     declined_loc: float | None = None
     # another case in memory at the same time edits this subject with another target (cases.shared_subjects)
     shared_subject: bool | None = None
+    # the backend reports it applied this case's edit to the generated answer (Answer.used): the
+    # provenance of what was generated, for in-model backends too (admitted_* describe the gate)
+    used_own_prompt: bool | None = None
+    used_own_rephrase: bool | None = None
 
 
 class _PairBatch:
@@ -165,16 +169,18 @@ class _Generation:
     em_rephrase: bool | None = None
     contains_rephrase: bool | None = None
     latency_ms: float | None = None
+    used_prompt: tuple[str, ...] | None = None  # edit ids the backend reports it applied
+    used_rephrase: tuple[str, ...] | None = None
 
 
 def _generate(memory: MemoryInterface, case: EvalCase, settings: EvalSettings) -> _Generation:
     if not settings.generation:
         return _Generation()
     answer = memory.ask(case.prompt, settings.namespace, max_new_tokens=settings.max_new_tokens)
-    rephrase_text = None
+    rephrase_text, rephrase_used = None, None
     if case.rephrases:
         rephrase = memory.ask(case.rephrases[0], settings.namespace, max_new_tokens=settings.max_new_tokens)
-        rephrase_text = rephrase.text
+        rephrase_text, rephrase_used = rephrase.text, rephrase.used
     return _Generation(
         prompt_text=answer.text,
         rephrase_text=rephrase_text,
@@ -185,6 +191,8 @@ def _generate(memory: MemoryInterface, case: EvalCase, settings: EvalSettings) -
         if rephrase_text is None
         else metrics.contains_match(rephrase_text, case.target),
         latency_ms=answer.latency_s * 1000.0,
+        used_prompt=answer.used,
+        used_rephrase=rephrase_used,
     )
 
 
@@ -245,6 +253,10 @@ def probe_cases(
                 em_rephrase=generation.em_rephrase,
                 contains_rephrase=generation.contains_rephrase,
                 ask_latency_ms=generation.latency_ms,
+                used_own_prompt=None if generation.used_prompt is None else edit_id in generation.used_prompt,
+                used_own_rephrase=None
+                if generation.used_rephrase is None
+                else edit_id in generation.used_rephrase,
             )
         )
     return rows

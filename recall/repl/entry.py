@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from recall.cli.options import add_backend_argument
+from recall.config.options import add_backend_argument
 from recall.errors import RecallError, StoreError
 from recall.interface import MemoryInterface
 from recall.paths import default_memory_dir

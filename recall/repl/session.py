@@ -41,7 +41,7 @@ def describe_error(exc: BaseException) -> str:
 
 def answer_marker(answer: Answer) -> str:
     """'[edit 3f2a9c1e]' (or '[edits a, b]') when the answer used edits, else ''."""
-    ids = [short_id(hit.record.edit_id) for hit in answer.hits]
+    ids = [short_id(edit_id) for edit_id in answer.used]
     if not ids:
         return ""
     return f"[edit {ids[0]}]" if len(ids) == 1 else f"[edits {', '.join(ids)}]"

@@ -45,9 +45,11 @@ def show_why(out: Output, answer: Answer, sentinel_name: str) -> None:
         out.table(["rank", "id", "score", "admitted", "edit"], rows)
     else:
         out.note("no edits retrieved (the memory is empty in this namespace)")
+    used = ", ".join(short_id(edit_id) for edit_id in answer.used)  # what the backend reports it applied
     if admitted:
-        used = ", ".join(short_id(hit.record.edit_id) for hit in retrieval.admitted)
-        decision = f"admitted {len(admitted)} of {len(retrieval.hits)} hits: the answer used {used}"
+        decision = f"admitted {len(admitted)} of {len(retrieval.hits)} hits: the answer used {used or 'none'}"
+    elif used:
+        decision = f"the backend applied {used} inside the model"
     else:
         decision = "admitted nothing: the base model answered, nothing injected"
     if retrieval.declined:

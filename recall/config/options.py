@@ -1,4 +1,5 @@
-"""Options several commands share, defined once: the preset (--backend) and config overrides (--set)."""
+"""Command-line options for choosing a config, defined once for every command (the CLI's and the REPL's):
+the preset (--backend) and dotted overrides (--set)."""
 
 from __future__ import annotations
 
