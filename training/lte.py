@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from peft import LoraConfig, get_peft_model
 
+from recall.build import load_encoder
 from recall.lm.loading import LanguageModel
 from recall.lm.lora import TRAINING_FILE
 from recall.lm.prompts import TemplateName, prompt_text
 from recall.lm.scoring import end_of_turn_id, prompt_ids, score_ids, target_ids, target_logits
-from recall.retrieval.encoder import load_encoder
 from training.config import LteTrainConfig
 from training.errors import TrainingError
 from training.loop import LoopSettings, TrainLoop

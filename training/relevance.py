@@ -20,10 +20,11 @@ from typing import Any
 import torch
 
 from recall.backends.review import RelevanceProbe, last_states, pair_prompts
+from recall.build import load_encoder
 from recall.datasets.cases import EvalCase
 from recall.lm.lora import load_adapted
 from recall.lm.prompts import Fact, statement
-from recall.retrieval.encoder import Encoder, load_encoder
+from recall.retrieval.encoder import Encoder
 from training.config import RelevanceTrainConfig
 from training.errors import TrainingError
 from training.lte_data import nearest_others, nearest_to
