@@ -119,6 +119,7 @@ def create_parts(
         sentinel = build_sentinel(config, store.sentinel_dir, encoder)
         sentinel.save(store.sentinel_dir)
         backend = build_backend(config, lm)
+        backend.load(store.path / "backend")  # a backend may keep the folder to write its state as it goes
     except BaseException:
         store.close()  # a bad config must not leave the store open (and locked)
         raise

@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 _BUILTINS: dict[str, str] = {
+    "grace": "recall.backends.grace:GraceBackend",
+    "grace_retrieval": "recall.backends.grace:RetrievalGraceBackend",
     "lte": "recall.backends.lte:LteBackend",
     "recipe": "recall.backends.recipe:RecipeBackend",
 }

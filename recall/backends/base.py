@@ -116,7 +116,10 @@ class EditBackend(Protocol):
 
     def save(self, path: Path) -> None: ...
 
-    def load(self, path: Path) -> None: ...
+    def load(self, path: Path) -> None:
+        """Read saved state from `path` (called on create and on open, before `sync`); a backend may
+        keep `path` and write its state there as it changes (GRACE writes each entry before `edit`
+        returns)."""
 
 
 class RetrievalBackend:

@@ -57,6 +57,7 @@ def test_a_hit_changes_the_scores_and_is_finite(
     backend_name: str, tiny_lm: LanguageModel, make_backend: MakeBackend
 ) -> None:
     backend = make_backend(backend_name, tiny_lm)
+    backend.edit([RECORD])  # a hit of an edit the backend took (an in-model value needs the edit)
     plain, edited = backend.score_many(
         [ScoreRequest(RECORD.prompt, "jane doe"), ScoreRequest(RECORD.prompt, "jane doe", (HIT,))]
     )
@@ -85,6 +86,7 @@ def test_edit_forget_save_load_keep_outputs(
     make_backend: MakeBackend,
 ) -> None:
     backend = make_backend(backend_name, tiny_lm)
+    backend.load(tmp_path / "backend")  # as EditMemory.create does: the backend may write as it goes
     request = ScoreRequest(RECORD.prompt, "jane doe", (HIT,))
     backend.edit([RECORD])
     before = backend.score_many([request])[0]

@@ -1,0 +1,367 @@
+"""GraceConfig + GraceBackend (METHODS.md §3): a GRACE codebook adaptor at one layer's MLP output
+projection, in a private copy of that module. Each edit trains a value that replaces the layer's output
+at its last prompt token; at inference the layer's input at a token selects the nearest key, and its
+value replaces the output there when the input lies inside the key's ε-ball.
+
+- `grace` (faithful mode): the ε-balls decide, re-keyed on each generated token (replace_last).
+- `grace_retrieval`: recall's retrieval and sentinel decide; the admitted edit's value replaces the
+  output at the last prompt token (GRACE's balls admit almost no paraphrase).
+
+Each value is trained alone (the codebook off, its init seeded by the edit's text), so the codebook is a
+pure function of the ordered active edits: forget and sync rebuild it exactly. Every edit's key, value and
+label are written durably to backend/grace/<edit_id>.safetensors before `edit` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from memory_store import EditRecord, SearchHit
+from memory_store.files import atomic_write
+from recall.backends.base import BackendConfig, Capability, Generation, GenerationConfig, ScoreRequest
+from recall.backends.grace.codebook import Codebook, Entry, build
+from recall.errors import ConfigError, InvalidEditError
+from recall.lm.hooks import layer_path, resolve_module
+from recall.lm.loading import LanguageModel
+from recall.lm.prompts import render
+from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.weights import private_copy
+from recall.results import TargetScore
+
+ENTRY_DIR = "grace"
+
+
+@dataclass(frozen=True)
+class GraceConfig(BackendConfig):
+    """Knobs of the grace backends (METHODS.md §3; the preset says why each value)."""
+
+    name: str = "grace"
+    layer: int = -3  # decoder layer whose MLP output projection is wrapped; negative counts from the end
+    eps_init: float = 1.0  # initial ball radius (Euclidean, in the layer input's units)
+    n_iter: int = 50  # at most this many Adam steps per value
+    lr: float = 1.0
+    # A value stops training once every target token is the argmax and the mean loss is below this
+    # (0: always n_iter steps, as EasyEdit does).
+    stop_loss: float = 0.05
+    init: Literal["cold", "warm"] = "cold"  # cold: uniform [0, 1) (GRACE's default); warm: current output
+    use_chat_template: bool = True
+    batch_size: int = 16  # teacher-forced scoring batch
+
+    def __post_init__(self) -> None:
+        if self.eps_init <= 0 or self.n_iter < 1 or self.lr <= 0 or self.stop_loss < 0:
+            raise ConfigError(
+                "backend.eps_init and backend.lr must be > 0, backend.n_iter >= 1 and backend.stop_loss "
+                f">= 0; got eps_init={self.eps_init}, lr={self.lr}, n_iter={self.n_iter}, "
+                f"stop_loss={self.stop_loss}"
+            )
+
+
+class GraceBackend:
+    """Faithful GRACE: the codebook's ε-balls decide where a value replaces the layer's output."""
+
+    name: ClassVar[str] = "grace"
+    config_class: ClassVar[type[BackendConfig]] = GraceConfig
+    capabilities: ClassVar[Capability] = Capability.FORGET | Capability.BATCH | Capability.EDITS_WEIGHTS
+    tiny_settings: ClassVar[Mapping[str, Any]] = {
+        "encoder.name": "hashing",
+        "sentinel.min_cosine": 0.5,
+        "backend.layer": 1,
+        "backend.n_iter": 20,
+    }
+    keyed_by_balls: ClassVar[bool] = True  # False: only the values retrieval chose are applied
+
+    def __init__(self, config: GraceConfig, lm: LanguageModel) -> None:
+        self.config = config
+        layers = int(lm.model.config.num_hidden_layers)
+        if not -layers <= config.layer < layers:
+            raise ConfigError(f"backend.layer={config.layer} is outside {lm.model_id}'s {layers} layers")
+        self.path = layer_path(lm.model, "mlp_out", config.layer % layers)
+        self.lm = private_copy(lm, [self.path], suffix="grace")  # owns only the wrapped module
+        self.raw = not (config.use_chat_template and lm.has_chat_template)
+        self.entries: dict[str, Entry] = {}  # in codebook order
+        self.codebook = Codebook(config.eps_init)
+        self.folder: Path | None = None  # where entries are written (set by `load`)
+        self._off = False
+        self._train: tuple[int, torch.Tensor] | None = None  # (position, value) while training a value
+        self._starts: list[int] | None = None  # per row, the first position keyed (scoring)
+        self._fixed: list[tuple[int, torch.Tensor] | None] | None = None  # per row (position, value)
+        self._fired: list[tuple[int, float]] = []  # (entry, distance) of the current call
+        resolve_module(self.lm.model, self.path).register_forward_hook(self._replace)
+
+    # ----------------------------------------------------------------- the hook
+    def _replace(self, _module: torch.nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> Any:
+        """Swap the output (B, T, d_out) at keyed positions for codebook values."""
+        if self._off:
+            return None
+        if self._train is not None:
+            position, value = self._train
+            out = output.clone()
+            out[0, position] = value
+            return out
+        if self._fixed is not None:
+            return self._replace_fixed(output, self._fixed)
+        if not self.keyed_by_balls:
+            return None
+        x = inputs[0]  # (B, T, d_in)
+        batch, length = x.shape[:2]
+        # Scoring keys every position from the last prompt token on; generation keys the last position
+        # of each call: the prompt's last token first, then each new token (GRACE's re-keying).
+        starts = self._starts or [length - 1] * batch
+        spans = [(b, t) for b in range(batch) for t in range(starts[b], length)]
+        rows = torch.tensor([b for b, _ in spans], dtype=torch.long, device=x.device)
+        cols = torch.tensor([t for _, t in spans], dtype=torch.long, device=x.device)
+        index, distance = self.codebook.lookup(x[rows, cols])
+        hit = index >= 0
+        if not bool(hit.any()):
+            return None
+        self._fired += [(int(i), float(d)) for i, d in zip(index[hit], distance[hit], strict=True)]
+        out = output.clone()
+        out[rows[hit], cols[hit]] = self.codebook.values.to(out)[index[hit]]
+        return out
+
+    def _replace_fixed(
+        self, output: torch.Tensor, rows: list[tuple[int, torch.Tensor] | None]
+    ) -> torch.Tensor:
+        out = output.clone()
+        for row, fixed in enumerate(rows):
+            if fixed is not None and fixed[0] < out.shape[1]:
+                out[row, fixed[0]] = fixed[1].to(out)
+        self._fixed = None  # the key position is in the first forward only (the prompt)
+        return out
+
+    # ----------------------------------------------------------------- edits
+    def check(self, records: Sequence[EditRecord]) -> None:
+        for record in records:
+            if not target_ids(self.lm, record.target, leading_space=self.raw):
+                raise InvalidEditError(f"the target {record.target!r} has no tokens for {self.lm.model_id}")
+
+    def edit(self, records: Sequence[EditRecord]) -> None:
+        self.check(records)
+        for record in records:
+            entry = self._learn(record)
+            self._write(entry)
+            self.entries[record.edit_id] = entry
+            self.codebook.insert(entry)
+
+    def forget(self, edit_ids: Sequence[str]) -> None:
+        for edit_id in edit_ids:
+            if self.entries.pop(edit_id, None) is not None and self.folder is not None:
+                (self.folder / f"{edit_id}.safetensors").unlink(missing_ok=True)
+        self.codebook = build(list(self.entries.values()), self.config.eps_init)
+
+    def sync(self, active: Sequence[EditRecord]) -> None:
+        """Entries in the store's order; missing ones trained (and written), others deleted."""
+        wanted = {r.edit_id for r in active}
+        self.forget([edit_id for edit_id in self.entries if edit_id not in wanted])
+        known = dict(self.entries)
+        self.entries = {}
+        for record in active:
+            entry = known.get(record.edit_id)
+            if entry is None:
+                entry = self._learn(record)
+                self._write(entry)
+            self.entries[record.edit_id] = entry
+        self.codebook = build(list(self.entries.values()), self.config.eps_init)
+
+    def clear(self) -> None:
+        self.forget(list(self.entries))
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        previous, self._off = self._off, True
+        try:
+            yield
+        finally:
+            self._off = previous
+
+    def review(
+        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
+    ) -> list[tuple[SearchHit, ...]]:
+        return [tuple(hits) for hits in admitted]
+
+    def describe(self) -> dict[str, str]:
+        return {"module": self.path, "entries": str(len(self.codebook)), "edits": str(len(self.entries))}
+
+    def save(self, path: Path) -> None:
+        return None  # every entry was written when it was made
+
+    def load(self, path: Path) -> None:
+        """Read the entries written under `path` (their order comes from the store, in `sync`)."""
+        from safetensors.torch import load_file
+
+        self.folder = path / ENTRY_DIR
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # In the order they were written, until `sync` puts them in the store's order.
+        for file in sorted(self.folder.glob("*.safetensors"), key=lambda f: (f.stat().st_mtime_ns, f.name)):
+            try:
+                tensors = load_file(str(file))
+            except (OSError, ValueError, RuntimeError):
+                file.unlink()  # a torn write; `sync` retrains the edit if the store holds it
+                continue
+            label = tuple(int(i) for i in tensors["label"].tolist())
+            self.entries[file.stem] = Entry(file.stem, tensors["key"], tensors["value"], label)
+        self.codebook = build(list(self.entries.values()), self.config.eps_init)
+
+    # ----------------------------------------------------------------- answering
+    def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
+        ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=self.config.use_chat_template))
+        self._fired = []
+        text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens)
+        used = list(dict.fromkeys(self.codebook.edit_ids[i] for i, _ in self._fired))
+        fired: dict[str, tuple[int, float]] = {}  # per edit, its closest firing
+        for i, d in self._fired:
+            edit_id = self.codebook.edit_ids[i]
+            if edit_id not in fired or d < fired[edit_id][1]:
+                fired[edit_id] = (i, d)
+        injected = "\n".join(
+            f"GRACE entry of edit {e[:8]} at {self.path}: distance {fired[e][1]:.3f} <= radius "
+            f"{self.codebook.radii[fired[e][0]]:.3f}"
+            for e in used
+        )
+        return Generation(text, injected, tuple(used))
+
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
+        items = [self._item(r.prompt, r.target) for r in requests]
+        scores: list[TargetScore] = []
+        size = self.config.batch_size
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            self._starts = [len(p) - 1 for p, _ in chunk]
+            try:
+                scores += score_ids(self.lm, chunk, len(chunk))
+            finally:
+                self._starts = None
+        return scores
+
+    def _item(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
+        text = render(self.lm, prompt, use_chat_template=self.config.use_chat_template)
+        return prompt_ids(self.lm, text), target_ids(self.lm, target, leading_space=self.raw)
+
+    # ----------------------------------------------------------------- training one value
+    def _learn(self, record: EditRecord) -> Entry:
+        """The key and the trained value of one edit, with the codebook off."""
+        prompt, target = self._item(record.prompt, record.target)
+        key, value = _train_value(self, prompt, target, _seed(record))
+        return Entry(record.edit_id, key, value, tuple(target))
+
+    def _write(self, entry: Entry) -> None:
+        if self.folder is None:
+            return
+        from safetensors.torch import save_file
+
+        tensors = {
+            "key": entry.key.contiguous(),
+            "value": entry.value.contiguous(),
+            "label": torch.tensor(entry.label, dtype=torch.long),
+        }
+        atomic_write(self.folder / f"{entry.edit_id}.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+
+
+def _seed(record: EditRecord) -> int:
+    """The cold init's seed: the same edit always starts from the same value (replays are exact)."""
+    digest = hashlib.sha256(f"{record.prompt}\x00{record.target}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _train_value(
+    backend: GraceBackend, prompt: list[int], target: list[int], seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(key (d_in,), value (d_out,)) for one edit: Adam on the value placed at the last prompt token,
+    cross-entropy over the target tokens. The prompt before that token runs once into a KV cache, so a
+    step costs a forward over len(target) tokens and a backward through the layers above the wrapped one.
+    """
+    config, model = backend.config, backend.lm.model
+    module = resolve_module(model, backend.path)
+    device = backend.lm.device
+    cache = None
+    with torch.no_grad(), backend.disabled():
+        if len(prompt) > 1:
+            cache = model(
+                input_ids=torch.tensor([prompt[:-1]], device=device), use_cache=True
+            ).past_key_values
+    rest = torch.tensor([prompt[-1:] + target[:-1]], device=device)  # (1, len(target))
+    seen: dict[str, torch.Tensor] = {}
+
+    def capture(_m: torch.nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        seen.setdefault("key", inputs[0][0, 0].detach().clone())
+        seen.setdefault("out", output[0, 0].detach().clone())
+
+    handle = module.register_forward_hook(capture)
+    try:
+        with torch.no_grad(), backend.disabled():
+            model(input_ids=rest, cache=cache, use_cache=cache is not None)
+    finally:
+        handle.remove()
+    if cache is not None:
+        cache.crop(-len(target))  # back to the prompt prefix (a negative count removes tokens)
+    generator = torch.Generator().manual_seed(seed)
+    start = seen["out"] if config.init == "warm" else torch.rand(seen["out"].shape, generator=generator)
+    value = start.to(device).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([value], lr=config.lr)
+    labels = torch.tensor(target, device=device)
+    backend._train = (0, value)
+    try:
+        for _ in range(config.n_iter):
+            logits = model(input_ids=rest, cache=cache, use_cache=cache is not None).logits[0]
+            if cache is not None:
+                cache.crop(-len(target))
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            if bool((logits.argmax(-1) == labels).all()) and float(loss.detach()) < config.stop_loss:
+                break
+            (value.grad,) = torch.autograd.grad(loss, [value])  # the shared weights get no .grad
+            optimizer.step()
+    finally:
+        backend._train = None
+    return seen["key"].cpu(), value.detach().cpu()
+
+
+class RetrievalGraceBackend(GraceBackend):
+    """GRACE values, applied where recall's retrieval and sentinel admit the edit (not the ε-balls):
+    the top admitted edit's value replaces the output at the last prompt token."""
+
+    name: ClassVar[str] = "grace_retrieval"
+    capabilities: ClassVar[Capability] = GraceBackend.capabilities | Capability.USES_RETRIEVAL
+    keyed_by_balls: ClassVar[bool] = False
+
+    def _value_for(self, hits: Sequence[SearchHit]) -> tuple[str, torch.Tensor] | None:
+        if self._off:
+            return None
+        for hit in hits:
+            entry = self.entries.get(hit.record.edit_id)
+            if entry is not None:
+                return entry.edit_id, entry.value
+        return None
+
+    def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
+        ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=self.config.use_chat_template))
+        chosen = self._value_for(hits)
+        self._fixed = [(len(ids) - 1, chosen[1])] if chosen else None
+        try:
+            text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens)
+        finally:
+            self._fixed = None
+        if chosen is None:
+            return Generation(text)
+        return Generation(text, f"GRACE value of edit {chosen[0][:8]} at {self.path}", (chosen[0],))
+
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
+        scores: list[TargetScore] = []
+        size = self.config.batch_size
+        for start in range(0, len(requests), size):
+            chunk = requests[start : start + size]
+            items = [self._item(r.prompt, r.target) for r in chunk]
+            values = [self._value_for(r.hits) for r in chunk]
+            fixed = [(len(p) - 1, v[1]) if v else None for (p, _), v in zip(items, values, strict=True)]
+            self._fixed = fixed if any(fixed) else None
+            try:
+                scores += score_ids(self.lm, items, len(items))
+            finally:
+                self._fixed = None
+        return scores

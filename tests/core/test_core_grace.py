@@ -1,0 +1,90 @@
+"""GRACE (recall/backends/grace): the codebook's insertion rule (new ball, split on another label,
+coverage on the same label), exact forget by rebuilding, entries on disk before `edit` returns, and
+the provenance it reports. The memory contract runs on both grace backends in test_contract_memory.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from memory_store import EditRecord
+from recall.backends.base import GenerationConfig
+from recall.backends.grace import GraceBackend, GraceConfig
+from recall.backends.grace.codebook import SPLIT_GAP, Entry, build
+from recall.config import RecallConfig
+from recall.lm.loading import LanguageModel
+
+
+def entry(edit_id: str, x: float, label: tuple[int, ...] = (1,)) -> Entry:
+    return Entry(edit_id, torch.tensor([x, 0.0]), torch.tensor([x]), label)
+
+
+def test_a_far_key_opens_a_new_ball() -> None:
+    book = build([entry("a", 0.0), entry("b", 3.0)], eps_init=1.0)
+    assert book.edit_ids == ["a", "b"]
+    assert book.radii == [1.0, 1.0]
+
+
+def test_an_overlapping_key_with_another_label_splits_both_balls() -> None:
+    book = build([entry("a", 0.0), entry("b", 1.5, label=(2,))], eps_init=1.0)
+    assert book.edit_ids == ["a", "b"]
+    assert book.radii == pytest.approx([0.75 - SPLIT_GAP, 0.75])
+    index, _ = book.lookup(torch.tensor([[0.7, 0.0], [0.8, 0.0]]))
+    assert index.tolist() == [0, 1]
+
+
+def test_an_overlapping_key_with_the_same_label_grows_the_old_ball() -> None:
+    book = build([entry("a", 0.0), entry("b", 1.5)], eps_init=1.0)
+    assert book.edit_ids == ["a"]
+    assert book.radii == [1.5]
+    assert book.owner == {"a": 0, "b": 0}
+    # labels are compared exactly: the same mean of token ids is another label
+    assert len(build([entry("a", 0.0, (1, 3)), entry("b", 1.5, (2, 2))], eps_init=1.0)) == 2
+
+
+def test_forgetting_an_edit_undoes_the_split_it_caused() -> None:
+    edits = [entry("a", 0.0), entry("b", 1.5, label=(2,)), entry("c", 5.0)]
+    without_b = build([e for e in edits if e.edit_id != "b"], eps_init=1.0)
+    assert without_b.radii == [1.0, 1.0]
+    assert without_b.edit_ids == ["a", "c"]
+
+
+QUESTION = "who is the ceo of acme ?"
+
+
+@pytest.fixture
+def grace(tiny_lm: LanguageModel, backend_config: Callable[[str], RecallConfig]) -> GraceBackend:
+    # The tiny llama's activations are small: a tight ball, so that another question stays outside.
+    config = backend_config("grace").backend
+    assert isinstance(config, GraceConfig)
+    return GraceBackend(dataclasses.replace(config, eps_init=0.05), tiny_lm)
+
+
+def test_entries_are_on_disk_when_edit_returns(
+    grace: GraceBackend, tmp_path: Path, tiny_lm: LanguageModel
+) -> None:
+    grace.load(tmp_path)
+    record = EditRecord(prompt=QUESTION, target="jane doe")
+    grace.edit([record])
+    assert (tmp_path / "grace" / f"{record.edit_id}.safetensors").is_file()
+    reopened = GraceBackend(grace.config, tiny_lm)
+    reopened.load(tmp_path)  # a crash right after edit(): nothing to retrain
+    assert torch.equal(reopened.entries[record.edit_id].value, grace.entries[record.edit_id].value)
+    grace.forget([record.edit_id])
+    assert not (tmp_path / "grace" / f"{record.edit_id}.safetensors").exists()
+
+
+def test_the_firing_entry_is_named_with_its_distance_and_radius(grace: GraceBackend) -> None:
+    record = EditRecord(prompt=QUESTION, target="jane doe")
+    grace.edit([record])
+    out = grace.generate(QUESTION, (), GenerationConfig(max_new_tokens=2))
+    assert out.used == (record.edit_id,)
+    assert f"edit {record.edit_id[:8]}" in out.injected
+    assert "distance 0.000 <= radius 0.050" in out.injected
+    assert (
+        grace.generate("what is the capital of france ?", (), GenerationConfig(max_new_tokens=2)).used == ()
+    )
