@@ -15,6 +15,7 @@ label are written durably to backend/grace/<edit_id>.safetensors before `edit` r
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -293,14 +294,16 @@ def _train_value(
         seen.setdefault("key", inputs[0][0, 0].detach().clone())
         seen.setdefault("out", output[0, 0].detach().clone())
 
+    def prefix() -> Any:
+        # A fresh copy each step: a step appends its tokens to the cache, with their autograd graph.
+        return copy.deepcopy(cache) if cache is not None else None
+
     handle = module.register_forward_hook(capture)
     try:
         with torch.no_grad(), backend.disabled():
-            model(input_ids=rest, cache=cache, use_cache=cache is not None)
+            model(input_ids=rest, cache=prefix(), use_cache=cache is not None)
     finally:
         handle.remove()
-    if cache is not None:
-        cache.crop(-len(target))  # back to the prompt prefix (a negative count removes tokens)
     generator = torch.Generator().manual_seed(seed)
     start = seen["out"] if config.init == "warm" else torch.rand(seen["out"].shape, generator=generator)
     value = start.to(device).clone().requires_grad_(True)
@@ -309,9 +312,7 @@ def _train_value(
     backend._train = (0, value)
     try:
         for _ in range(config.n_iter):
-            logits = model(input_ids=rest, cache=cache, use_cache=cache is not None).logits[0]
-            if cache is not None:
-                cache.crop(-len(target))
+            logits = model(input_ids=rest, cache=prefix(), use_cache=cache is not None).logits[0]
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
             if bool((logits.argmax(-1) == labels).all()) and float(loss.detach()) < config.stop_loss:
                 break
