@@ -44,8 +44,8 @@ class GraceConfig(BackendConfig):
     """Knobs of the grace backends (METHODS.md §3; the preset says why each value)."""
 
     name: str = "grace"
-    layer: int = -3  # decoder layer whose MLP output projection is wrapped; negative counts from the end
-    eps_init: float = 1.0  # initial ball radius (Euclidean, in the layer input's units)
+    layer: int = -15  # decoder layer whose MLP output projection is wrapped; negative counts from the end
+    eps_init: float = 3.0  # initial ball radius (Euclidean, in the layer input's units)
     n_iter: int = 50  # at most this many Adam steps per value
     lr: float = 1.0
     # A value stops training once every target token is the argmax and the mean loss is below this
