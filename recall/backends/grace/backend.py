@@ -330,6 +330,8 @@ class RetrievalGraceBackend(GraceBackend):
     name: ClassVar[str] = "grace_retrieval"
     capabilities: ClassVar[Capability] = GraceBackend.capabilities | Capability.USES_RETRIEVAL
     keyed_by_balls: ClassVar[bool] = False
+    # The preset's learned sentinel belongs to the shipped knowledge model: a fixed gate on the tiny llama.
+    tiny_settings: ClassVar[Mapping[str, Any]] = {**GraceBackend.tiny_settings, "sentinel.kind": "fixed"}
 
     def _value_for(self, hits: Sequence[SearchHit]) -> tuple[str, torch.Tensor] | None:
         if self._off:
