@@ -1,0 +1,71 @@
+"""SIGKILL during adds through EditMemory, for an in-model backend that writes its own state (grace):
+every acknowledged edit is in the store after reopening, and the backend answers with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from recall.backends.grace import GraceBackend
+from recall.lm.loading import LanguageModel
+from recall.memory import EditMemory
+
+WRITER = Path(__file__).with_name("memory_crash_writer.py")
+QUESTIONS = ["who is the ceo of acme ?", "what is the capital of france ?", "who wrote the novel ?"]
+ANSWERS = ["jane doe", "lyon", "john smith", "marta quinlan", "paris"]
+
+
+def edit_of(i: int) -> tuple[str, str]:
+    """Edit i of the writer: a question (made distinct by its number) and an answer."""
+    return f"{QUESTIONS[i % 3]} {i}", ANSWERS[i % 5]
+
+
+def kill_after(path: Path, backend: str, first: int, acks_wanted: int) -> dict[int, str]:
+    """Run the writer until it acknowledged `acks_wanted` edits (or 60 s), kill it, return the acks."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(
+        [sys.executable, str(WRITER), str(path), backend, str(first)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    acked: dict[int, str] = {}
+    deadline = time.monotonic() + 60
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.strip() != "ready":
+            index, edit_id = line.split()
+            acked[int(index)] = edit_id
+        if len(acked) >= acks_wanted or time.monotonic() > deadline:
+            break
+    child.send_signal(signal.SIGKILL)  # possibly mid-edit: between the backend's write and the store's
+    child.wait()
+    return acked
+
+
+@pytest.mark.parametrize("backend", ["grace"])
+def test_sigkill_between_adds_loses_no_acknowledged_edit(
+    backend: str, tmp_path: Path, tiny_lm: LanguageModel
+) -> None:
+    path, acked, first = tmp_path / "memory", {}, 0
+    for trial, wanted in enumerate((2, 3, 1)):
+        new = kill_after(path, backend, first, wanted)
+        assert new, f"trial {trial}: the writer acknowledged nothing"
+        acked.update(new)
+        first = max(acked) + 1
+    with EditMemory.open(path, lm=tiny_lm) as memory:
+        active = {r.edit_id for r in memory.list(None)}
+        assert set(acked.values()) <= active
+        grace = memory.backend
+        assert isinstance(grace, GraceBackend)
+        assert set(grace.entries) == active  # what a kill left half-written was dropped or retrained
+        for index, edit_id in acked.items():
+            # the entry whose ball holds the edit (its own, or one its key fell into with the same answer)
+            owner = grace.codebook.edit_ids[grace.codebook.owner[edit_id]]
+            assert owner in memory.ask(edit_of(index)[0], max_new_tokens=2).used, index
