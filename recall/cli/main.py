@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="when an active edit answers the same question (default: supersede)",
     )
     _add_memory_args(edit)
+    add_backend_argument(edit, "the memory's own; recipe for a new memory")
 
     ask = sub.add_parser("ask", help="answer a question with the memory")
     ask.add_argument("question")
@@ -228,9 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open(args: argparse.Namespace) -> EditMemory:
+    from recall.config import load_config
+    from recall.errors import ConfigError
     from recall.memory import EditMemory
 
-    return EditMemory.open_or_create(args.memory or default_memory_dir(), device=args.device)
+    backend = getattr(args, "backend", None)  # `recall edit --backend` chooses a new memory's backend
+    memory = EditMemory.open_or_create(
+        args.memory or default_memory_dir(), backend=backend, device=args.device
+    )
+    if backend is not None and load_config(backend=backend).backend.name != memory.backend.name:
+        memory.close()
+        raise ConfigError(
+            f"this memory uses the {memory.backend.name} backend; --backend only chooses the backend of a "
+            "new memory (give another --memory)"
+        )
+    return memory
 
 
 def _make_eval_memory(backend: str, overrides: list[str], device: str) -> EditMemory:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 
 from memory_store import EditRecord
 from recall.memory import EditMemory
@@ -23,12 +24,15 @@ def _line(record: EditRecord) -> str:
 def explain(answer: Answer) -> str:
     """The provenance of an answer: hits with scores, the threshold, the decision, what was injected."""
     retrieval = answer.retrieval
-    lines = [f"threshold {retrieval.threshold:.3f} ({answer.backend} backend)"]
-    for hit in retrieval.hits:
-        mark = retrieval.verdict(hit)
-        lines.append(f"  {hit.score:.3f}  {mark:<8}  {hit.record.edit_id[:8]}  {hit.record.statement}")
-    if not retrieval.hits:
-        lines.append("  no edits in this namespace")
+    if math.isnan(retrieval.threshold):  # nothing was retrieved: the backend reads no hits, or memory off
+        lines = [f"no retrieval ({answer.backend} backend: edits act inside the model, or memory was off)"]
+    else:
+        lines = [f"threshold {retrieval.threshold:.3f} ({answer.backend} backend)"]
+        for hit in retrieval.hits:
+            mark = retrieval.verdict(hit)
+            lines.append(f"  {hit.score:.3f}  {mark:<8}  {hit.record.edit_id[:8]}  {hit.record.statement}")
+        if not retrieval.hits:
+            lines.append("  no edits in this namespace")
     if retrieval.declined:
         lines.append(
             "declined: the answering model read those edits beside the question and would not use them"

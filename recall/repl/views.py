@@ -5,6 +5,7 @@ answer one question two ways)."""
 from __future__ import annotations
 
 import builtins
+import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -43,6 +44,8 @@ def show_why(out: Output, answer: Answer, sentinel_name: str) -> None:
     out.line(f"why: {retrieval.query}")
     if rows:
         out.table(["rank", "id", "score", "admitted", "edit"], rows)
+    elif math.isnan(retrieval.threshold):
+        out.note("no retrieval: this backend applies edits inside the model (or memory was off)")
     else:
         out.note("no edits retrieved (the memory is empty in this namespace)")
     used = ", ".join(short_id(edit_id) for edit_id in answer.used)  # what the backend reports it applied

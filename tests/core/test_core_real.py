@@ -149,3 +149,19 @@ def test_cli_edit_ask_list_history_forget(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
     assert missing.stderr.count("\n") == 1
+
+
+def test_cli_edit_chooses_the_backend_of_a_new_memory_only(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    memory = str(tmp_path / "grace-memory")
+    added = _recall("edit", QUESTION, NEW_ANSWER, "--memory", memory, "--backend", "grace", env=env)
+    assert added.returncode == 0, added.stderr
+    edit_id = added.stdout.split()[1].rstrip(":")
+    asked = _recall("ask", QUESTION, "--why", "--max-new-tokens", "6", "--memory", memory, env=env)
+    assert NEW_ANSWER in asked.stdout, asked.stdout
+    assert f"used by the backend: {edit_id[:8]}" in asked.stdout  # the GRACE entry that fired
+    assert "no retrieval (grace backend" in asked.stdout
+    other = _recall("edit", "Who founded Acme?", "Ada Lo", "--memory", memory, "--backend", "lte", env=env)
+    assert other.returncode == 2
+    assert "uses the grace backend" in other.stderr
+    assert other.stderr.count("\n") == 1
