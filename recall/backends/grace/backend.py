@@ -284,9 +284,7 @@ def _train_value(
     cache = None
     with torch.no_grad(), backend.disabled():
         if len(prompt) > 1:
-            cache = model(
-                input_ids=torch.tensor([prompt[:-1]], device=device), use_cache=True
-            ).past_key_values
+            cache = model(input_ids=torch.tensor([prompt[:-1]], device=device), use_cache=True).cache
     rest = torch.tensor([prompt[-1:] + target[:-1]], device=device)  # (1, len(target))
     seen: dict[str, torch.Tensor] = {}
 
