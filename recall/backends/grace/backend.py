@@ -47,10 +47,10 @@ class GraceConfig(BackendConfig):
     layer: int = -15  # decoder layer whose MLP output projection is wrapped; negative counts from the end
     eps_init: float = 3.0  # initial ball radius (Euclidean, in the layer input's units)
     n_iter: int = 50  # at most this many Adam steps per value
-    lr: float = 1.0
+    lr: float = 2.0
     # A value stops training once every target token is the argmax and the mean loss is below this
     # (0: always n_iter steps, as EasyEdit does).
-    stop_loss: float = 0.05
+    stop_loss: float = 0.3
     init: Literal["cold", "warm"] = "cold"  # cold: uniform [0, 1) (GRACE's default); warm: current output
     use_chat_template: bool = True
     batch_size: int = 16  # teacher-forced scoring batch
