@@ -122,14 +122,33 @@ class EditBackend(Protocol):
         returns)."""
 
 
-class RetrievalBackend:
+class BackendSwitch:
+    """What every backend shares: the `disabled()` switch (a flag its own code reads where it applies
+    edits) and a `review` that keeps every admitted hit (backends without Capability.REVIEW)."""
+
+    _disabled = False
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        previous, self._disabled = self._disabled, True
+        try:
+            yield
+        finally:
+            self._disabled = previous
+
+    def review(
+        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
+    ) -> list[tuple[SearchHit, ...]]:
+        return [tuple(hits) for hits in admitted]
+
+
+class RetrievalBackend(BackendSwitch):
     """Shared behaviour of backends that read retrieved hits and leave the model's weights alone: no
-    hit is the base model, so `disabled()` and `clear()` need nothing; `sync` only drops state the store
-    no longer holds. Subclasses set `name`, `config_class` and implement generate/score_many."""
+    hit is the base model, so `clear()` needs nothing, `disabled()` only drops the hits, and `sync` has
+    no state to repair. Subclasses set `name`, `config_class` and implement generate/score_many."""
 
     capabilities: ClassVar[Capability] = Capability.FORGET | Capability.BATCH | Capability.USES_RETRIEVAL
     tiny_settings: ClassVar[Mapping[str, Any]] = {}
-    _disabled = False
 
     def check(self, records: Sequence[EditRecord]) -> None:
         return None  # a hit carries the whole record: any valid record can be injected
@@ -145,20 +164,6 @@ class RetrievalBackend:
 
     def clear(self) -> None:
         return None
-
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        # The facade passes no hits inside; the flag makes a direct caller's hits ignored as well.
-        previous, self._disabled = self._disabled, True
-        try:
-            yield
-        finally:
-            self._disabled = previous
-
-    def review(
-        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
-    ) -> list[tuple[SearchHit, ...]]:
-        return [tuple(hits) for hits in admitted]
 
     def describe(self) -> dict[str, str]:
         return {}

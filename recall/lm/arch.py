@@ -4,6 +4,7 @@ for the layer index; recall/lm/hooks.py resolves them (no eval(), no string exec
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,15 +39,7 @@ ARCHS: dict[str, Arch] = {
     "llama": _LLAMA_LIKE,  # SmolLM2 (ChatML: <|im_end|>), Llama 3 (<|eot_id|>)
     "qwen2": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
-    "gemma3_text": Arch(
-        layers="model.layers",
-        embed="model.embed_tokens",
-        final_norm="model.norm",
-        mlp="model.layers.{layer}.mlp",
-        mlp_out="model.layers.{layer}.mlp.down_proj",
-        attn="model.layers.{layer}.self_attn",
-        end_of_turn=("<end_of_turn>",),
-    ),
+    "gemma3_text": dataclasses.replace(_LLAMA_LIKE, end_of_turn=("<end_of_turn>",)),
     "gpt2": Arch(
         layers="transformer.h",
         embed="transformer.wte",

@@ -9,8 +9,7 @@ order: forgetting one is exact, and `sync` can rebuild any set of them from the 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +20,7 @@ from memory_store import EditRecord, InvalidEditError, SearchHit
 from memory_store.files import atomic_write
 from recall.backends.base import (
     BackendConfig,
+    BackendSwitch,
     Capability,
     Generation,
     GenerationConfig,
@@ -44,7 +44,7 @@ class BiasConfig(BackendConfig):
     lr: float = 0.5
 
 
-class BiasBackend:
+class BiasBackend(BackendSwitch):
     """One trained (d,) bias per edit at one MLP output; a subject is required (like ROME's)."""
 
     name: ClassVar[str] = "bias"
@@ -58,12 +58,11 @@ class BiasBackend:
         self.path = layer_path(lm.model, "mlp_out", config.layer % layers)
         self.lm = private_copy(lm, [self.path], suffix="bias")  # owns only the hooked module
         self.biases: dict[str, torch.Tensor] = {}  # edit_id -> (d,)
-        self._off = False
         self._only: str | None = None  # while training one bias, the others are off
         self._hook = resolve_module(self.lm.model, self.path).register_forward_hook(self._add)
 
     def _add(self, _module: torch.nn.Module, _inputs: tuple[Any, ...], output: torch.Tensor) -> Any:
-        if self._off:
+        if self._disabled:
             return None
         used = [v for k, v in self.biases.items() if self._only is None or k == self._only]
         return output + torch.stack(used).sum(0) if used else None  # (B, T, d) + (d,)
@@ -92,26 +91,13 @@ class BiasBackend:
     def clear(self) -> None:
         self.biases.clear()
 
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        previous, self._off = self._off, True
-        try:
-            yield
-        finally:
-            self._off = previous
-
-    def review(
-        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
-    ) -> list[tuple[SearchHit, ...]]:
-        return [tuple(hits) for hits in admitted]
-
     def describe(self) -> dict[str, str]:
         return {"module": self.path}
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=False))
         text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens)
-        used = () if self._off else tuple(self.biases)
+        used = () if self._disabled else tuple(self.biases)
         return Generation(text, "", used)
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:

@@ -14,10 +14,9 @@ label are written durably to backend/grace/<edit_id>.safetensors before `edit` r
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -26,7 +25,14 @@ import torch
 
 from memory_store import EditRecord, SearchHit
 from memory_store.files import atomic_write
-from recall.backends.base import BackendConfig, Capability, Generation, GenerationConfig, ScoreRequest
+from recall.backends.base import (
+    BackendConfig,
+    BackendSwitch,
+    Capability,
+    Generation,
+    GenerationConfig,
+    ScoreRequest,
+)
 from recall.backends.grace.codebook import Codebook, Entry, build
 from recall.errors import ConfigError, InvalidEditError
 from recall.lm.hooks import layer_path, resolve_module
@@ -64,7 +70,7 @@ class GraceConfig(BackendConfig):
             )
 
 
-class GraceBackend:
+class GraceBackend(BackendSwitch):
     """Faithful GRACE: the codebook's ε-balls decide where a value replaces the layer's output."""
 
     name: ClassVar[str] = "grace"
@@ -89,7 +95,6 @@ class GraceBackend:
         self.entries: dict[str, Entry] = {}  # in codebook order
         self.codebook = Codebook(config.eps_init)
         self.folder: Path | None = None  # where entries are written (set by `load`)
-        self._off = False
         self._train: tuple[int, torch.Tensor] | None = None  # (position, value) while training a value
         self._starts: list[int] | None = None  # per row, the first position keyed (scoring)
         self._fixed: list[tuple[int, torch.Tensor] | None] | None = None  # per row (position, value)
@@ -99,7 +104,7 @@ class GraceBackend:
     # ----------------------------------------------------------------- the hook
     def _replace(self, _module: torch.nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> Any:
         """Swap the output (B, T, d_out) at keyed positions for codebook values."""
-        if self._off:
+        if self._disabled:
             return None
         if self._train is not None:
             position, value = self._train
@@ -160,9 +165,11 @@ class GraceBackend:
     def sync(self, active: Sequence[EditRecord]) -> None:
         """Entries in the store's order; missing ones trained (and written), others deleted."""
         wanted = {r.edit_id for r in active}
-        self.forget([edit_id for edit_id in self.entries if edit_id not in wanted])
         known = dict(self.entries)
         self.entries = {}
+        if self.folder is not None:  # entries the store never committed (or forgot) leave the disk too
+            for edit_id in known.keys() - wanted:
+                (self.folder / f"{edit_id}.safetensors").unlink(missing_ok=True)
         for record in active:
             entry = known.get(record.edit_id)
             if entry is None:
@@ -173,19 +180,6 @@ class GraceBackend:
 
     def clear(self) -> None:
         self.forget(list(self.entries))
-
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        previous, self._off = self._off, True
-        try:
-            yield
-        finally:
-            self._off = previous
-
-    def review(
-        self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
-    ) -> list[tuple[SearchHit, ...]]:
-        return [tuple(hits) for hits in admitted]
 
     def describe(self) -> dict[str, str]:
         return {"module": self.path, "entries": str(len(self.codebook)), "edits": str(len(self.entries))}
@@ -332,7 +326,7 @@ class RetrievalGraceBackend(GraceBackend):
     tiny_settings: ClassVar[Mapping[str, Any]] = {**GraceBackend.tiny_settings, "sentinel.kind": "fixed"}
 
     def _value_for(self, hits: Sequence[SearchHit]) -> tuple[str, torch.Tensor] | None:
-        if self._off:
+        if self._disabled:
             return None
         for hit in hits:
             entry = self.entries.get(hit.record.edit_id)
