@@ -101,7 +101,6 @@ class RecipeBackend(RetrievalBackend):
             )
         self._prompts: dict[str, torch.Tensor] = {}  # edit_id -> (L_p, d)
         self.probe = load_probe(config.relevance, lm) if config.relevance else None
-        self._checkpoint_digest = file_sha256(resolve_knowledge(config.checkpoint) / WEIGHTS_FILE)[:16]
 
     def edit(self, records: Sequence[EditRecord]) -> None:
         """One knowledge-model pass per batch: statement -> r_k -> MLP_P -> prompt."""
@@ -123,8 +122,12 @@ class RecipeBackend(RetrievalBackend):
         self._prompts.clear()
 
     def describe(self) -> dict[str, str]:
-        artifact = Path(str(self.config.checkpoint)).name
-        out = {"artifact": artifact, "checkpoint_sha256": self._checkpoint_digest}
+        # Hashed here, when a report stamps it, not on every open (13 MB for the shipped model).
+        weights = resolve_knowledge(str(self.config.checkpoint)) / WEIGHTS_FILE
+        out = {
+            "artifact": Path(str(self.config.checkpoint)).name,
+            "checkpoint_sha256": file_sha256(weights)[:16],
+        }
         if self.config.relevance:
             out["relevance"] = probe_digest(self.config.relevance)
         return out
