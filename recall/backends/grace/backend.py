@@ -35,6 +35,7 @@ from recall.backends.base import (
 )
 from recall.backends.grace.codebook import Codebook, Entry, build
 from recall.errors import ConfigError, InvalidEditError
+from recall.lm.arch import num_layers
 from recall.lm.hooks import layer_path, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
@@ -86,7 +87,7 @@ class GraceBackend(BackendSwitch):
 
     def __init__(self, config: GraceConfig, lm: LanguageModel) -> None:
         self.config = config
-        layers = int(lm.model.config.num_hidden_layers)
+        layers = num_layers(lm.model)
         if not -layers <= config.layer < layers:
             raise ConfigError(f"backend.layer={config.layer} is outside {lm.model_id}'s {layers} layers")
         self.path = layer_path(lm.model, "mlp_out", config.layer % layers)
