@@ -81,3 +81,23 @@ def stop_after(module: torch.nn.Module, outputs: list[torch.Tensor]) -> Iterator
 
     with forward_hook(module, stop):
         yield
+
+
+@contextlib.contextmanager
+def skip_layers_below(model: torch.nn.Module, layer: int, output: Any) -> Iterator[None]:
+    """While inside, decoder layers 0..layer-1 do not run: each returns `output`, what layer-1 returned
+    for the same input ids (captured earlier). Training that changes nothing below `layer` (a value
+    swapped in at layer `layer`) then reads only the weights from `layer` up on each step. Their KV
+    cache is not extended; the model reads past lengths from its cache before any layer runs."""
+    layers = decoder_layers(model)[:layer]
+
+    def replay(*_args: Any, **_kwargs: Any) -> Any:
+        return output
+
+    for module in layers:
+        module.forward = replay  # an instance attribute shadows the class's forward
+    try:
+        yield
+    finally:
+        for module in layers:
+            del module.forward

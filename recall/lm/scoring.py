@@ -86,7 +86,6 @@ def target_logits(
     """
     pad = int(lm.tokenizer.pad_token_id or 0)
     decoder: Any = lm.model.base_model  # the transformer without its LM head (LoRA layers included)
-    head: Any = lm.model.get_output_embeddings()  # type: ignore[no-untyped-call]
     seqs = [p + t for p, t in items]
     offsets = [0] * len(items)
     if prefixes is None:
@@ -100,7 +99,18 @@ def target_logits(
         hidden = decoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
     # The vocabulary projection is the costly part (V ~ 50k): apply it at target positions only.
     rows, cols = target_positions(items, offsets)
-    logits: torch.Tensor = head(hidden[rows, cols]).float()
+    return head_logits(lm, hidden[rows, cols])
+
+
+def head_logits(lm: LanguageModel, hidden: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """The model's logits (n, V) in float32 for final hidden states (n, d); with `ids` (k,), only those
+    tokens' logits (n, k), at k/V of the cost."""
+    head: Any = lm.model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    if ids is None:
+        logits: torch.Tensor = head(hidden).float()
+    else:
+        bias = None if getattr(head, "bias", None) is None else head.bias[ids]
+        logits = torch.nn.functional.linear(hidden, head.weight[ids], bias).float()
     softcap = getattr(lm.model.config, "final_logit_softcapping", None)
     if softcap:  # Gemma-style final logit soft-capping, as the model's own forward applies it
         logits = torch.tanh(logits / softcap) * softcap

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,7 +16,9 @@ from memory_store import EditRecord
 from recall.backends.base import GenerationConfig
 from recall.backends.grace import GraceBackend, GraceConfig
 from recall.backends.grace.codebook import SPLIT_GAP, Entry, build
+from recall.backends.grace.training import StemCache, Steps, ValueTask, train_values
 from recall.config import RecallConfig
+from recall.lm.hooks import forward_hook
 from recall.lm.loading import LanguageModel
 
 
@@ -88,3 +91,68 @@ def test_the_firing_entry_is_named_with_its_distance_and_radius(grace: GraceBack
     assert (
         grace.generate("what is the capital of france ?", (), GenerationConfig(max_new_tokens=2)).used == ()
     )
+
+
+def test_values_trained_in_one_batch_are_the_values_trained_alone(tiny_lm: LanguageModel) -> None:
+    # Prompts of different lengths (left padding, positions) and targets of different lengths.
+    texts = [
+        ("who is the ceo of acme ?", "jane doe"),
+        ("what is the capital ?", "lyon"),
+        ("who wrote the novel ?", "marta"),
+    ]
+    tasks = [
+        ValueTask(tiny_lm.tokenizer(p).input_ids, tiny_lm.tokenizer(t, add_special_tokens=False).input_ids, i)
+        for i, (p, t) in enumerate(texts)
+    ]
+    steps = Steps("cold", "adam", 2.0, n_iter=20, stop_loss=10.0)
+    path = "model.layers.1.mlp.down_proj"
+    batched = train_values(tiny_lm, path, 1, tasks, steps)
+    for task, together in zip(tasks, batched, strict=True):
+        (alone,) = train_values(tiny_lm, path, 1, [task], steps)
+        assert torch.allclose(together.key, alone.key, atol=1e-5)
+        assert torch.allclose(together.value, alone.value, atol=1e-4)
+        assert (together.steps, together.converged) == (alone.steps, alone.converged)
+    # On the tiny random model a value moves one token, not two: rows stop on their own
+    assert [(one.converged, one.steps) for one in batched] == [(False, 20), (True, 1), (True, 1)]
+
+
+def test_a_trained_value_makes_the_model_say_the_target(tiny_lm: LanguageModel) -> None:
+    prompt = tiny_lm.tokenizer("who is the ceo of acme ?").input_ids
+    target = tiny_lm.tokenizer("jane", add_special_tokens=False).input_ids
+    # the tiny model's logits are small: only the argmax part of the stop rule can hold
+    for steps in (Steps("cold", "adam", 2.0, 50, 10.0), Steps("warm", "rprop", 2.0, 50, 10.0)):
+        (learned,) = train_values(
+            tiny_lm, "model.layers.0.mlp.down_proj", 0, [ValueTask(prompt, target, 7)], steps
+        )
+        assert learned.converged
+        module = tiny_lm.model.model.layers[0].mlp.down_proj
+
+        def put(_m: torch.nn.Module, _i: Any, out: torch.Tensor, value: torch.Tensor = learned.value) -> Any:
+            out = out.clone()
+            out[0, len(prompt) - 1] = value
+            return out
+
+        with torch.no_grad(), forward_hook(module, put):
+            logits = tiny_lm.model(input_ids=torch.tensor([prompt + target[:-1]])).logits[0]
+        assert logits[len(prompt) - 1 :].argmax(-1).tolist() == target
+
+
+def test_the_stem_cache_changes_no_value(tiny_lm: LanguageModel) -> None:
+    def ids(text: str) -> list[int]:
+        return list(tiny_lm.tokenizer(text, add_special_tokens=False).input_ids)
+
+    tasks = [
+        ValueTask(ids("who is the ceo of acme ?"), ids("jane"), 1),
+        ValueTask(ids("who is the author ?"), ids("marta"), 2),
+    ]
+    steps = Steps("cold", "adam", 2.0, n_iter=5, stop_loss=0.0)  # five steps, always
+    path = "model.layers.1.mlp.down_proj"
+    plain = train_values(tiny_lm, path, 1, tasks, steps)
+    stem = StemCache(tiny_lm, ids("who is the ceo"))  # the second prompt shares "who is the" only
+    for stemmed in (
+        train_values(tiny_lm, path, 1, tasks, steps, stem),
+        train_values(tiny_lm, path, 1, tasks[:1], steps, stem),
+    ):
+        for a, b in zip(plain, stemmed, strict=False):
+            assert torch.allclose(a.key, b.key, atol=1e-5)
+            assert torch.allclose(a.value, b.value, atol=1e-4)

@@ -22,8 +22,13 @@ ANSWERS = ["jane doe", "lyon", "john smith", "marta quinlan", "paris"]
 
 
 def edit_of(i: int) -> tuple[str, str]:
-    """Edit i of the writer: a question (made distinct by its number) and an answer."""
-    return f"{QUESTIONS[i % 3]} {i}", ANSWERS[i % 5]
+    """Edit i of the writer: a question made distinct by its number, written in the digits 1-3 that the
+    tiny tokenizer knows (another digit would be <unk>: two edits with one key), and an answer."""
+    digits, n = [], i + 1
+    while n:
+        n, d = divmod(n - 1, 3)
+        digits.append(str(d + 1))
+    return f"{QUESTIONS[i % 3]} {' '.join(reversed(digits))}", ANSWERS[i % 5]
 
 
 def kill_after(path: Path, backend: str, first: int, acks_wanted: int) -> dict[int, str]:

@@ -11,7 +11,15 @@ import transformers
 
 from recall.errors import ArchitectureError
 from recall.lm.arch import ARCHS, arch_of, num_layers
-from recall.lm.hooks import StopForward, decoder_layers, forward_hook, layer_path, resolve_module, stop_after
+from recall.lm.hooks import (
+    StopForward,
+    decoder_layers,
+    forward_hook,
+    layer_path,
+    resolve_module,
+    skip_layers_below,
+    stop_after,
+)
 from recall.lm.loading import LanguageModel
 from recall.lm.weights import private_bytes, private_copy
 
@@ -70,6 +78,23 @@ def test_stop_after_ends_the_forward_at_the_layer(family: str) -> None:
     with stop_after(decoder_layers(model)[0], reached), pytest.raises(StopForward):
         model(input_ids=torch.tensor([[3, 4]]))
     assert reached[0].shape == (1, 2, HIDDEN)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_skipped_lower_layers_replay_the_output_they_are_given(family: str) -> None:
+    model = tiny(family).train(False)
+    ids, other = torch.tensor([[3, 4, 5]]), torch.tensor([[6, 7, 8]])
+    below: list[Any] = []
+    with torch.no_grad(), forward_hook(decoder_layers(model)[0], lambda _m, _i, out: below.append(out)):
+        full = model(input_ids=ids).logits
+        full_other = model(input_ids=other).logits
+    with torch.no_grad(), skip_layers_below(model, 1, below[0]):
+        assert torch.equal(model(input_ids=ids).logits, full)
+        # layer 0 does not compute: the output it replays decides, whatever the input ids
+        assert torch.equal(model(input_ids=other).logits, full)
+    assert "forward" not in vars(decoder_layers(model)[0])  # the class's forward is back
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=other).logits, full_other)
 
 
 def test_a_missing_path_or_family_is_an_architecture_error() -> None:

@@ -14,8 +14,8 @@ label are written durably to backend/grace/<edit_id>.safetensors before `edit` r
 
 from __future__ import annotations
 
-import copy
 import hashlib
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from recall.backends.base import (
     ScoreRequest,
 )
 from recall.backends.grace.codebook import Codebook, Entry, build
+from recall.backends.grace.training import StemCache, Steps, ValueTask, train_values
 from recall.errors import ConfigError, InvalidEditError
 from recall.lm.arch import num_layers
 from recall.lm.hooks import layer_path, resolve_module
@@ -53,22 +54,28 @@ class GraceConfig(BackendConfig):
     name: str = "grace"
     layer: int = -15  # decoder layer whose MLP output projection is wrapped; negative counts from the end
     eps_init: float = 3.0  # initial ball radius (Euclidean, in the layer input's units)
-    n_iter: int = 50  # at most this many Adam steps per value
-    lr: float = 2.0
+    n_iter: int = 50  # at most this many optimizer steps per value
+    init: Literal["cold", "warm"] = "cold"  # cold: uniform [0, 1) (GRACE's default); warm: current output
+    optimizer: Literal["adam", "rprop"] = "adam"  # GRACE's Adam, or Rprop (training.py says why)
+    lr: float = 2.0  # Adam's learning rate, or Rprop's first step
     # A value stops training once every target token is the argmax and the mean loss is below this
     # (0: always n_iter steps, as EasyEdit does).
     stop_loss: float = 0.3
-    init: Literal["cold", "warm"] = "cold"  # cold: uniform [0, 1) (GRACE's default); warm: current output
+    candidates: int = 0  # tokens per target position a training step projects onto (0: all; training.py)
     use_chat_template: bool = True
-    batch_size: int = 16  # teacher-forced scoring batch
+    batch_size: int = 16  # edits trained together (add_many, sync), and the teacher-forced scoring batch
 
     def __post_init__(self) -> None:
-        if self.eps_init <= 0 or self.n_iter < 1 or self.lr <= 0 or self.stop_loss < 0:
+        if self.eps_init <= 0 or self.lr <= 0 or self.n_iter < 1 or self.stop_loss < 0 or self.batch_size < 1:
             raise ConfigError(
-                "backend.eps_init and backend.lr must be > 0, backend.n_iter >= 1 and backend.stop_loss "
-                f">= 0; got eps_init={self.eps_init}, lr={self.lr}, n_iter={self.n_iter}, "
-                f"stop_loss={self.stop_loss}"
+                "backend.eps_init and backend.lr must be > 0, backend.n_iter and backend.batch_size >= 1 and "
+                f"backend.stop_loss >= 0; got eps_init={self.eps_init}, lr={self.lr}, n_iter={self.n_iter}, "
+                f"batch_size={self.batch_size}, stop_loss={self.stop_loss}"
             )
+
+    @property
+    def steps(self) -> Steps:
+        return Steps(self.init, self.optimizer, self.lr, self.n_iter, self.stop_loss, self.candidates)
 
 
 class GraceBackend(BackendSwitch):
@@ -90,13 +97,19 @@ class GraceBackend(BackendSwitch):
         layers = num_layers(lm.model)
         if not -layers <= config.layer < layers:
             raise ConfigError(f"backend.layer={config.layer} is outside {lm.model_id}'s {layers} layers")
-        self.path = layer_path(lm.model, "mlp_out", config.layer % layers)
+        self.layer = config.layer % layers
+        self.path = layer_path(lm.model, "mlp_out", self.layer)
         self.lm = private_copy(lm, [self.path], suffix="grace")  # owns only the wrapped module
         self.raw = not (config.use_chat_template and lm.has_chat_template)
+        # What every rendered prompt starts with (the chat template's system turn): its KV is made once.
+        first, second = (self._item(q, "x")[0] for q in ("Who?", "What is it?"))
+        self.stem = StemCache(
+            self.lm,
+            [a for a, _ in itertools.takewhile(lambda p: p[0] == p[1], zip(first, second, strict=False))],
+        )
         self.entries: dict[str, Entry] = {}  # in codebook order
         self.codebook = Codebook(config.eps_init)
         self.folder: Path | None = None  # where entries are written (set by `load`)
-        self._train: tuple[int, torch.Tensor] | None = None  # (position, value) while training a value
         self._starts: list[int] | None = None  # per row, the first position keyed (scoring)
         self._fixed: list[tuple[int, torch.Tensor] | None] | None = None  # per row (position, value)
         self._fired: list[tuple[int, float]] = []  # (entry, distance) of the current call
@@ -107,11 +120,6 @@ class GraceBackend(BackendSwitch):
         """Swap the output (B, T, d_out) at keyed positions for codebook values."""
         if self._disabled:
             return None
-        if self._train is not None:
-            position, value = self._train
-            out = output.clone()
-            out[0, position] = value
-            return out
         if self._fixed is not None:
             return self._replace_fixed(output, self._fixed)
         if not self.keyed_by_balls:
@@ -150,11 +158,11 @@ class GraceBackend(BackendSwitch):
                 raise InvalidEditError(f"the target {record.target!r} has no tokens for {self.lm.model_id}")
 
     def edit(self, records: Sequence[EditRecord]) -> None:
+        """Train the records' values (`batch_size` edits per batch), write each entry, then insert it."""
         self.check(records)
-        for record in records:
-            entry = self._learn(record)
+        for entry in self._learn(records):
             self._write(entry)
-            self.entries[record.edit_id] = entry
+            self.entries[entry.edit_id] = entry
             self.codebook.insert(entry)
 
     def forget(self, edit_ids: Sequence[str]) -> None:
@@ -171,10 +179,11 @@ class GraceBackend(BackendSwitch):
         if self.folder is not None:  # entries the store never committed (or forgot) leave the disk too
             for edit_id in known.keys() - wanted:
                 (self.folder / f"{edit_id}.safetensors").unlink(missing_ok=True)
+        learned = {e.edit_id: e for e in self._learn([r for r in active if r.edit_id not in known])}
         for record in active:
             entry = known.get(record.edit_id)
             if entry is None:
-                entry = self._learn(record)
+                entry = learned[record.edit_id]
                 self._write(entry)
             self.entries[record.edit_id] = entry
         self.codebook = build(list(self.entries.values()), self.config.eps_init)
@@ -240,12 +249,20 @@ class GraceBackend(BackendSwitch):
         text = render(self.lm, prompt, use_chat_template=self.config.use_chat_template)
         return prompt_ids(self.lm, text), target_ids(self.lm, target, leading_space=self.raw)
 
-    # ----------------------------------------------------------------- training one value
-    def _learn(self, record: EditRecord) -> Entry:
-        """The key and the trained value of one edit, with the codebook off."""
-        prompt, target = self._item(record.prompt, record.target)
-        key, value = _train_value(self, prompt, target, _seed(record))
-        return Entry(record.edit_id, key, value, tuple(target))
+    # ----------------------------------------------------------------- training values
+    def _learn(self, records: Sequence[EditRecord]) -> list[Entry]:
+        """The keys and trained values of edits (with the codebook off), `batch_size` edits a batch."""
+        config, entries = self.config, []
+        for start in range(0, len(records), config.batch_size):
+            chunk = records[start : start + config.batch_size]
+            tasks = [ValueTask(*self._item(r.prompt, r.target), _seed(r)) for r in chunk]
+            with self.disabled():
+                learned = train_values(self.lm, self.path, self.layer, tasks, config.steps, self.stem)
+            entries += [
+                Entry(r.edit_id, one.key, one.value, tuple(task.target))
+                for r, task, one in zip(chunk, tasks, learned, strict=True)
+            ]
+        return entries
 
     def _write(self, entry: Entry) -> None:
         if self.folder is None:
@@ -264,56 +281,6 @@ def _seed(record: EditRecord) -> int:
     """The cold init's seed: the same edit always starts from the same value (replays are exact)."""
     digest = hashlib.sha256(f"{record.prompt}\x00{record.target}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
-
-
-def _train_value(
-    backend: GraceBackend, prompt: list[int], target: list[int], seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(key (d_in,), value (d_out,)) for one edit: Adam on the value placed at the last prompt token,
-    cross-entropy over the target tokens. The prompt before that token runs once into a KV cache, so a
-    step costs a forward over len(target) tokens and a backward through the layers above the wrapped one.
-    """
-    config, model = backend.config, backend.lm.model
-    module = resolve_module(model, backend.path)
-    device = backend.lm.device
-    cache = None
-    with torch.no_grad(), backend.disabled():
-        if len(prompt) > 1:
-            cache = model(input_ids=torch.tensor([prompt[:-1]], device=device), use_cache=True).cache
-    rest = torch.tensor([prompt[-1:] + target[:-1]], device=device)  # (1, len(target))
-    seen: dict[str, torch.Tensor] = {}
-
-    def capture(_m: torch.nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        seen.setdefault("key", inputs[0][0, 0].detach().clone())
-        seen.setdefault("out", output[0, 0].detach().clone())
-
-    def prefix() -> Any:
-        # A fresh copy each step: a step appends its tokens to the cache, with their autograd graph.
-        return copy.deepcopy(cache) if cache is not None else None
-
-    handle = module.register_forward_hook(capture)
-    try:
-        with torch.no_grad(), backend.disabled():
-            model(input_ids=rest, cache=prefix(), use_cache=cache is not None)
-    finally:
-        handle.remove()
-    generator = torch.Generator().manual_seed(seed)
-    start = seen["out"] if config.init == "warm" else torch.rand(seen["out"].shape, generator=generator)
-    value = start.to(device).clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([value], lr=config.lr)
-    labels = torch.tensor(target, device=device)
-    backend._train = (0, value)
-    try:
-        for _ in range(config.n_iter):
-            logits = model(input_ids=rest, cache=prefix(), use_cache=cache is not None).logits[0]
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-            if bool((logits.argmax(-1) == labels).all()) and float(loss.detach()) < config.stop_loss:
-                break
-            (value.grad,) = torch.autograd.grad(loss, [value])  # the shared weights get no .grad
-            optimizer.step()
-    finally:
-        backend._train = None
-    return seen["key"].cpu(), value.detach().cpu()
 
 
 class RetrievalGraceBackend(GraceBackend):

@@ -1,0 +1,247 @@
+"""Training GRACE values (METHODS.md §3.1), several edits in one batch: each edit's value (d_out,) takes
+the place of the wrapped module's output at its last prompt token, and Adam moves it until the model,
+teacher-forced, predicts every target token (mean cross-entropy below `stop_loss`) or `n_iter` steps.
+
+Why it is shaped this way (SmolLM2-135M on one CPU thread: a step is bound by reading weights, not by
+arithmetic, so its cost hardly depends on how many rows it carries):
+- the prompts before their last token run once into a KV cache (left padded, explicit positions, so a
+  row computes what it would alone); a step runs only the last prompt token and the target tokens;
+- the layers below the wrapped one run once too (`skip_layers_below`): a step reads the weights from
+  the wrapped layer up;
+- the vocabulary projection (a third of a step at layer 15 of SmolLM2) runs over candidate tokens only:
+  the top `candidates` tokens of each target position at the start, and the targets. A row that meets
+  the stop rule over the candidates is checked over the whole vocabulary; if another token wins there,
+  it joins the candidates and training goes on. So the rule a returned value meets is the exact one;
+  only the gradient on the way ignores tokens far below the top;
+- several edits train in one batch (add_many, sync): a row costs less than a step of its own. Rows never
+  mix: the loss is a sum of per-row losses and the optimizers are elementwise, so a row's value is what it
+  would be trained alone (up to float summation order in batched matmuls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from recall.lm.hooks import decoder_layers, forward_hook, resolve_module, skip_layers_below
+from recall.lm.loading import LanguageModel
+from recall.lm.scoring import head_logits
+
+Init = Literal["cold", "warm"]
+# Rprop's step bounds: (1e-3, 50) lets a coordinate's step grow 25x from the preset's first step of 2
+RPROP_STEP_SIZES = (1e-3, 50.0)
+
+
+@dataclass(frozen=True)
+class ValueTask:
+    """One edit to learn: its prompt and target token ids and the seed of its cold init."""
+
+    prompt: list[int]
+    target: list[int]
+    seed: int
+
+
+@dataclass(frozen=True)
+class Steps:
+    """How values move. init cold: uniform [0, 1) from the task's seed (GRACE's default); warm: the
+    module's own output there. optimizer adam (GRACE's) or rprop (per-coordinate steps that grow while
+    the gradient's sign holds: fewer steps through the plateaus of multi-token targets); lr is Adam's
+    learning rate or Rprop's first step. A value stops once every target token is the argmax and the
+    mean cross-entropy is below stop_loss, or after n_iter steps."""
+
+    init: Init
+    optimizer: Literal["adam", "rprop"]
+    lr: float
+    n_iter: int
+    stop_loss: float
+    candidates: int = 0  # per target position; 0: the whole vocabulary on every step
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A trained value: key (d_in,) and value (d_out,) on the CPU, and the steps it took."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+    steps: int
+    converged: bool
+
+
+class StemCache:
+    """The KV cache of the tokens every rendered prompt starts with (a chat template's system turn), made
+    once: a value's training then runs only what differs between prompts."""
+
+    def __init__(self, lm: LanguageModel, stem: Sequence[int]) -> None:
+        self.lm, self.stem = lm, list(stem)
+        self._cache: Any = None
+
+    def shared(self, prompts: Sequence[list[int]]) -> tuple[int, Any]:
+        """(s, a fresh cache of the first s tokens, batch 1, or None when s == 0): the longest part of the
+        stem that every prompt starts with."""
+        s = len(self.stem)
+        for prompt in prompts:
+            s = min(s, len(prompt))
+            s = next((i for i in range(s) if self.stem[i] != prompt[i]), s)
+        if s == 0:
+            return 0, None
+        if self._cache is None:
+            with torch.no_grad():
+                ids = torch.tensor([self.stem], device=self.lm.device)
+                self._cache = self.lm.model(input_ids=ids, use_cache=True).cache
+        cache = copy.deepcopy(self._cache)
+        cache.crop(s - len(self.stem))  # a negative count: drop the stem's last tokens (0: none)
+        return s, cache
+
+
+def train_values(
+    lm: LanguageModel,
+    module_path: str,
+    layer: int,
+    tasks: Sequence[ValueTask],
+    steps: Steps,
+    stem: StemCache | None = None,
+) -> list[Learned]:
+    """Keys and trained values of `tasks` (in order), `layer` the decoder layer holding `module_path`.
+    The caller keeps its own codebook out of the way (the module must compute its plain output)."""
+    model, device = lm.model, lm.device
+    pad = int(lm.tokenizer.pad_token_id or 0)
+    rows = len(tasks)
+
+    # ---- one pass over each row's [left pads | the prompt after the stem, before its last token | rest],
+    # rest = the last prompt token and the target but its last token (right padded), after the stem's cache
+    s, cache = stem.shared([task.prompt[:-1] for task in tasks]) if stem is not None else (0, None)
+    middles = [task.prompt[s:-1] for task in tasks]
+    rests = [task.prompt[-1:] + task.target[:-1] for task in tasks]
+    width, rest_width = max(len(m) for m in middles), max(len(r) for r in rests)
+    ids, mask, positions = [], [], []
+    for middle, rest in zip(middles, rests, strict=True):
+        lead, tail = width - len(middle), rest_width - len(rest)
+        ids.append([pad] * lead + middle + rest + [pad] * tail)
+        mask.append([0] * lead + [1] * (len(middle) + len(rest)) + [0] * tail)
+        positions.append([s] * lead + list(range(s, s + len(middle) + rest_width)))
+    ids_t = torch.tensor(ids, device=device)  # (B, W + R)
+    mask_t = torch.tensor([[1] * s + m for m in mask], device=device)  # (B, s + W + R)
+    positions_t = torch.tensor(positions, device=device)
+    if cache is not None:
+        cache.batch_repeat_interleave(rows)
+    spans = [len(task.target) for task in tasks]
+    label_rows = torch.cat([torch.full((n,), b) for b, n in enumerate(spans)]).to(device)
+    label_cols = torch.cat([torch.arange(n) for n in spans]).to(device)  # within the rest
+    labels = torch.tensor([tok for task in tasks for tok in task.target], device=device)
+    index = (torch.arange(rows, device=device), torch.full((rows,), width, device=device))  # value positions
+
+    module = resolve_module(model, module_path)
+    seen: dict[str, Any] = {}
+
+    def capture(_m: torch.nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        seen["key"] = inputs[0][index].detach().clone()  # (B, d_in)
+        seen["out"] = output[index].detach().clone()  # (B, d_out)
+
+    def capture_below(_m: torch.nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:
+        seen["below"] = output[:, width:]  # (B, R, d): what steps replay
+
+    below = forward_hook(decoder_layers(model)[layer - 1], capture_below) if layer > 0 else None
+    with torch.no_grad(), forward_hook(module, capture), below or contextlib.nullcontext():
+        out = model.base_model(
+            input_ids=ids_t, attention_mask=mask_t, position_ids=positions_t, cache=cache, use_cache=True
+        )
+        first = head_logits(lm, out.last_hidden_state[label_rows, label_cols + width])  # (n, V)
+    cache = out.cache
+    cache.crop(-rest_width)  # keep the stem and the middles: a step runs the rest
+    vocab = Candidates(labels, first, steps.candidates)
+
+    def run() -> torch.Tensor:
+        """Final hidden states at the target positions (sum of target lengths, d)."""
+        hidden = model.base_model(
+            input_ids=ids_t[:, width:],
+            attention_mask=mask_t,
+            position_ids=positions_t[:, width:],
+            cache=copy.deepcopy(cache),  # a step appends its tokens (with their graph): a fresh copy each
+            use_cache=True,
+        ).last_hidden_state
+        picked: torch.Tensor = hidden[label_rows, label_cols]
+        return picked
+
+    index = (index[0], torch.zeros_like(index[1]))  # in the rest, the value sits first
+    values = [_start(task, steps.init, seen["out"][b]).requires_grad_(True) for b, task in enumerate(tasks)]
+    optimizer: torch.optim.Optimizer = (
+        torch.optim.Rprop(values, lr=steps.lr, step_sizes=RPROP_STEP_SIZES)
+        if steps.optimizer == "rprop"
+        else torch.optim.Adam(values, lr=steps.lr)
+    )
+
+    def place(_m: torch.nn.Module, _inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        out = output.clone()
+        out[index] = torch.stack(values).to(out)
+        return out
+
+    done: dict[int, Learned] = {}  # row -> its value when it first met the stop rule
+    step = 0
+    replay = skip_layers_below(model, layer, seen["below"]) if "below" in seen else contextlib.nullcontext()
+    with replay, forward_hook(module, place):
+        for step in range(steps.n_iter + 1):
+            hidden = run()  # (n, d)
+            logits = head_logits(lm, hidden, vocab.ids)  # (n, k), or (n, V) without candidates
+            targets = vocab.index(labels)
+            token_loss = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+            losses = [chunk.mean() for chunk in torch.split(token_loss, spans)]
+            met = _meets(logits.detach(), targets, spans, steps.stop_loss)
+            for b in [b for b in range(rows) if met[b] and b not in done]:
+                if vocab.ids is not None:  # the exact rule, over the whole vocabulary
+                    where = label_rows == b
+                    full = head_logits(lm, hidden[where].detach())
+                    if not _meets(full, labels[where], [spans[b]], steps.stop_loss)[0]:
+                        vocab.add(full)
+                        continue
+                done[b] = Learned(seen["key"][b].cpu(), values[b].detach().cpu().clone(), step, True)
+            if len(done) == rows or step == steps.n_iter:
+                break
+            grads = torch.autograd.grad(torch.stack(losses).sum(), values)  # the weights get no .grad
+            for value, grad in zip(values, grads, strict=True):
+                value.grad = grad
+            optimizer.step()
+    # The rows that never met the rule: their value after n_iter steps (GRACE's fixed budget).
+    for b in range(rows):
+        done.setdefault(b, Learned(seen["key"][b].cpu(), values[b].detach().cpu().clone(), step, False))
+    return [done[b] for b in range(rows)]
+
+
+def _start(task: ValueTask, init: Init, own: torch.Tensor) -> torch.Tensor:
+    if init == "warm":
+        return own.clone()
+    generator = torch.Generator().manual_seed(task.seed)
+    return torch.rand(own.shape, generator=generator).to(own)
+
+
+def _meets(logits: torch.Tensor, targets: torch.Tensor, spans: Sequence[int], stop_loss: float) -> list[bool]:
+    """Per row (its `spans` tokens of logits (n, k)): every target is the argmax and the mean cross-entropy
+    is below stop_loss."""
+    correct = torch.split(logits.argmax(-1) == targets, list(spans))
+    losses = torch.split(torch.nn.functional.cross_entropy(logits, targets, reduction="none"), list(spans))
+    return [bool(c.all()) and float(loss.mean()) < stop_loss for c, loss in zip(correct, losses, strict=True)]
+
+
+class Candidates:
+    """The tokens a step projects onto: sorted ids (k,), or None for the whole vocabulary."""
+
+    def __init__(self, labels: torch.Tensor, logits: torch.Tensor, per_position: int) -> None:
+        self.per_position = per_position
+        self.ids: torch.Tensor | None = None
+        if 0 < per_position < logits.shape[-1]:
+            self.ids = torch.unique(labels)
+            self.add(logits)
+
+    def add(self, logits: torch.Tensor) -> None:
+        """Join the top tokens of each row of logits (n, V)."""
+        top = logits.topk(self.per_position, dim=-1).indices.flatten()
+        known = top if self.ids is None else torch.cat([self.ids, top])
+        self.ids = torch.unique(known)  # sorted
+
+    def index(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Where tokens (n,) sit among the candidates (each is one: the targets always are)."""
+        return tokens if self.ids is None else torch.searchsorted(self.ids, tokens)
