@@ -171,11 +171,14 @@ def load_config(
     backend_yaml = CONFIG_DIR / "backend" / f"{preset}.yaml"
     preset_data = read_yaml(backend_yaml) if backend_yaml.exists() else {}
     sections = {k: preset_data.pop(k) for k in list(preset_data) if k in _SECTIONS}
+    # `models: {model name: {backend keys}}`: the preset's values for a model other than the default one
+    per_model = preset_data.pop("models", None) or {}
     data = read_yaml(CONFIG_DIR / "base.yaml")
     merge(data, sections)
     user_backend = dict(user.pop("backend", {}) or {})
     user_backend.pop("name", None)  # the preset named it; its YAML may map it to a registered backend
     merge(data, user)
+    merge(preset_data, dict(per_model.get(str(data.get("model", {}).get("name")), None) or {}))
     merge(preset_data, user_backend)
     preset_data.setdefault("name", preset)
     data["backend"] = preset_data

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from recall.backends.grace import GraceBackend
 from recall.cli.main import main
 from recall.config import load_config
 from recall.errors import ConfigError
@@ -110,3 +111,23 @@ def test_auto_picks_the_gpu_and_cuda_names_its_index() -> None:
     assert resolve_device("cuda") == torch.device("cuda", 0)
     with pytest.raises(ConfigError, match="CUDA device"):
         resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.mark.gpu
+def test_grace_trains_and_answers_on_the_gpu(tiny_lm: LanguageModel, tmp_path: Path) -> None:
+    # The values train on the GPU: scores may move within float noise of the CPU's, the answers may not.
+    tiny = {"encoder.name": "hashing", "model.name": "tiny", "backend.layer": 1, "backend.n_iter": 20}
+    config = load_config(backend="grace", overrides=[f"{k}={v}" for k, v in tiny.items()])
+    on_gpu: Any = copy.deepcopy(tiny_lm.model)
+    on_gpu.to("cuda")
+    gpu_lm = LanguageModel(on_gpu, tiny_lm.tokenizer, tiny_lm.model_id, tiny_lm.fingerprint)
+    answers = []
+    for lm in (tiny_lm, gpu_lm):
+        with EditMemory.create(tmp_path / str(lm.device), config, lm=lm, encoder=HashingEncoder()) as memory:
+            edit = memory.add("who is the ceo of acme ?", "jane")
+            assert isinstance(memory.backend, GraceBackend)
+            assert memory.backend.entries[edit.edit_id].value.device.type == "cpu"  # entries live on the CPU
+            answer = memory.ask("who is the ceo of acme ?", max_new_tokens=1)
+            assert answer.used == (edit.edit_id,)
+            answers.append((answer.text, memory.ask("what is the largest planet ?", max_new_tokens=4).text))
+    assert answers[0] == answers[1]

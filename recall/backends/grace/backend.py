@@ -52,16 +52,16 @@ class GraceConfig(BackendConfig):
     """Knobs of the grace backends (METHODS.md §3; the preset says why each value)."""
 
     name: str = "grace"
-    layer: int = -15  # decoder layer whose MLP output projection is wrapped; negative counts from the end
+    layer: int = -8  # decoder layer whose MLP output projection is wrapped; negative counts from the end
     eps_init: float = 3.0  # initial ball radius (Euclidean, in the layer input's units)
     n_iter: int = 50  # at most this many optimizer steps per value
     init: Literal["cold", "warm"] = "cold"  # cold: uniform [0, 1) (GRACE's default); warm: current output
-    optimizer: Literal["adam", "rprop"] = "adam"  # GRACE's Adam, or Rprop (training.py says why)
+    optimizer: Literal["adam", "rprop"] = "rprop"  # GRACE's Adam, or Rprop (training.py says why)
     lr: float = 2.0  # Adam's learning rate, or Rprop's first step
     # A value stops training once every target token is the argmax and the mean loss is below this
     # (0: always n_iter steps, as EasyEdit does).
     stop_loss: float = 0.3
-    candidates: int = 0  # tokens per target position a training step projects onto (0: all; training.py)
+    candidates: int = 256  # tokens per target position a training step projects onto (0: all; training.py)
     use_chat_template: bool = True
     batch_size: int = 16  # edits trained together (add_many, sync), and the teacher-forced scoring batch
 
