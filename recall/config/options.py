@@ -6,19 +6,20 @@ from __future__ import annotations
 import argparse
 
 from recall.backends.base import BackendConfig
+from recall.config.schema import CONFIG_DIR
 
 DEFAULT_BACKEND = BackendConfig.name  # recipe: the best measured backend for the default model
 
 
 def add_backend_argument(parser: argparse.ArgumentParser, default_help: str | None = None) -> None:
-    """--backend NAME: a backend preset (configs/backend/NAME.yaml: lte, lte_aligned, recipe) or any
+    """--backend NAME: a backend preset (configs/backend/NAME.yaml: grace, lte, recipe, ...) or any
     registered backend; None lets the command choose (`default_help` says what)."""
     parser.add_argument(
         "--backend",
         default=None,
         metavar="NAME",
-        help="backend preset: recipe, lte, lte_aligned, or a registered backend "
-        f"(default: {default_help or DEFAULT_BACKEND})",
+        help=f"backend preset: {', '.join(sorted(p.stem for p in (CONFIG_DIR / 'backend').glob('*.yaml')))}, "
+        f"or a registered backend (default: {default_help or DEFAULT_BACKEND})",
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from recall.backends import get_backend, register_backend, registered_backends
+from recall.backends.grace import GraceConfig
 from recall.backends.recipe import RecipeConfig
 from recall.config import CONFIG_DIR, config_from_dict, load_config
 from recall.errors import ConfigError, UnknownBackendError
@@ -66,3 +67,17 @@ def test_registry_rejects_bad_and_duplicate_names() -> None:
 def test_config_round_trips_through_a_plain_dict() -> None:
     config = load_config(overrides=["retrieval.top_k=2"])
     assert config_from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("preset", ["grace", "grace_retrieval"])
+def test_a_preset_has_values_for_another_model_and_the_user_still_wins(preset: str) -> None:
+    data = yaml.safe_load((CONFIG_DIR / "backend" / f"{preset}.yaml").read_text())
+    values = data["models"]["gemma3-270m"]
+    backend = load_config(backend=preset, overrides=["model.name=gemma3-270m"]).backend
+    assert {key: getattr(backend, key) for key in values} == values
+    default = load_config(backend=preset).backend
+    mine = load_config(backend=preset, overrides=["model.name=gemma3-270m", "backend.layer=3"]).backend
+    assert isinstance(default, GraceConfig)
+    assert isinstance(mine, GraceConfig)
+    assert default.layer == data["layer"]  # the default model keeps the preset's own values
+    assert mine.layer == 3
