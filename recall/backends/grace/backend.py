@@ -40,7 +40,7 @@ from recall.lm.arch import num_layers
 from recall.lm.hooks import layer_path, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
-from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.scoring import end_of_turn_id, generate_ids, prompt_ids, score_ids, target_ids
 from recall.lm.weights import private_copy
 from recall.results import TargetScore
 
@@ -62,6 +62,9 @@ class GraceConfig(BackendConfig):
     # (0: always n_iter steps, as EasyEdit does).
     stop_loss: float = 0.3
     candidates: int = 256  # tokens per target position a training step projects onto (0: all; training.py)
+    # Train the value to end the answer too (the chat's end-of-turn token after the target): generation
+    # stops after the new answer instead of running on (GRACE trains the target only: false).
+    end_answer: bool = False
     use_chat_template: bool = True
     batch_size: int = 16  # edits trained together (add_many, sync), and the teacher-forced scoring batch
 
@@ -107,6 +110,9 @@ class GraceBackend(BackendSwitch):
             self.lm,
             [a for a, _ in itertools.takewhile(lambda p: p[0] == p[1], zip(first, second, strict=False))],
         )
+        # end_answer: the value also teaches the token that ends the answer (a chat's end of turn)
+        end = end_of_turn_id(lm) if config.end_answer and not self.raw else None
+        self._answer_end = [end] if end is not None else []
         self.entries: dict[str, Entry] = {}  # in codebook order
         self.codebook = Codebook(config.eps_init)
         self.folder: Path | None = None  # where entries are written (set by `load`)
@@ -255,12 +261,16 @@ class GraceBackend(BackendSwitch):
         config, entries = self.config, []
         for start in range(0, len(records), config.batch_size):
             chunk = records[start : start + config.batch_size]
-            tasks = [ValueTask(*self._item(r.prompt, r.target), _seed(r)) for r in chunk]
+            items = [self._item(r.prompt, r.target) for r in chunk]
+            tasks = [
+                ValueTask(prompt, target + self._answer_end, _seed(r))
+                for (prompt, target), r in zip(items, chunk, strict=True)
+            ]
             with self.disabled():
                 learned = train_values(self.lm, self.path, self.layer, tasks, config.steps, self.stem)
             entries += [
-                Entry(r.edit_id, one.key, one.value, tuple(task.target))
-                for r, task, one in zip(chunk, tasks, learned, strict=True)
+                Entry(r.edit_id, one.key, one.value, tuple(target))
+                for r, (_, target), one in zip(chunk, items, learned, strict=True)
             ]
         return entries
 

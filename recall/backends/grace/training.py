@@ -1,11 +1,13 @@
 """Training GRACE values (METHODS.md §3.1), several edits in one batch: each edit's value (d_out,) takes
-the place of the wrapped module's output at its last prompt token, and Adam moves it until the model,
-teacher-forced, predicts every target token (mean cross-entropy below `stop_loss`) or `n_iter` steps.
+the place of the wrapped module's output at its last prompt token, and Adam (or Rprop) moves it until the
+model, teacher-forced, predicts every target token (mean cross-entropy below `stop_loss`) or `n_iter`
+steps.
 
-Why it is shaped this way (SmolLM2-135M on one CPU thread: a step is bound by reading weights, not by
-arithmetic, so its cost hardly depends on how many rows it carries):
-- the prompts before their last token run once into a KV cache (left padded, explicit positions, so a
-  row computes what it would alone); a step runs only the last prompt token and the target tokens;
+Why it is shaped this way (SmolLM2-135M on one CPU thread: a step over a few tokens is bound by reading
+weights, not by arithmetic):
+- the chat template's system turn runs once per process (`StemCache`); each prompt's remainder runs once,
+  in one pass with the first step (left padded, explicit positions, so a row computes what it would
+  alone), and its KV cache is kept; a step runs only the last prompt token and the target tokens;
 - the layers below the wrapped one run once too (`skip_layers_below`): a step reads the weights from
   the wrapped layer up;
 - the vocabulary projection (a third of a step at layer 15 of SmolLM2) runs over candidate tokens only:
