@@ -156,3 +156,18 @@ def test_the_stem_cache_changes_no_value(tiny_lm: LanguageModel) -> None:
         for a, b in zip(plain, stemmed, strict=False):
             assert torch.allclose(a.key, b.key, atol=1e-5)
             assert torch.allclose(a.value, b.value, atol=1e-4)
+
+
+def test_an_edit_whose_value_never_converges_is_kept_with_a_warning(
+    grace: GraceBackend, tiny_lm: LanguageModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The tiny model's logits are small: a mean loss under 0.3 is out of reach, an argmax is not.
+    with caplog.at_level("WARNING", logger="recall.backends.grace.backend"):
+        grace.edit([EditRecord(prompt=QUESTION, target="jane")])
+    assert f"did not make the model answer 'jane' within {grace.config.n_iter} steps" in caplog.text
+    caplog.clear()
+    loose = GraceBackend(dataclasses.replace(grace.config, stop_loss=10.0), tiny_lm)
+    with caplog.at_level("WARNING", logger="recall.backends.grace.backend"):
+        loose.edit([EditRecord(prompt=QUESTION, target="jane")])
+    assert caplog.text == ""
+    assert len(loose.entries) == len(grace.entries) == 1

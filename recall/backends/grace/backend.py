@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from recall.lm.weights import private_copy
 from recall.results import TargetScore
 
 ENTRY_DIR = "grace"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,15 @@ class GraceBackend(BackendSwitch):
                 Entry(r.edit_id, one.key, one.value, tuple(target))
                 for r, (_, target), one in zip(chunk, items, learned, strict=True)
             ]
+            for r, one in zip(chunk, learned, strict=True):
+                if not one.converged:
+                    log.warning(
+                        "edit %s: its GRACE value did not make the model answer %r within %d steps; the "
+                        "edit is kept but may not hold (raise backend.n_iter, or try another backend.layer)",
+                        r.edit_id[:8],
+                        r.target,
+                        config.n_iter,
+                    )
         return entries
 
     def _write(self, entry: Entry) -> None:
