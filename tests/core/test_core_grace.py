@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from memory_store import EditRecord
+from memory_store import EditRecord, SearchHit
 from recall.backends.base import GenerationConfig
-from recall.backends.grace import GraceBackend, GraceConfig
+from recall.backends.grace import GraceBackend, GraceConfig, RetrievalGraceBackend
 from recall.backends.grace.codebook import SPLIT_GAP, Entry, build
 from recall.backends.grace.training import StemCache, Steps, ValueTask, train_values
 from recall.config import RecallConfig
@@ -171,3 +171,20 @@ def test_an_edit_whose_value_never_converges_is_kept_with_a_warning(
         loose.edit([EditRecord(prompt=QUESTION, target="jane")])
     assert caplog.text == ""
     assert len(loose.entries) == len(grace.entries) == 1
+
+
+def test_pick_key_chooses_among_admitted_edits_by_grace_distance(
+    tiny_lm: LanguageModel, backend_config: Callable[[str], RecallConfig]
+) -> None:
+    config = backend_config("grace_retrieval").backend
+    assert isinstance(config, GraceConfig)
+    ceo = EditRecord(prompt=QUESTION, target="jane")
+    capital = EditRecord(prompt="what is the capital of france ?", target="lyon")
+    hits = (SearchHit(capital, 0.9, 0), SearchHit(ceo, 0.8, 1))  # retrieval ranks the other edit first
+    used = {}
+    for pick in ("first", "key"):
+        grace = RetrievalGraceBackend(dataclasses.replace(config, pick=pick), tiny_lm)
+        grace.edit([ceo, capital])
+        used[pick] = grace.generate(QUESTION, hits, GenerationConfig(max_new_tokens=1)).used
+        assert grace.generate(QUESTION, (), GenerationConfig(max_new_tokens=1)).used == ()
+    assert used == {"first": (capital.edit_id,), "key": (ceo.edit_id,)}

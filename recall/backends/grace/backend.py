@@ -46,6 +46,7 @@ from recall.lm.weights import private_copy
 from recall.results import TargetScore
 
 ENTRY_DIR = "grace"
+Fixed = tuple[int, list[Entry]]  # a position and the entries whose values may go there
 log = logging.getLogger(__name__)
 
 
@@ -67,6 +68,10 @@ class GraceConfig(BackendConfig):
     # Train the value to end the answer too (the chat's end-of-turn token after the target): generation
     # stops after the new answer instead of running on (GRACE trains the target only: false).
     end_answer: bool = False
+    # grace_retrieval: which admitted edit's value is used. first: the top hit's; key: of the admitted
+    # edits, the one whose GRACE key is nearest the question's own activation (retrieval shortlists,
+    # GRACE's distance decides among edits of one subject).
+    pick: Literal["first", "key"] = "first"
     use_chat_template: bool = True
     batch_size: int = 16  # edits trained together (add_many, sync), and the teacher-forced scoring batch
 
@@ -119,7 +124,8 @@ class GraceBackend(BackendSwitch):
         self.codebook = Codebook(config.eps_init)
         self.folder: Path | None = None  # where entries are written (set by `load`)
         self._starts: list[int] | None = None  # per row, the first position keyed (scoring)
-        self._fixed: list[tuple[int, torch.Tensor] | None] | None = None  # per row (position, value)
+        self._fixed: list[Fixed | None] | None = None  # per row: (position, candidate entries)
+        self._picked: list[str | None] = []  # per row, the edit whose value `_replace_fixed` used
         self._fired: list[tuple[int, float]] = []  # (entry, distance) of the current call
         resolve_module(self.lm.model, self.path).register_forward_hook(self._replace)
 
@@ -129,7 +135,7 @@ class GraceBackend(BackendSwitch):
         if self._disabled:
             return None
         if self._fixed is not None:
-            return self._replace_fixed(output, self._fixed)
+            return self._replace_fixed(output, inputs[0], self._fixed)
         if not self.keyed_by_balls:
             return None
         x = inputs[0]  # (B, T, d_in)
@@ -150,12 +156,21 @@ class GraceBackend(BackendSwitch):
         return out
 
     def _replace_fixed(
-        self, output: torch.Tensor, rows: list[tuple[int, torch.Tensor] | None]
+        self, output: torch.Tensor, inputs: torch.Tensor, rows: list[Fixed | None]
     ) -> torch.Tensor:
+        """Per row, the value of one of its candidate entries at its position: the one whose key is
+        nearest the row's input there (GRACE's distance, among the edits retrieval admitted)."""
         out = output.clone()
+        self._picked = []
         for row, fixed in enumerate(rows):
-            if fixed is not None and fixed[0] < out.shape[1]:
-                out[row, fixed[0]] = fixed[1].to(out)
+            if fixed is None or fixed[0] >= out.shape[1]:
+                self._picked.append(None)
+                continue
+            position, entries = fixed
+            keys = torch.stack([e.key for e in entries]).to(inputs)  # (k, d_in)
+            best = int(torch.cdist(inputs[row, position][None].float(), keys.float())[0].argmin())
+            out[row, position] = entries[best].value.to(out)
+            self._picked.append(entries[best].edit_id)
         self._fixed = None  # the key position is in the first forward only (the prompt)
         return out
 
@@ -314,26 +329,26 @@ class RetrievalGraceBackend(GraceBackend):
     # The preset's learned sentinel belongs to the shipped knowledge model: a fixed gate on the tiny llama.
     tiny_settings: ClassVar[Mapping[str, Any]] = {**GraceBackend.tiny_settings, "sentinel.kind": "fixed"}
 
-    def _value_for(self, hits: Sequence[SearchHit]) -> tuple[str, torch.Tensor] | None:
+    def _candidates(self, hits: Sequence[SearchHit]) -> list[Entry]:
+        """The admitted edits' entries, in hit order: the first only (pick: first) or all (pick: key)."""
         if self._disabled:
-            return None
-        for hit in hits:
-            entry = self.entries.get(hit.record.edit_id)
-            if entry is not None:
-                return entry.edit_id, entry.value
-        return None
+            return []
+        entries = [self.entries[h.record.edit_id] for h in hits if h.record.edit_id in self.entries]
+        return entries[:1] if self.config.pick == "first" else entries
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=self.config.use_chat_template))
-        chosen = self._value_for(hits)
-        self._fixed = [(len(ids) - 1, chosen[1])] if chosen else None
+        candidates = self._candidates(hits)
+        self._fixed = [(len(ids) - 1, candidates)] if candidates else None
+        self._picked = []
         try:
             text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens)
         finally:
             self._fixed = None
-        if chosen is None:
+        edit_id = self._picked[0] if self._picked else None
+        if edit_id is None:
             return Generation(text)
-        return Generation(text, f"GRACE value of edit {chosen[0][:8]} at {self.path}", (chosen[0],))
+        return Generation(text, f"GRACE value of edit {edit_id[:8]} at {self.path}", (edit_id,))
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         scores: list[TargetScore] = []
@@ -341,8 +356,10 @@ class RetrievalGraceBackend(GraceBackend):
         for start in range(0, len(requests), size):
             chunk = requests[start : start + size]
             items = [self._item(r.prompt, r.target) for r in chunk]
-            values = [self._value_for(r.hits) for r in chunk]
-            fixed = [(len(p) - 1, v[1]) if v else None for (p, _), v in zip(items, values, strict=True)]
+            candidates = [self._candidates(r.hits) for r in chunk]
+            fixed: list[Fixed | None] = [
+                (len(p) - 1, c) if c else None for (p, _), c in zip(items, candidates, strict=True)
+            ]
             self._fixed = fixed if any(fixed) else None
             try:
                 scores += score_ids(self.lm, items, len(items))
