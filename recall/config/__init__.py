@@ -13,6 +13,7 @@ from recall.config.schema import (
     StoreConfig,
     config_from_dict,
     load_config,
+    preset_names,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "StoreConfig",
     "config_from_dict",
     "load_config",
+    "preset_names",
 ]

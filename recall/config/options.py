@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from recall.backends.base import BackendConfig
-from recall.config.schema import CONFIG_DIR
+from recall.config.schema import preset_names
 
 DEFAULT_BACKEND = BackendConfig.name  # recipe: the best measured backend for the default model
 
@@ -18,7 +18,7 @@ def add_backend_argument(parser: argparse.ArgumentParser, default_help: str | No
         "--backend",
         default=None,
         metavar="NAME",
-        help=f"backend preset: {', '.join(sorted(p.stem for p in (CONFIG_DIR / 'backend').glob('*.yaml')))}, "
+        help=f"backend preset: {', '.join(preset_names())}, "
         f"or a registered backend (default: {default_help or DEFAULT_BACKEND})",
     )
 

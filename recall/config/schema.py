@@ -146,6 +146,11 @@ class RecallConfig:
         return to_plain(self)  # type: ignore[no-any-return]
 
 
+def preset_names() -> list[str]:
+    """The bundled backend presets (configs/backend/NAME.yaml), sorted."""
+    return sorted(p.stem for p in (CONFIG_DIR / "backend").glob("*.yaml"))
+
+
 def load_config(
     path: str | Path | None = None,
     *,

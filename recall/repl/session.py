@@ -302,8 +302,7 @@ def _registered_backends() -> builtins.list[str]:
     """Registered backends and the presets in configs/backend (lte_aligned), for :backend."""
     try:
         from recall.backends import registered_backends
-        from recall.config import CONFIG_DIR
+        from recall.config import preset_names
     except ImportError:
         return []
-    presets = {p.stem for p in (CONFIG_DIR / "backend").glob("*.yaml")}
-    return sorted({str(name) for name in registered_backends()} | presets)
+    return sorted({str(name) for name in registered_backends()} | set(preset_names()))
