@@ -135,14 +135,16 @@ def train_values(
     label_rows = torch.cat([torch.full((n,), b) for b, n in enumerate(spans)]).to(device)
     label_cols = torch.cat([torch.arange(n) for n in spans]).to(device)  # within the rest
     labels = torch.tensor([tok for task in tasks for tok in task.target], device=device)
-    index = (torch.arange(rows, device=device), torch.full((rows,), width, device=device))  # value positions
+    batch_rows = torch.arange(rows, device=device)
+    first_at = (batch_rows, torch.full((rows,), width, device=device))  # the value's position in the pass
+    step_at = (batch_rows, torch.zeros(rows, dtype=torch.long, device=device))  # and in a step (rest first)
 
     module = resolve_module(model, module_path)
     seen: dict[str, Any] = {}
 
     def capture(_m: torch.nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        seen["key"] = inputs[0][index].detach().clone()  # (B, d_in)
-        seen["out"] = output[index].detach().clone()  # (B, d_out)
+        seen["key"] = inputs[0][first_at].detach().clone()  # (B, d_in)
+        seen["out"] = output[first_at].detach().clone()  # (B, d_out)
 
     def capture_below(_m: torch.nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:
         seen["below"] = output[:, width:]  # (B, R, d): what steps replay
@@ -169,7 +171,6 @@ def train_values(
         picked: torch.Tensor = hidden[label_rows, label_cols]
         return picked
 
-    index = (index[0], torch.zeros_like(index[1]))  # in the rest, the value sits first
     values = [_start(task, steps.init, seen["out"][b]).requires_grad_(True) for b, task in enumerate(tasks)]
     optimizer: torch.optim.Optimizer = (
         torch.optim.Rprop(values, lr=steps.lr, step_sizes=RPROP_STEP_SIZES)
@@ -179,7 +180,7 @@ def train_values(
 
     def place(_m: torch.nn.Module, _inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         out = output.clone()
-        out[index] = torch.stack(values).to(out)
+        out[step_at] = torch.stack(values).to(out)
         return out
 
     done: dict[int, Learned] = {}  # row -> its value when it first met the stop rule
@@ -192,12 +193,13 @@ def train_values(
             targets = vocab.index(labels)
             token_loss = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
             losses = [chunk.mean() for chunk in torch.split(token_loss, spans)]
-            met = _meets(logits.detach(), targets, spans, steps.stop_loss)
+            met = _meets(logits.detach().argmax(-1) == targets, losses, spans, steps.stop_loss)
             for b in [b for b in range(rows) if met[b] and b not in done]:
                 if vocab.ids is not None:  # the exact rule, over the whole vocabulary
                     where = label_rows == b
-                    full = head_logits(lm, hidden[where].detach())
-                    if not _meets(full, labels[where], [spans[b]], steps.stop_loss)[0]:
+                    full = head_logits(lm, hidden[where].detach())  # (spans[b], V)
+                    loss = torch.nn.functional.cross_entropy(full, labels[where])
+                    if not _meets(full.argmax(-1) == labels[where], [loss], [spans[b]], steps.stop_loss)[0]:
                         vocab.add(full)
                         continue
                 done[b] = Learned(seen["key"][b].cpu(), values[b].detach().cpu().clone(), step, True)
@@ -220,12 +222,13 @@ def _start(task: ValueTask, init: Init, own: torch.Tensor) -> torch.Tensor:
     return torch.rand(own.shape, generator=generator).to(own)
 
 
-def _meets(logits: torch.Tensor, targets: torch.Tensor, spans: Sequence[int], stop_loss: float) -> list[bool]:
-    """Per row (its `spans` tokens of logits (n, k)): every target is the argmax and the mean cross-entropy
-    is below stop_loss."""
-    correct = torch.split(logits.argmax(-1) == targets, list(spans))
-    losses = torch.split(torch.nn.functional.cross_entropy(logits, targets, reduction="none"), list(spans))
-    return [bool(c.all()) and float(loss.mean()) < stop_loss for c, loss in zip(correct, losses, strict=True)]
+def _meets(
+    correct: torch.Tensor, losses: Sequence[torch.Tensor], spans: Sequence[int], stop_loss: float
+) -> list[bool]:
+    """Per row (its `spans` tokens of `correct` (n,), its mean loss): every target is the argmax and the
+    mean cross-entropy is below stop_loss."""
+    rows = torch.split(correct, list(spans))
+    return [bool(c.all()) and float(loss.detach()) < stop_loss for c, loss in zip(rows, losses, strict=True)]
 
 
 class Candidates:
