@@ -172,3 +172,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm: LanguageMo
     copy.deepcopy(tiny_lm.model).save_pretrained(folder)
     tiny_lm.tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def stats_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the weight editors' second-moment statistics are cached in tests (never the user's cache)."""
+    return tmp_path_factory.mktemp("stats")

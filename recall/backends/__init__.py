@@ -36,10 +36,12 @@ __all__ = [
 ]
 
 _BUILTINS: dict[str, str] = {
+    "ft": "recall.backends.ft:FtBackend",
     "grace": "recall.backends.grace:GraceBackend",
     "grace_retrieval": "recall.backends.grace:RetrievalGraceBackend",
     "lte": "recall.backends.lte:LteBackend",
     "recipe": "recall.backends.recipe:RecipeBackend",
+    "rome": "recall.backends.rome:RomeBackend",
 }
 
 # (encoder name, batch size, device) -> the backend's own encoder (a recall.retrieval.encoder.Encoder;

@@ -77,6 +77,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     from recall.cli.eval import add_eval_arguments
+    from recall.cli.stats import STATS_DESCRIPTION, add_stats_arguments
     from recall.config.options import add_backend_argument, add_overrides_argument
     from recall.datasets.formats import FORMATS
     from recall.repl.entry import add_repl_arguments
@@ -172,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_argument(bench)
     add_overrides_argument(bench)
     add_device_argument(bench)
+
+    stats = sub.add_parser(
+        "stats",
+        help="second-moment statistics for the weight editors (rome): recall stats --layers 4",
+        description=STATS_DESCRIPTION,
+        epilog="example: recall stats --model smollm2-135m --layers 3,4,5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_stats_arguments(stats)
+    add_device_argument(stats)
 
     train = sub.add_parser(
         "train",
@@ -278,6 +289,10 @@ def _run(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             device=args.device,
         )
+    if command == "stats":
+        from recall.cli.stats import run_stats
+
+        return run_stats(args)
     if command == "calibrate":
         if args.conflicts:
             from recall.cli.calibrate.conflicts import run_calibrate_conflicts

@@ -16,10 +16,11 @@ from memory_store import EditRecord, SearchHit
 from recall.backends.base import GenerationConfig
 from recall.backends.grace import GraceBackend, GraceConfig, RetrievalGraceBackend
 from recall.backends.grace.codebook import SPLIT_GAP, Entry, build
-from recall.backends.grace.training import StemCache, Steps, ValueTask, train_values
+from recall.backends.grace.training import Steps, ValueTask, train_values
 from recall.config import RecallConfig
 from recall.lm.hooks import forward_hook
 from recall.lm.loading import LanguageModel
+from recall.lm.split import StemCache
 
 
 def entry(edit_id: str, x: float, label: tuple[int, ...] = (1,)) -> Entry:

@@ -15,7 +15,6 @@ label are written durably to backend/grace/<edit_id>.safetensors before `edit` r
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,13 +34,14 @@ from recall.backends.base import (
     ScoreRequest,
 )
 from recall.backends.grace.codebook import Codebook, Entry, build
-from recall.backends.grace.training import StemCache, Steps, ValueTask, train_values
+from recall.backends.grace.training import Steps, ValueTask, train_values
 from recall.errors import ConfigError, InvalidEditError
 from recall.lm.arch import num_layers
 from recall.lm.hooks import layer_path, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
 from recall.lm.scoring import end_of_turn_id, generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.split import StemCache, common_stem
 from recall.lm.weights import private_copy
 from recall.results import TargetScore
 
@@ -112,11 +112,7 @@ class GraceBackend(BackendSwitch):
         self.lm = private_copy(lm, [self.path], suffix="grace")  # owns only the wrapped module
         self.raw = not (config.use_chat_template and lm.has_chat_template)
         # What every rendered prompt starts with (the chat template's system turn): its KV is made once.
-        first, second = (self._item(q, "x")[0] for q in ("Who?", "What is it?"))
-        self.stem = StemCache(
-            self.lm,
-            [a for a, _ in itertools.takewhile(lambda p: p[0] == p[1], zip(first, second, strict=False))],
-        )
+        self.stem = StemCache(self.lm, common_stem(self.lm, use_chat_template=config.use_chat_template))
         # end_answer: the value also teaches the token that ends the answer (a chat's end of turn)
         end = end_of_turn_id(lm) if config.end_answer and not self.raw else None
         self._answer_end = [end] if end is not None else []

@@ -5,11 +5,8 @@ steps.
 
 Why it is shaped this way (SmolLM2-135M on one CPU thread: a step over a few tokens is bound by reading
 weights, not by arithmetic):
-- the chat template's system turn runs once per process (`StemCache`); each prompt's remainder runs once,
-  in one pass with the first step (left padded, explicit positions, so a row computes what it would
-  alone), and its KV cache is kept; a step runs only the last prompt token and the target tokens;
-- the layers below the wrapped one run once too (`skip_layers_below`): a step reads the weights from
-  the wrapped layer up;
+- the prompt before its last token, and the layers below the wrapped one, run once (recall/lm/split.py):
+  a step runs the last prompt token and the target tokens from the wrapped layer up;
 - the vocabulary projection (a third of a step at layer 15 of SmolLM2) runs over candidate tokens only:
   the top `candidates` tokens of each target position at the start, and the targets. A row that meets
   the stop rule over the candidates is checked over the whole vocabulary; if another token wins there,
@@ -22,17 +19,16 @@ weights, not by arithmetic):
 
 from __future__ import annotations
 
-import contextlib
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
-from recall.lm.hooks import decoder_layers, forward_hook, resolve_module, skip_layers_below
+from recall.lm.hooks import forward_hook
 from recall.lm.loading import LanguageModel
 from recall.lm.scoring import head_logits
+from recall.lm.split import SplitPass, StemCache
 
 Init = Literal["cold", "warm"]
 # Rprop's step bounds: (1e-3, 50) lets a coordinate's step grow 25x from the preset's first step of 2
@@ -74,32 +70,6 @@ class Learned:
     converged: bool
 
 
-class StemCache:
-    """The KV cache of the tokens every rendered prompt starts with (a chat template's system turn), made
-    once: a value's training then runs only what differs between prompts."""
-
-    def __init__(self, lm: LanguageModel, stem: Sequence[int]) -> None:
-        self.lm, self.stem = lm, list(stem)
-        self._cache: Any = None
-
-    def shared(self, prompts: Sequence[list[int]]) -> tuple[int, Any]:
-        """(s, a fresh cache of the first s tokens, batch 1, or None when s == 0): the longest part of the
-        stem that every prompt starts with."""
-        s = len(self.stem)
-        for prompt in prompts:
-            s = min(s, len(prompt))
-            s = next((i for i in range(s) if self.stem[i] != prompt[i]), s)
-        if s == 0:
-            return 0, None
-        if self._cache is None:
-            with torch.no_grad():
-                ids = torch.tensor([self.stem], device=self.lm.device)
-                self._cache = self.lm.model(input_ids=ids, use_cache=True).cache
-        cache = copy.deepcopy(self._cache)
-        cache.crop(s - len(self.stem))  # a negative count: drop the stem's last tokens (0: none)
-        return s, cache
-
-
 def train_values(
     lm: LanguageModel,
     module_path: str,
@@ -110,68 +80,19 @@ def train_values(
 ) -> list[Learned]:
     """Keys and trained values of `tasks` (in order), `layer` the decoder layer holding `module_path`.
     The caller keeps its own codebook out of the way (the module must compute its plain output)."""
-    model, device = lm.model, lm.device
-    pad = int(lm.tokenizer.pad_token_id or 0)
+    device = lm.device
     rows = len(tasks)
-
-    # ---- one pass over each row's [left pads | the prompt after the stem, before its last token | rest],
-    # rest = the last prompt token and the target but its last token (right padded), after the stem's cache
-    s, cache = stem.shared([task.prompt[:-1] for task in tasks]) if stem is not None else (0, None)
-    middles = [task.prompt[s:-1] for task in tasks]
-    rests = [task.prompt[-1:] + task.target[:-1] for task in tasks]
-    width, rest_width = max(len(m) for m in middles), max(len(r) for r in rests)
-    ids, mask, positions = [], [], []
-    for middle, rest in zip(middles, rests, strict=True):
-        lead, tail = width - len(middle), rest_width - len(rest)
-        ids.append([pad] * lead + middle + rest + [pad] * tail)
-        mask.append([0] * lead + [1] * (len(middle) + len(rest)) + [0] * tail)
-        positions.append([s] * lead + list(range(s, s + len(middle) + rest_width)))
-    ids_t = torch.tensor(ids, device=device)  # (B, W + R)
-    mask_t = torch.tensor([[1] * s + m for m in mask], device=device)  # (B, s + W + R)
-    positions_t = torch.tensor(positions, device=device)
-    if cache is not None:
-        cache.batch_repeat_interleave(rows)
+    # Each row cut at its last prompt token: [the prompt | the target but its last token] from there on.
     spans = [len(task.target) for task in tasks]
-    label_rows = torch.cat([torch.full((n,), b) for b, n in enumerate(spans)]).to(device)
-    label_cols = torch.cat([torch.arange(n) for n in spans]).to(device)  # within the rest
+    reads = [(b, j) for b, n in enumerate(spans) for j in range(n)]
+    split = SplitPass(
+        lm, module_path, layer, [(t.prompt + t.target[:-1], len(t.prompt) - 1) for t in tasks], reads, stem
+    )
+    label_rows = split.read_rows
     labels = torch.tensor([tok for task in tasks for tok in task.target], device=device)
-    batch_rows = torch.arange(rows, device=device)
-    first_at = (batch_rows, torch.full((rows,), width, device=device))  # the value's position in the pass
-    step_at = (batch_rows, torch.zeros(rows, dtype=torch.long, device=device))  # and in a step (rest first)
-
-    module = resolve_module(model, module_path)
-    seen: dict[str, Any] = {}
-
-    def capture(_m: torch.nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        seen["key"] = inputs[0][first_at].detach().clone()  # (B, d_in)
-        seen["out"] = output[first_at].detach().clone()  # (B, d_out)
-
-    def capture_below(_m: torch.nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:
-        seen["below"] = output[:, width:]  # (B, R, d): what steps replay
-
-    below = forward_hook(decoder_layers(model)[layer - 1], capture_below) if layer > 0 else None
-    with torch.no_grad(), forward_hook(module, capture), below or contextlib.nullcontext():
-        out = model.base_model(
-            input_ids=ids_t, attention_mask=mask_t, position_ids=positions_t, cache=cache, use_cache=True
-        )
-        first = head_logits(lm, out.last_hidden_state[label_rows, label_cols + width])  # (n, V)
-    cache = out.cache
-    cache.crop(-rest_width)  # keep the stem and the middles: a step runs the rest
-    vocab = Candidates(labels, first, steps.candidates)
-
-    def run() -> torch.Tensor:
-        """Final hidden states at the target positions (sum of target lengths, d)."""
-        hidden = model.base_model(
-            input_ids=ids_t[:, width:],
-            attention_mask=mask_t,
-            position_ids=positions_t[:, width:],
-            cache=copy.deepcopy(cache),  # a step appends its tokens (with their graph): a fresh copy each
-            use_cache=True,
-        ).last_hidden_state
-        picked: torch.Tensor = hidden[label_rows, label_cols]
-        return picked
-
-    values = [_start(task, steps.init, seen["out"][b]).requires_grad_(True) for b, task in enumerate(tasks)]
+    with torch.no_grad():
+        vocab = Candidates(labels, head_logits(lm, split.first), steps.candidates)
+    values = [_start(task, steps.init, split.out[b]).requires_grad_(True) for b, task in enumerate(tasks)]
     optimizer: torch.optim.Optimizer = (
         torch.optim.Rprop(values, lr=steps.lr, step_sizes=RPROP_STEP_SIZES)
         if steps.optimizer == "rprop"
@@ -180,15 +101,14 @@ def train_values(
 
     def place(_m: torch.nn.Module, _inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         out = output.clone()
-        out[step_at] = torch.stack(values).to(out)
+        out[split.at] = torch.stack(values).to(out)
         return out
 
     done: dict[int, Learned] = {}  # row -> its value when it first met the stop rule
     step = 0
-    replay = skip_layers_below(model, layer, seen["below"]) if "below" in seen else contextlib.nullcontext()
-    with replay, forward_hook(module, place):
+    with split.steps(), forward_hook(split.module, place):
         for step in range(steps.n_iter + 1):
-            hidden = run()  # (n, d)
+            hidden = split.run()  # (n, d)
             logits = head_logits(lm, hidden, vocab.ids)  # (n, k), or (n, V) without candidates
             targets = vocab.index(labels)
             token_loss = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
@@ -202,7 +122,7 @@ def train_values(
                     if not _meets(full.argmax(-1) == labels[where], [loss], [spans[b]], steps.stop_loss)[0]:
                         vocab.add(full)
                         continue
-                done[b] = Learned(seen["key"][b].cpu(), values[b].detach().cpu().clone(), step, True)
+                done[b] = Learned(split.key[b].cpu(), values[b].detach().cpu().clone(), step, True)
             if len(done) == rows or step == steps.n_iter:
                 break
             grads = torch.autograd.grad(torch.stack(losses).sum(), values)  # the weights get no .grad
@@ -211,7 +131,7 @@ def train_values(
             optimizer.step()
     # The rows that never met the rule: their value after n_iter steps (GRACE's fixed budget).
     for b in range(rows):
-        done.setdefault(b, Learned(seen["key"][b].cpu(), values[b].detach().cpu().clone(), step, False))
+        done.setdefault(b, Learned(split.key[b].cpu(), values[b].detach().cpu().clone(), step, False))
     return [done[b] for b in range(rows)]
 
 
