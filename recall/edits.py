@@ -143,8 +143,13 @@ class EditWriter:
         if record.status == "active":
             return self.store.restore(edit_id, reason="restored")  # the store's own error
         self.backend.check([record])
+        # The backend takes the edit back at its place in the store's order (where a reopened memory's
+        # `sync` puts it): for an in-model backend whose state depends on the order of edits (a weight
+        # editor's journal, GRACE's splits), restoring is then as if the edit had never been forgotten.
+        everything = self.store.list(namespace=None, status=None)
+        active = [r for r in everything if r.status == "active" or r.edit_id == edit_id]
         return self._ordered(
-            lambda: self.backend.edit([record]), lambda: self.store.restore(edit_id, "restored")
+            lambda: self.backend.sync(active), lambda: self.store.restore(edit_id, "restored")
         )
 
     def clear(self, reason: str) -> None:

@@ -37,6 +37,9 @@ class Capability(enum.Flag):
     # (recall/lm/weights.py), so other memories and `disabled()` see the untouched base model.
     EDITS_WEIGHTS = enum.auto()
     TRAINABLE = enum.auto()  # has a trained artifact (`python -m training ...`)
+    # Edits what the model knows about a subject (ROME, MEMIT): an edit must name one that occurs in its
+    # prompt; `check` refuses others, and the REPL's guided :edit asks for it as required.
+    SUBJECT = enum.auto()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 
 from memory_store import EditRecord
 from memory_store.files import atomic_write
-from recall.backends.base import BackendConfig
+from recall.backends.base import BackendConfig, Capability
 from recall.backends.weight_editor import WeightDelta, WeightEditor
 from recall.errors import ConfigError
 from recall.lm.arch import num_layers
@@ -89,6 +89,7 @@ class RomeBackend(WeightEditor):
     """ROME: rank-one edits of one layer's MLP output projection, one after another."""
 
     name: ClassVar[str] = "rome"
+    capabilities: ClassVar[Capability] = WeightEditor.capabilities | Capability.SUBJECT
     config_class: ClassVar[type[BackendConfig]] = RomeConfig
     tiny_settings: ClassVar[Mapping[str, Any]] = {
         "encoder.name": "hashing",

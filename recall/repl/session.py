@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recall.backends import Capability, get_backend, registered_backends
 from recall.errors import RecallError, StoreError
 from recall.interface import MemoryInterface
 from recall.repl.commands import (
@@ -183,16 +184,26 @@ class Repl:
         self._add(command.text, command.target)
 
     def _edit_form(self, command: Command) -> None:
+        backend = str(self.memory.info()["backend"])
+        needs = backend in registered_backends() and Capability.SUBJECT in get_backend(backend).capabilities
         if self.interactive:
             self.out.note("guided edit: one field a line; a blank prompt or Ctrl-C cancels")
         try:
             prompt = self.read_field("prompt> ").strip()
             target = self.read_field("target> ").strip() if prompt else ""
-            subject = self.read_field("subject (optional)> ").strip() if target else ""
+            label = (
+                "subject (required: the entity, as written in the prompt)> "
+                if needs
+                else "subject (optional)> "
+            )
+            subject = self.read_field(label).strip() if target else ""
         except (EOFError, KeyboardInterrupt):
             prompt = target = ""
         if not (prompt and target):
             self.out.note("edit cancelled: a prompt and a target are both needed")
+            return
+        if needs and not subject:
+            self.out.note(f"edit cancelled: the {backend} backend needs the subject the fact is about")
             return
         self._add(prompt, target, subject or None)
 

@@ -1,7 +1,7 @@
 """Child process of the EditMemory crash test: opens (or creates) a memory of BACKEND on the tiny llama
 and adds edits one by one, printing each edit_id once add() has returned (acknowledged).
 
-Usage: python memory_crash_writer.py MEMORY_DIR BACKEND FIRST_INDEX
+Usage: python memory_crash_writer.py MEMORY_DIR BACKEND FIRST_INDEX STATS_DIR
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ def tiny_lm() -> LanguageModel:
 
 
 def main() -> None:
-    path, backend, first = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    path, backend, first, stats = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
     lm = tiny_lm()
     if (path / "manifest.json").is_file():
         memory = EditMemory.open(path, lm=lm)
     else:
         tiny = get_backend(backend).cls.tiny_settings
-        overrides = ["model.name=tiny", *(f"{k}={'null' if v is None else v}" for k, v in tiny.items())]
+        fixtures = {"{stats_dir}": stats}  # the tiny settings' fixture values this writer can give
+        overrides = ["model.name=tiny"]
+        overrides += [f"{k}={'null' if v is None else fixtures.get(str(v), v)}" for k, v in tiny.items()]
         memory = EditMemory.create(path, load_config(backend=backend, overrides=overrides), lm=lm)
     print("ready", flush=True)
     for i in range(first, first + 1000):

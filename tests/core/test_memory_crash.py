@@ -1,5 +1,7 @@
-"""SIGKILL during adds through EditMemory, for an in-model backend that writes its own state (grace):
-every acknowledged edit is in the store after reopening, and the backend answers with it."""
+"""SIGKILL during adds through EditMemory, for the in-model backends that write their own state (grace's
+codebook entries, rome's and ft's weight deltas): every acknowledged edit is in the store after
+reopening, and the backend holds it (grace answers with it; a weight editor's weights are bitwise those
+of a memory that made the active edits in order, uninterrupted)."""
 
 from __future__ import annotations
 
@@ -11,31 +13,35 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from recall.backends.grace import GraceBackend
+from recall.backends.weight_editor import WeightEditor
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
+from recall.results import Edit
 
 WRITER = Path(__file__).with_name("memory_crash_writer.py")
 QUESTIONS = ["who is the ceo of acme ?", "what is the capital of france ?", "who wrote the novel ?"]
+SUBJECTS = ["acme", "france", "novel"]  # in the questions: rome needs one
 ANSWERS = ["jane doe", "lyon", "john smith", "marta quinlan", "paris"]
 
 
-def edit_of(i: int) -> tuple[str, str]:
+def edit_of(i: int) -> tuple[str, str, str]:
     """Edit i of the writer: a question made distinct by its number, written in the digits 1-3 that the
     tiny tokenizer knows (another digit would be <unk>: two edits with one key), and an answer."""
     digits, n = [], i + 1
     while n:
         n, d = divmod(n - 1, 3)
         digits.append(str(d + 1))
-    return f"{QUESTIONS[i % 3]} {' '.join(reversed(digits))}", ANSWERS[i % 5]
+    return f"{QUESTIONS[i % 3]} {' '.join(reversed(digits))}", ANSWERS[i % 5], SUBJECTS[i % 3]
 
 
-def kill_after(path: Path, backend: str, first: int, acks_wanted: int) -> dict[int, str]:
+def kill_after(path: Path, backend: str, first: int, acks_wanted: int, stats: Path) -> dict[int, str]:
     """Run the writer until it acknowledged `acks_wanted` edits (or 60 s), kill it, return the acks."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen(
-        [sys.executable, str(WRITER), str(path), backend, str(first)],
+        [sys.executable, str(WRITER), str(path), backend, str(first), str(stats)],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -54,19 +60,30 @@ def kill_after(path: Path, backend: str, first: int, acks_wanted: int) -> dict[i
     return acked
 
 
-@pytest.mark.parametrize("backend", ["grace"])
+@pytest.mark.parametrize("backend", ["grace", "rome", "ft"])
 def test_sigkill_between_adds_loses_no_acknowledged_edit(
-    backend: str, tmp_path: Path, tiny_lm: LanguageModel
+    backend: str, tmp_path: Path, tiny_lm: LanguageModel, stats_dir: Path
 ) -> None:
     path, acked, first = tmp_path / "memory", {}, 0
     for trial, wanted in enumerate((2, 3, 1)):
-        new = kill_after(path, backend, first, wanted)
+        new = kill_after(path, backend, first, wanted, stats_dir)
         assert new, f"trial {trial}: the writer acknowledged nothing"
         acked.update(new)
         first = max(acked) + 1
     with EditMemory.open(path, lm=tiny_lm) as memory:
         active = {r.edit_id for r in memory.list(None)}
         assert set(acked.values()) <= active
+        if isinstance(memory.backend, WeightEditor):
+            editor = memory.backend
+            assert set(editor.records) == active  # a delta a kill left without its store record is gone
+            with EditMemory.create(tmp_path / "uninterrupted", memory.config, lm=tiny_lm) as fresh:
+                fresh.add_many(
+                    [Edit(r.prompt, r.target, r.subject) for r in editor.records.values()], policy="keep_both"
+                )
+                assert isinstance(fresh.backend, WeightEditor)
+                for module, weight in editor.weights.items():
+                    assert torch.equal(weight, fresh.backend.weights[module])
+            return
         grace = memory.backend
         assert isinstance(grace, GraceBackend)
         assert set(grace.entries) == active  # what a kill left half-written was dropped or retrained
