@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recall.backends import GenerationConfig
+from recall.backends import Capability, GenerationConfig, get_backend
 from recall.config import load_config
 from recall.datasets.loading import SAMPLE, load_cases
 from recall.errors import ConfigError
@@ -31,11 +31,28 @@ def _ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def _synthetic_edits(n: int) -> list[tuple[str, str]]:
+def _synthetic_edits(n: int) -> list[tuple[str, str, str | None]]:
     colours = ["red", "blue", "green", "amber", "violet", "teal", "ochre", "silver"]
     return [
-        (f"What is the favourite colour of employee number {i} at Zorblax?", colours[i % 8]) for i in range(n)
+        (
+            f"What is the favourite colour of employee number {i} at Zorblax?",
+            colours[i % 8],
+            f"employee number {i}",
+        )
+        for i in range(n)
     ]
+
+
+def _time_forgets(memory: EditMemory, edit_ids: list[str]) -> dict[str, Any]:
+    """A weight editor's forget: of the newest edit (the stored deltas before it are re-added) and of the
+    oldest (every later edit is recomputed), each with the number of edits it replayed."""
+    timings: dict[str, Any] = {}
+    for name, edit_id in (("forget_newest", edit_ids[-1]), ("forget_oldest", edit_ids[0])):
+        kept = memory.count() - 1
+        start = time.perf_counter()
+        memory.forget(edit_id)
+        timings[name] = {"seconds": time.perf_counter() - start, "edits_kept": kept}
+    return timings
 
 
 def _time_asks(
@@ -91,12 +108,13 @@ def run_bench(
         results["backend_preset"] = backend
         results["overrides"] = list(overrides)
         cases = load_cases(SAMPLE, "zsre")
-        pairs = [(c.prompt, c.target) for c in cases] + _synthetic_edits(max(0, num_edits - len(cases)))
-        memory.add(*pairs[0])  # warm-up: first encoder call and first SQLite write
+        pairs = [(c.prompt, c.target, c.subject) for c in cases]
+        pairs += _synthetic_edits(max(0, num_edits - len(cases)))
+        edit_ids = [memory.add(*pairs[0]).edit_id]  # warm-up: first encoder call and first SQLite write
         edit_times = []
-        for prompt, target in pairs[1:num_edits]:
+        for prompt, target, subject in pairs[1:num_edits]:
             start = time.perf_counter()
-            memory.add(prompt, target, policy="keep_both")
+            edit_ids.append(memory.add(prompt, target, subject, policy="keep_both").edit_id)
             edit_times.append(time.perf_counter() - start)
         results["edit"] = _ms(edit_times)
         gen = GenerationConfig(max_new_tokens=ANSWER_TOKENS, min_new_tokens=ANSWER_TOKENS)
@@ -107,6 +125,9 @@ def run_bench(
         results.update(_time_asks(memory, questions, gen, "ask"))
         unrelated = [c.locality[0][0] for c in cases if c.locality][:num_asks]
         results.update(_time_asks(memory, unrelated, gen, "unrelated"))
+        capabilities = get_backend(memory.backend.name).capabilities
+        if Capability.EDITS_WEIGHTS | Capability.FORGET in capabilities:
+            results.update(_time_forgets(memory, edit_ids))
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
@@ -147,4 +168,9 @@ def _markdown(r: dict[str, Any]) -> str:
         f"ask overhead at p50: {_overhead(r, 'ask')} on rephrases of stored edits, "
         f"{_overhead(r, 'unrelated')} on unrelated questions"
     )
+    for name, what in (("forget_newest", "stored deltas re-added"), ("forget_oldest", "edits recomputed")):
+        if name in r:
+            lines.append(
+                f"{name.replace('_', ' ')}: {r[name]['seconds']:.2f} s ({r[name]['edits_kept']} {what})"
+            )
     return "\n".join(lines)

@@ -60,3 +60,20 @@ def test_bench_help_names_the_sample_and_answer_length() -> None:
     assert all(c.rephrases and c.locality for c in cases)  # each kind of timed question, for every case
     assert f"the {SAMPLE_CASES} bundled" in BENCH_DESCRIPTION
     assert f"exactly {ANSWER_TOKENS} new tokens" in BENCH_DESCRIPTION
+
+
+@pytest.mark.parametrize("backend", ["ft", "rome"])
+def test_bench_times_a_weight_editors_forgets(
+    backend: str, tiny_model_dir: Path, tmp_path: Path, stats_dir: Path
+) -> None:
+    overrides = [f"model.name={tiny_model_dir}", "encoder.name=hashing", "backend.layer=0", "backend.steps=2"]
+    if backend == "rome":  # the sample's subjects reach rome's check (it refuses an edit without one)
+        overrides += [f"backend.stats_dir={stats_dir}", "backend.corpus_samples=4", "backend.prefixes=1"]
+    assert run_bench(num_edits=4, num_asks=2, out_dir=tmp_path, backend=backend, overrides=overrides) == 0
+    (report,) = tmp_path.glob("bench-*.json")
+    result = json.loads(report.read_text())
+    assert result["forget_newest"]["edits_kept"] == 3
+    assert result["forget_oldest"]["edits_kept"] == 2
+    assert result["forget_oldest"]["seconds"] > 0
+    table = report.with_suffix(".md").read_text()
+    assert re.search(r"forget oldest: \d+\.\d\d s \(2 edits recomputed\)", table)
