@@ -91,6 +91,13 @@ class Retrieval:
         return "rejected"
 
 
+def id_list(edit_ids: Sequence[str], shown: int = 10) -> str:
+    """Short ids, comma-separated, the first `shown` of them and a count of the rest (a weight editor
+    names every active edit as possibly used)."""
+    short = ", ".join(i[:8] for i in edit_ids[:shown])
+    return f"{short} and {len(edit_ids) - shown} more" if len(edit_ids) > shown else short
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A generated answer with its provenance: which edits shaped it and what was injected."""

@@ -87,7 +87,7 @@ class FtBackend(WeightEditor):
         config = self.config
         prompt, target = self._item(record.prompt, record.target)
         if config.mode == "last":  # every target token from the last prompt token's distribution
-            ids, reads = prompt, [(0, len(prompt) - 1)] * len(target)
+            ids, reads = prompt, [(0, len(prompt) - 1)]
         else:  # teacher-forced
             ids, reads = prompt + target[:-1], [(0, len(prompt) - 1 + j) for j in range(len(target))]
         # Cut at 0: the whole sequence runs each step, from the tuned layer up.
@@ -101,7 +101,8 @@ class FtBackend(WeightEditor):
         try:
             with split.steps():
                 for _ in range(config.steps):
-                    loss = torch.nn.functional.cross_entropy(head_logits(self.lm, split.run()), labels)
+                    logits = head_logits(self.lm, split.run())  # (1, V) for FT-L, (len(target), V) for FT-M
+                    loss = torch.nn.functional.cross_entropy(logits.expand(len(target), -1), labels)
                     if float(loss.detach()) < config.stop_loss:
                         break
                     (weight.grad,) = torch.autograd.grad(loss, [weight])  # no other parameter gets a .grad

@@ -9,7 +9,7 @@ import math
 
 from memory_store import EditRecord
 from recall.memory import EditMemory
-from recall.results import Answer, EditResult
+from recall.results import Answer, EditResult, id_list
 
 
 def _when(timestamp: float) -> str:
@@ -38,7 +38,7 @@ def explain(answer: Answer) -> str:
             "declined: the answering model read those edits beside the question and would not use them"
         )
     lines.append(f"injected: {answer.injected!r}" if answer.injected else "injected: nothing")
-    used = ", ".join(i[:8] for i in answer.used)
+    used = id_list(answer.used)
     lines.append(f"used by the backend: {used}" if used else "used by the backend: no edit (the base model)")
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from recall.repl.commands import Output, short_id
+from recall.results import id_list
 
 if TYPE_CHECKING:
     from memory_store import EditRecord
@@ -48,7 +49,7 @@ def show_why(out: Output, answer: Answer, sentinel_name: str) -> None:
         out.note("no retrieval: this backend applies edits inside the model (or memory was off)")
     else:
         out.note("no edits retrieved (the memory is empty in this namespace)")
-    used = ", ".join(short_id(edit_id) for edit_id in answer.used)  # what the backend reports it applied
+    used = id_list(answer.used)  # what the backend reports it applied
     if admitted:
         decision = f"admitted {len(admitted)} of {len(retrieval.hits)} hits: the answer used {used or 'none'}"
     elif used:

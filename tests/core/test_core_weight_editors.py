@@ -16,6 +16,7 @@ from recall.backends.weight_editor import WeightEditor
 from recall.config import RecallConfig
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
+from recall.results import id_list
 
 EDITS = [
     ("who is the ceo of acme ?", "jane doe", "acme"),
@@ -144,3 +145,9 @@ def test_an_answer_names_every_active_weight_edit_and_says_why(open_memory: Open
     assert set(answer.used) == set(ids)
     assert "no per-answer attribution" in answer.injected
     assert memory.ask("who wrote the novel ?", max_new_tokens=2, use_memory=False).used == ()
+
+
+def test_why_shows_ten_ids_and_counts_the_rest() -> None:
+    ids = [f"{i:02d}" * 16 for i in range(12)]
+    assert id_list(ids) == ", ".join(i[:8] for i in ids[:10]) + " and 2 more"
+    assert id_list(ids[:3]) == ", ".join(i[:8] for i in ids[:3])
