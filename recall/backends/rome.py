@@ -54,7 +54,7 @@ class RomeConfig(BackendConfig):
     corpus_samples: int = 400
     corpus_length: int = 128
     stats_dir: str | None = None  # where statistics are cached (default: beside the model cache)
-    prefixes: int = 10  # context prefixes keys are averaged over and δ is trained on, besides the bare prompt
+    prefixes: int = 5  # context prefixes keys are averaged over and δ is trained on, besides the bare prompt
     prefix_tokens: int = 10
     lr: float = 0.5
     steps: int = 20
