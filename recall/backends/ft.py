@@ -114,7 +114,7 @@ class FtBackend(WeightEditor):
         finally:
             weight.grad = None
             with torch.no_grad():
-                delta = weight.detach() - before
+                delta = (weight.detach() - before).cpu()  # stored and written from the CPU
                 weight.copy_(before)  # the journal applies the delta (weight_editor.py)
         if float(loss.detach()) > 1.0:
             log.warning(

@@ -197,10 +197,11 @@ class RomeBackend(WeightEditor):
         trained = train_delta(
             self.lm, self.path, self.layer, rewrite, [Row(kl_ids, kl_at)], self.config.delta, stem
         )
-        k = trained.mean_key.double()
+        # On the CPU in float64 (C⁻¹ lives there); the journal moves the factors to the weight's device.
+        k = trained.mean_key.double().cpu()
         u = k if self.inverse is None else self.inverse @ k
         u = u / u.norm()  # (d_in,)
-        w = trained.delta.double() / (trained.key.double() @ u)  # (d_out,): W k gains exactly δ
+        w = trained.delta.double().cpu() / (trained.key.double().cpu() @ u)  # (d_out,): W k gains exactly δ
         if trained.nll > 1.0:
             log.warning(
                 "edit %s: ROME's δ left the target's loss at %.2f after %d steps; the edit may not hold",

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import torch
 
+from recall.backends import get_backend
 from recall.backends.grace import GraceBackend
+from recall.backends.weight_editor import WeightEditor
 from recall.cli.main import main
 from recall.config import load_config
 from recall.errors import ConfigError
@@ -131,3 +133,26 @@ def test_grace_trains_and_answers_on_the_gpu(tiny_lm: LanguageModel, tmp_path: P
             assert answer.used == (edit.edit_id,)
             answers.append((answer.text, memory.ask("what is the largest planet ?", max_new_tokens=4).text))
     assert answers[0] == answers[1]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["rome", "ft"])
+def test_a_weight_editor_edits_on_the_gpu_as_on_the_cpu(
+    backend: str, tiny_lm: LanguageModel, tmp_path: Path, stats_dir: Path
+) -> None:
+    # δ and the weight train on the GPU: the deltas may move within float noise of the CPU's.
+    settings = {**get_backend(backend).cls.tiny_settings, "model.name": "tiny"}
+    overrides = [f"{k}={stats_dir if v == '{stats_dir}' else v}" for k, v in settings.items()]
+    config = load_config(backend=backend, overrides=overrides)
+    on_gpu: Any = copy.deepcopy(tiny_lm.model)
+    on_gpu.to("cuda")
+    gpu_lm = LanguageModel(on_gpu, tiny_lm.tokenizer, tiny_lm.model_id, tiny_lm.fingerprint)
+    edited = []
+    for lm in (tiny_lm, gpu_lm):
+        with EditMemory.create(tmp_path / str(lm.device), config, lm=lm, encoder=HashingEncoder()) as memory:
+            edit = memory.add("who is the ceo of acme ?", "jane", "acme")
+            assert isinstance(memory.backend, WeightEditor)
+            assert memory.ask("who is the ceo of acme ?", max_new_tokens=1).used == (edit.edit_id,)
+            edited.append({p: w.detach().cpu() for p, w in memory.backend.weights.items()})
+    for path, weight in edited[0].items():
+        assert torch.allclose(edited[1][path], weight, atol=1e-4), path
