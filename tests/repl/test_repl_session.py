@@ -375,3 +375,23 @@ def test_run_repl_command_open_failure_is_one_line(
 def test_run_repl_command_rejects_bad_namespace(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_repl_command(_args("--namespace", "two words"), lambda p, m, b: FakeMemory()) == 2
     assert "is not a namespace name" in capsys.readouterr().err
+
+
+def test_guided_edit_asks_for_the_subject_a_weight_editor_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = FakeMemory()
+    monkeypatch.setattr(memory, "info", lambda: {**FakeMemory().info(), "backend": "rome"})
+    labels: list[str] = []
+    feed = iter([":edit", CEO_Q, "Marta Quinlan", ""])
+
+    def read(prompt: str) -> str:
+        labels.append(prompt)
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    buffer = io.StringIO()
+    assert Repl(memory, Output(buffer), read_line=read).run() == 0
+    assert "subject (required: the entity, as written in the prompt)> " in labels
+    assert "edit cancelled: the rome backend needs the subject the fact is about" in buffer.getvalue()
+    assert memory.records == {}
