@@ -9,6 +9,9 @@ deltas do not commute: the backend keeps a journal.
   that has none (a crash lost it, or an edit before it was forgotten) each delta is recomputed on the
   weights so far and written. The result is bitwise what a memory that only ever saw the active edits,
   in this order, holds: `forget`, supersede and restore are this replay.
+- `save` (on close) also writes the edited weights with the chain of the last edit; a reopened memory
+  whose active edits all match their stored chains, ending in that one, loads them instead of re-adding
+  every delta (ft's dense deltas: 3.5 GB to read at 1000 edits).
 - `disabled()` swaps the base weights in; everything else in the model is shared with the base model.
 - A weight edit has no per-answer attribution: every answer names all active edits as possibly used,
   and says so in what it reports as injected.
@@ -83,6 +86,7 @@ class WeightEditor(BackendSwitch):
         self.records: dict[str, EditRecord] = {}  # the active edits, in the weights' order
         self.folder: Path | None = None
         self._stored: dict[str, str] = {}  # edit id -> chain of the deltas on disk (from `load`)
+        self._snapshot: tuple[str, Path] | None = None  # (chain of its last edit, file) from `load`
 
     name: ClassVar[str]
 
@@ -118,6 +122,8 @@ class WeightEditor(BackendSwitch):
         recomputed (a progress bar when there is more than one)."""
         old = self.journal
         self.journal, self.records = Journal(), {}
+        if self._load_snapshot(active, old):
+            return
         self._reset()
         redo: list[EditRecord] = []
         for record in active:
@@ -137,9 +143,33 @@ class WeightEditor(BackendSwitch):
 
     def _chain(self, record: EditRecord) -> str:
         """The chain `record` would have after the journal's current edits."""
-        last = next(reversed(self.journal.chains.values()), self.settings)
-        text = "\x00".join([last, record.edit_id, record.prompt, record.target, record.subject or ""])
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+        return _link(next(reversed(self.journal.chains.values()), self.settings), record)
+
+    def _load_snapshot(self, active: Sequence[EditRecord], old: Journal) -> bool:
+        """Take the saved weights when every active edit's stored chain matches and the last is the
+        snapshot's (nothing to re-add or recompute); False leaves everything to the replay."""
+        if self._snapshot is None or not active:
+            return False
+        chains, last = [], self.settings
+        for record in active:
+            last = _link(last, record)
+            if last not in (old.chains.get(record.edit_id), self._stored.get(record.edit_id)):
+                return False
+            chains.append(last)
+        if last != self._snapshot[0]:
+            return False
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(self._snapshot[1]))
+        with torch.no_grad():
+            for path, weight in self.weights.items():
+                weight.copy_(tensors[path])
+        self.journal.chains = {r.edit_id: c for r, c in zip(active, chains, strict=True)}
+        self.records = {r.edit_id: r for r in active}
+        for edit_id in {*old.chains, *self._stored} - set(self.records):
+            self._delete(edit_id)
+        self._stored, self._snapshot = {}, None
+        return True
 
     def _append(self, record: EditRecord, chain: str) -> None:
         deltas = self.compute(record)
@@ -181,7 +211,15 @@ class WeightEditor(BackendSwitch):
 
     # ----------------------------------------------------------------- files
     def save(self, path: Path) -> None:
-        return None  # every delta was written when it was made
+        """Every delta was written when it was made; the edited weights too, for a fast reopen."""
+        if not self.records:
+            return
+        from safetensors.torch import save_file
+
+        tensors = {p: w.detach().cpu().contiguous() for p, w in self.weights.items()}
+        chain = next(reversed(self.journal.chains.values()))
+        file = path / f"{self.name}-weights.safetensors"
+        atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata={"chain": chain}))
 
     def load(self, path: Path) -> None:
         """Note the deltas stored under `path` (`sync` applies those whose chain still matches)."""
@@ -189,6 +227,12 @@ class WeightEditor(BackendSwitch):
 
         self.folder = path / self.name
         self.folder.mkdir(parents=True, exist_ok=True)
+        snapshot = path / f"{self.name}-weights.safetensors"
+        try:
+            with safe_open(str(snapshot), framework="pt") as handle:
+                self._snapshot = (handle.metadata()["chain"], snapshot)
+        except (OSError, ValueError, RuntimeError, KeyError):
+            snapshot.unlink(missing_ok=True)  # none yet, or a torn write: the deltas are re-added
         for file in self.folder.glob("*.safetensors"):
             try:
                 with safe_open(str(file), framework="pt") as handle:
@@ -243,3 +287,9 @@ class WeightEditor(BackendSwitch):
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         return score_ids(self.lm, [self._item(r.prompt, r.target) for r in requests])
+
+
+def _link(previous: str, record: EditRecord) -> str:
+    """The chain of `record` after the chain `previous` (the settings for the first edit)."""
+    text = "\x00".join([previous, record.edit_id, record.prompt, record.target, record.subject or ""])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -92,21 +92,27 @@ def test_forget_leaves_the_weights_of_a_memory_that_never_saw_the_edit(
 
 
 @pytest.mark.parametrize("name", ["rome", "ft"])
-def test_reopening_adds_the_stored_deltas_without_recomputing(
-    name: str, open_memory: OpenMemory, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("closed", [True, False])
+def test_reopening_takes_the_saved_weights_or_re_adds_the_stored_deltas(
+    name: str, closed: bool, open_memory: OpenMemory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Closed: the weights saved on close are loaded (no delta is read). A crash (the store closed, the
+    # backend never saved): the stored deltas are re-added. Neither recomputes an edit.
     memory = open_memory(name, "memory")
     for edit in EDITS:
         memory.add(*edit, policy="keep_both")
     expected = weights(memory)
-    memory.close()
+    memory.close() if closed else memory.store.close()
 
     def never(*_args: object) -> None:
-        raise AssertionError("a stored delta was recomputed")
+        raise AssertionError("a stored delta was recomputed" if not _args else "a delta file was read")
 
-    monkeypatch.setattr(type(memory.backend), "compute", never)
+    monkeypatch.setattr(type(memory.backend), "compute", lambda *_a: never())
+    if closed:
+        monkeypatch.setattr(type(memory.backend), "_read", lambda *_a: never("read"))
     reopened = open_memory(name, "memory", reopen=True)
     assert all(torch.equal(w, expected[p]) for p, w in weights(reopened).items())
+    assert list(reopened.backend.records) == [r.edit_id for r in reopened.list()]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
