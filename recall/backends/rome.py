@@ -119,7 +119,9 @@ class RomeBackend(WeightEditor):
             self.inverse = torch.linalg.inv(c + ridge)
         self.prefixes: list[str] | None = None  # sampled from the base model once, then stored (`load`)
         stats = "identity" if self.moment is None else self.moment.digest
-        settings = json.dumps({**asdict(config), "statistics_digest": stats}, sort_keys=True)
+        # What the deltas depend on (where the statistics are cached does not count; their digest does).
+        fields = {k: v for k, v in asdict(config).items() if k != "stats_dir"}
+        settings = json.dumps({**fields, "statistics_digest": stats}, sort_keys=True)
         super().__init__(lm, [self.path], use_chat_template=config.use_chat_template, settings=settings)
         self.stem = common_stem(self.lm, use_chat_template=config.use_chat_template)
 
