@@ -9,7 +9,8 @@ deltas do not commute: the backend keeps a journal.
   that has none (a crash lost it, or an edit before it was forgotten) each delta is recomputed on the
   weights so far and written. The result is bitwise what a memory that only ever saw the active edits,
   in this order, holds (recomputed deltas: on the same device and thread count, which fix the order of
-  a matmul's sums; stored deltas are re-added exactly anywhere): `forget`, supersede and restore are this replay.
+  a matmul's sums; stored deltas are re-added exactly anywhere): `forget`, supersede and restore are
+  this replay.
 - `save` (on close) also writes the edited weights with the chain of the last edit; a reopened memory
   whose active edits all match their stored chains, ending in that one, loads them instead of re-adding
   every delta (ft's dense deltas: 3.5 GB to read at 1000 edits).
