@@ -77,3 +77,5 @@ def test_bench_times_a_weight_editors_forgets(
     assert result["forget_oldest"]["seconds"] > 0
     table = report.with_suffix(".md").read_text()
     assert re.search(r"forget oldest: \d+\.\d\d s \(2 edits recomputed\)", table)
+    assert result["ask_admitted_share"] is None  # the edits live in the model: nothing is retrieved
+    assert "edits live in the model: no retrieval) on rephrases" in table
