@@ -26,8 +26,7 @@ from memory_store import EditRecord
 from recall.backends.base import BackendConfig
 from recall.backends.weight_editor import WeightDelta, WeightEditor
 from recall.errors import ConfigError
-from recall.lm.arch import num_layers
-from recall.lm.hooks import layer_path
+from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
 from recall.lm.scoring import head_logits
 from recall.lm.split import SplitPass
@@ -71,12 +70,8 @@ class FtBackend(WeightEditor):
     }
 
     def __init__(self, config: FtConfig, lm: LanguageModel) -> None:
-        layers = num_layers(lm.model)
-        if not -layers <= config.layer < layers:
-            raise ConfigError(f"backend.layer={config.layer} is outside {lm.model_id}'s {layers} layers")
         self.config = config
-        self.layer = config.layer % layers
-        self.path = layer_path(lm.model, "mlp_out", self.layer)
+        self.layer, self.path = edited_module(lm.model, lm.model_id, "mlp_out", config.layer)
         settings = json.dumps(asdict(config), sort_keys=True)
         super().__init__(lm, [self.path], use_chat_template=config.use_chat_template, settings=settings)
 

@@ -27,8 +27,7 @@ from memory_store.files import atomic_write
 from recall.backends.base import BackendConfig, Capability
 from recall.backends.weight_editor import WeightDelta, WeightEditor
 from recall.errors import ConfigError
-from recall.lm.arch import num_layers
-from recall.lm.hooks import layer_path
+from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
 from recall.lm.scoring import target_ids
 from recall.lm.split import StemCache, common_stem
@@ -103,12 +102,8 @@ class RomeBackend(WeightEditor):
     }
 
     def __init__(self, config: RomeConfig, lm: LanguageModel) -> None:
-        layers = num_layers(lm.model)
-        if not -layers <= config.layer < layers:
-            raise ConfigError(f"backend.layer={config.layer} is outside {lm.model_id}'s {layers} layers")
         self.config = config
-        self.layer = config.layer % layers
-        self.path = layer_path(lm.model, "mlp_out", self.layer)
+        self.layer, self.path = edited_module(lm.model, lm.model_id, "mlp_out", config.layer)
         self.moment = self._statistics(lm)
         # C⁻¹ (d_in, d_in) for u = C⁻¹k, inverted in float64 with a 1e-6 relative ridge (a corpus that
         # never activates some input leaves C singular)

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from recall.errors import ArchitectureError
-from recall.lm.arch import arch_of
+from recall.errors import ArchitectureError, ConfigError
+from recall.lm.arch import arch_of, num_layers
 
 # (module, inputs, output) -> a replacement output, or None to keep it
 ForwardHook = Callable[[torch.nn.Module, tuple[Any, ...], Any], Any]
@@ -35,6 +35,15 @@ def layer_path(model: torch.nn.Module, which: str, layer: int) -> str:
     """The path of module `which` ("mlp", "mlp_out", "attn") of decoder layer `layer`."""
     template: str = getattr(arch_of(model), which)
     return template.format(layer=layer)
+
+
+def edited_module(model: torch.nn.Module, model_id: str, which: str, layer: int) -> tuple[int, str]:
+    """(layer index, path) of module `which` of decoder `layer` (negative counts from the end), the
+    module an editor changes; ConfigError names the setting when the model has no such layer."""
+    layers = num_layers(model)
+    if not -layers <= layer < layers:
+        raise ConfigError(f"backend.layer={layer} is outside {model_id}'s {layers} layers")
+    return layer % layers, layer_path(model, which, layer % layers)
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:

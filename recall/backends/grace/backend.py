@@ -36,8 +36,7 @@ from recall.backends.base import (
 from recall.backends.grace.codebook import Codebook, Entry, build
 from recall.backends.grace.training import Steps, ValueTask, train_values
 from recall.errors import ConfigError, InvalidEditError
-from recall.lm.arch import num_layers
-from recall.lm.hooks import layer_path, resolve_module
+from recall.lm.hooks import edited_module, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
 from recall.lm.scoring import end_of_turn_id, generate_ids, prompt_ids, score_ids, target_ids
@@ -104,11 +103,7 @@ class GraceBackend(BackendSwitch):
 
     def __init__(self, config: GraceConfig, lm: LanguageModel) -> None:
         self.config = config
-        layers = num_layers(lm.model)
-        if not -layers <= config.layer < layers:
-            raise ConfigError(f"backend.layer={config.layer} is outside {lm.model_id}'s {layers} layers")
-        self.layer = config.layer % layers
-        self.path = layer_path(lm.model, "mlp_out", self.layer)
+        self.layer, self.path = edited_module(lm.model, lm.model_id, "mlp_out", config.layer)
         self.lm = private_copy(lm, [self.path], suffix="grace")  # owns only the wrapped module
         self.raw = not (config.use_chat_template and lm.has_chat_template)
         # What every rendered prompt starts with (the chat template's system turn): its KV is made once.
