@@ -5,8 +5,10 @@ the statistics it used."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ import torch
 from memory_store import InvalidEditError
 from recall.backends.weight_editor import WeightEditor
 from recall.config import RecallConfig
+from recall.errors import ConfigError
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.results import id_list
@@ -32,17 +35,13 @@ def open_memory(
 ) -> Iterator[OpenMemory]:
     opened: list[EditMemory] = []
 
-    def factory(
-        name: str, folder: str, *, reopen: bool = False, overrides: tuple[str, ...] = ()
-    ) -> EditMemory:
+    def factory(name: str, folder: str, *, reopen: bool = False, **backend: Any) -> EditMemory:
+        """A memory of backend `name` on the tiny llama (its tiny settings, then `backend` fields)."""
         if reopen:
             memory = EditMemory.open(tmp_path / folder, lm=tiny_lm)
         else:
             config = backend_config(name)
-            if overrides:
-                from recall.config import load_config
-
-                config = load_config(backend=name, overrides=[*_overrides(config), *overrides])
+            config = dataclasses.replace(config, backend=dataclasses.replace(config.backend, **backend))
             memory = EditMemory.create(tmp_path / folder, config, lm=tiny_lm)
         opened.append(memory)
         return memory
@@ -50,19 +49,6 @@ def open_memory(
     yield factory
     for memory in opened:
         memory.close()
-
-
-def _overrides(config: RecallConfig) -> list[str]:
-    return [
-        "model.name=tiny",
-        "encoder.name=hashing",
-        "sentinel.min_cosine=0.5",
-        *(
-            f"backend.{k}={'null' if v is None else v}"
-            for k, v in vars(config.backend).items()
-            if k != "name"
-        ),
-    ]
 
 
 def weights(memory: EditMemory) -> dict[str, torch.Tensor]:
@@ -135,7 +121,7 @@ def test_rome_refuses_an_edit_without_a_subject_in_its_prompt(
 def test_rome_stamps_the_statistics_it_used(open_memory: OpenMemory) -> None:
     with_stats = open_memory("rome", "corpus").backend.describe()
     assert "tokens of self-samples" in with_stats["statistics"]
-    identity = open_memory("rome", "identity", overrides=("backend.statistics=identity",))
+    identity = open_memory("rome", "identity", statistics="identity")
     assert identity.backend.describe()["statistics"].startswith("identity")
     # the two differ in u = C⁻¹k: their edits differ
     corpus = open_memory("rome", "corpus2")
@@ -157,3 +143,9 @@ def test_why_shows_ten_ids_and_counts_the_rest() -> None:
     ids = [f"{i:02d}" * 16 for i in range(12)]
     assert id_list(ids) == ", ".join(i[:8] for i in ids[:10]) + " and 2 more"
     assert id_list(ids[:3]) == ", ".join(i[:8] for i in ids[:3])
+
+
+@pytest.mark.parametrize("name", ["grace", "rome", "ft"])
+def test_a_layer_the_model_lacks_is_refused_with_the_setting(name: str, open_memory: OpenMemory) -> None:
+    with pytest.raises(ConfigError, match=r"backend.layer=5 is outside tiny-llama-0's 2 layers"):
+        open_memory(name, "memory", layer=5)
