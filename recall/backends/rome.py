@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RomeConfig(BackendConfig):
-    """Knobs of ROME (METHODS.md §5.1-5.2; the preset says why each value)."""
+class RomeConfig(BackendConfig, DeltaSettings):
+    """Knobs of ROME (METHODS.md §5.1-5.2; the preset says why each value): δ's training settings
+    (lr, steps, stop_loss, kl_factor, weight_decay, clamp) are DeltaSettings', inherited."""
 
     name: str = "rome"
     layer: int = 4  # decoder layer whose MLP output projection is edited; negative counts from the end
@@ -55,12 +56,6 @@ class RomeConfig(BackendConfig):
     stats_dir: str | None = None  # where statistics are cached (default: beside the model cache)
     prefixes: int = 5  # context prefixes keys are averaged over and δ is trained on, besides the bare prompt
     prefix_tokens: int = 10
-    lr: float = 0.5
-    steps: int = 20
-    stop_loss: float = 5e-2
-    kl_factor: float = 0.0625
-    weight_decay: float = 1e-3
-    clamp: float = 4.0
     use_chat_template: bool = True
 
     def __post_init__(self) -> None:
@@ -72,12 +67,6 @@ class RomeConfig(BackendConfig):
             )
         if self.corpus_samples < 1 or self.corpus_length < 1:
             raise ConfigError("backend.corpus_samples and backend.corpus_length must be >= 1")
-
-    @property
-    def delta(self) -> DeltaSettings:
-        return DeltaSettings(
-            self.lr, self.steps, self.stop_loss, self.kl_factor, self.weight_decay, self.clamp
-        )
 
     @property
     def corpus(self) -> CorpusSpec:
@@ -192,7 +181,7 @@ class RomeBackend(WeightEditor):
         # The stem's KV depends on the edited weights: a fresh cache for each edit.
         stem = StemCache(self.lm, self.stem)
         trained = train_delta(
-            self.lm, self.path, self.layer, rewrite, [Row(kl_ids, kl_at)], self.config.delta, stem
+            self.lm, self.path, self.layer, rewrite, [Row(kl_ids, kl_at)], self.config, stem
         )
         # On the CPU in float64 (C⁻¹ lives there); the journal moves the factors to the weight's device.
         k = trained.mean_key.double().cpu()
