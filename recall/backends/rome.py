@@ -29,7 +29,6 @@ from recall.backends.weight_editor import WeightDelta, WeightEditor
 from recall.errors import ConfigError
 from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
-from recall.lm.scoring import target_ids
 from recall.lm.split import StemCache, common_stem
 from recall.locate.corpus import CorpusSpec
 from recall.locate.delta import DeltaSettings, Row, train_delta
@@ -163,7 +162,7 @@ class RomeBackend(WeightEditor):
         if self.prefixes is None:
             self.prefixes = self._sample_prefixes()
         subject = record.subject or ""
-        target = target_ids(self.lm, record.target, leading_space=self.raw)
+        target = self._item(record.prompt, record.target)[1]
         rewrite = []
         for prefix in ["", *self.prefixes]:
             message = with_prefix(prefix, record.prompt)

@@ -39,7 +39,7 @@ from recall.errors import ArchitectureError
 from recall.lm.hooks import resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
-from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.scoring import generate_ids, item_ids, prompt_ids, score_ids
 from recall.lm.weights import private_copy
 from recall.results import TargetScore
 
@@ -81,7 +81,6 @@ class WeightEditor(BackendSwitch):
         self.paths = list(paths)
         self.weights = {p: self._parameter(p) for p in self.paths}
         self.base = {p: w.detach().clone() for p, w in self.weights.items()}
-        self.raw = not (use_chat_template and lm.has_chat_template)
         self.use_chat_template = use_chat_template
         self.settings = settings  # what the chain starts from: a change of settings recomputes every delta
         self.journal = Journal()
@@ -273,8 +272,7 @@ class WeightEditor(BackendSwitch):
 
     # ----------------------------------------------------------------- answering
     def _item(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
-        text = render(self.lm, prompt, use_chat_template=self.use_chat_template)
-        return prompt_ids(self.lm, text), target_ids(self.lm, target, leading_space=self.raw)
+        return item_ids(self.lm, prompt, target, use_chat_template=self.use_chat_template)
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=self.use_chat_template))

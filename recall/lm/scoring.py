@@ -13,6 +13,7 @@ import torch
 
 from recall.lm.arch import ARCHS, arch_of
 from recall.lm.loading import LanguageModel
+from recall.lm.prompts import render
 from recall.results import TargetScore
 
 
@@ -27,6 +28,17 @@ def target_ids(lm: LanguageModel, target: str, *, leading_space: bool) -> list[i
     """Token ids of an answer; raw (non-chat) prompts put a space before it, as EasyEdit does."""
     ids: list[int] = lm.tokenizer((" " if leading_space else "") + target, add_special_tokens=False).input_ids
     return ids
+
+
+def item_ids(
+    lm: LanguageModel, prompt: str, target: str, *, use_chat_template: bool
+) -> tuple[list[int], list[int]]:
+    """(prompt ids, target ids) of a question and its answer as an in-model backend scores and trains
+    them: the question rendered (in the chat template when wanted and the model has one), the answer
+    after it (after a space for a raw prompt)."""
+    text = render(lm, prompt, use_chat_template=use_chat_template)
+    raw = not (use_chat_template and lm.has_chat_template)
+    return prompt_ids(lm, text), target_ids(lm, target, leading_space=raw)
 
 
 def pad_right(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,7 +39,7 @@ from recall.errors import ConfigError, InvalidEditError
 from recall.lm.hooks import edited_module, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
-from recall.lm.scoring import end_of_turn_id, generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.scoring import end_of_turn_id, generate_ids, item_ids, prompt_ids, score_ids
 from recall.lm.split import StemCache, common_stem
 from recall.lm.weights import private_copy
 from recall.results import TargetScore
@@ -168,7 +168,7 @@ class GraceBackend(BackendSwitch):
     # ----------------------------------------------------------------- edits
     def check(self, records: Sequence[EditRecord]) -> None:
         for record in records:
-            if not target_ids(self.lm, record.target, leading_space=self.raw):
+            if not self._item(record.prompt, record.target)[1]:
                 raise InvalidEditError(f"the target {record.target!r} has no tokens for {self.lm.model_id}")
 
     def edit(self, records: Sequence[EditRecord]) -> None:
@@ -260,8 +260,7 @@ class GraceBackend(BackendSwitch):
         return scores
 
     def _item(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
-        text = render(self.lm, prompt, use_chat_template=self.config.use_chat_template)
-        return prompt_ids(self.lm, text), target_ids(self.lm, target, leading_space=self.raw)
+        return item_ids(self.lm, prompt, target, use_chat_template=self.config.use_chat_template)
 
     # ----------------------------------------------------------------- training values
     def _learn(self, records: Sequence[EditRecord]) -> list[Entry]:
