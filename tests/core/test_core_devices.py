@@ -4,17 +4,17 @@ and compare a memory on the GPU with the same memory on the CPU."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from recall.backends import get_backend
 from recall.backends.grace import GraceBackend
 from recall.backends.weight_editor import WeightEditor
 from recall.cli.main import main
-from recall.config import load_config
+from recall.config import RecallConfig, load_config
 from recall.errors import ConfigError
 from recall.lm.devices import resolve_device
 from recall.lm.loading import LanguageModel, load_lm
@@ -74,6 +74,13 @@ def test_load_lm_puts_the_model_on_the_device(tiny_model_dir: Path) -> None:
     assert load_lm(str(tiny_model_dir), device="cpu").device == torch.device("cpu")
 
 
+def on_gpu(lm: LanguageModel) -> LanguageModel:
+    """A copy of `lm` on the GPU (same tokenizer, id and fingerprint)."""
+    model: Any = copy.deepcopy(lm.model)
+    model.to("cuda")  # transformers types .to() too narrowly
+    return LanguageModel(model, lm.tokenizer, lm.model_id, lm.fingerprint)
+
+
 def _answers(memory: EditMemory) -> tuple[list[str], list[tuple[float, ...]]]:
     memory.add("who is the ceo of acme ?", "jane doe")
     questions = ["who is the ceo of acme ?", "what is the largest planet ?"]
@@ -92,9 +99,7 @@ def test_a_memory_on_the_gpu_answers_as_on_the_cpu(
         recipe = [f"backend.checkpoint={tiny_recipe_dir}", "backend.relevance=null", "sentinel.margin=null"]
         overrides = [*recipe, f"encoder.name={tiny_recipe_dir}", "model.name=tiny"]
     config = load_config(backend=backend, overrides=overrides)
-    on_gpu: Any = copy.deepcopy(tiny_lm.model)
-    on_gpu.to("cuda")  # transformers types .to() too narrowly
-    gpu_lm = LanguageModel(on_gpu, tiny_lm.tokenizer, tiny_lm.model_id, tiny_lm.fingerprint)
+    gpu_lm = on_gpu(tiny_lm)
     results = []
     for lm in (tiny_lm, gpu_lm):
         encoder = HashingEncoder() if backend == "lte" else None
@@ -120,9 +125,7 @@ def test_grace_trains_and_answers_on_the_gpu(tiny_lm: LanguageModel, tmp_path: P
     # The values train on the GPU: scores may move within float noise of the CPU's, the answers may not.
     tiny = {"encoder.name": "hashing", "model.name": "tiny", "backend.layer": 1, "backend.n_iter": 20}
     config = load_config(backend="grace", overrides=[f"{k}={v}" for k, v in tiny.items()])
-    on_gpu: Any = copy.deepcopy(tiny_lm.model)
-    on_gpu.to("cuda")
-    gpu_lm = LanguageModel(on_gpu, tiny_lm.tokenizer, tiny_lm.model_id, tiny_lm.fingerprint)
+    gpu_lm = on_gpu(tiny_lm)
     answers = []
     for lm in (tiny_lm, gpu_lm):
         with EditMemory.create(tmp_path / str(lm.device), config, lm=lm, encoder=HashingEncoder()) as memory:
@@ -138,15 +141,11 @@ def test_grace_trains_and_answers_on_the_gpu(tiny_lm: LanguageModel, tmp_path: P
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["rome", "ft"])
 def test_a_weight_editor_edits_on_the_gpu_as_on_the_cpu(
-    backend: str, tiny_lm: LanguageModel, tmp_path: Path, stats_dir: Path
+    backend: str, tiny_lm: LanguageModel, tmp_path: Path, backend_config: Callable[[str], RecallConfig]
 ) -> None:
     # δ and the weight train on the GPU: the deltas may move within float noise of the CPU's.
-    settings = {**get_backend(backend).cls.tiny_settings, "model.name": "tiny"}
-    overrides = [f"{k}={stats_dir if v == '{stats_dir}' else v}" for k, v in settings.items()]
-    config = load_config(backend=backend, overrides=overrides)
-    on_gpu: Any = copy.deepcopy(tiny_lm.model)
-    on_gpu.to("cuda")
-    gpu_lm = LanguageModel(on_gpu, tiny_lm.tokenizer, tiny_lm.model_id, tiny_lm.fingerprint)
+    config = backend_config(backend)
+    gpu_lm = on_gpu(tiny_lm)
     edited = []
     for lm in (tiny_lm, gpu_lm):
         with EditMemory.create(tmp_path / str(lm.device), config, lm=lm, encoder=HashingEncoder()) as memory:
