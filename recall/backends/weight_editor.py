@@ -119,26 +119,26 @@ class WeightEditor(BackendSwitch):
         self.sync([])
 
     def sync(self, active: Sequence[EditRecord]) -> None:
-        """Hold exactly `active`, in order: stored deltas re-added while their chains match, the rest
-        recomputed (a progress bar when there is more than one)."""
+        """Hold exactly `active`, in order: the saved weights when every chain matches up to them, else
+        stored deltas re-added while their chains match and the rest recomputed (a progress bar when
+        there is more than one)."""
         old = self.journal
-        self.journal, self.records = Journal(), {}
-        if self._load_snapshot(active, old):
+        known = {**self._stored, **old.chains}  # edit id -> chain of a delta held in memory or on disk
+        for edit_id in known.keys() - {r.edit_id for r in active}:
+            self._delete(edit_id)
+        self.journal, self.records, self._stored = Journal(), {}, {}
+        if self._load_snapshot(active, known):
             return
         self._reset()
         redo: list[EditRecord] = []
         for record in active:
             chain = self._chain(record)
-            if not redo and chain in (old.chains.get(record.edit_id), self._stored.get(record.edit_id)):
+            if not redo and chain == known.get(record.edit_id):
                 deltas = old.deltas.get(record.edit_id) or self._read(record.edit_id)
                 if deltas is not None:
                     self._apply(record, chain, deltas)
                     continue
             redo.append(record)
-        wanted = {r.edit_id for r in active}
-        for edit_id in {*old.chains, *self._stored} - wanted:
-            self._delete(edit_id)
-        self._stored = {}
         for record in tqdm(redo, desc=f"replaying {self.name} edits", unit="edit", disable=len(redo) < 2):
             self._append(record, self._chain(record))
 
@@ -146,17 +146,16 @@ class WeightEditor(BackendSwitch):
         """The chain `record` would have after the journal's current edits."""
         return _link(next(reversed(self.journal.chains.values()), self.settings), record)
 
-    def _load_snapshot(self, active: Sequence[EditRecord], old: Journal) -> bool:
-        """Take the saved weights when every active edit's stored chain matches and the last is the
+    def _load_snapshot(self, active: Sequence[EditRecord], known: dict[str, str]) -> bool:
+        """Take the saved weights when every active edit's known chain matches and the last is the
         snapshot's (nothing to re-add or recompute); False leaves everything to the replay."""
         if self._snapshot is None or not active:
             return False
-        chains, last = [], self.settings
+        chains, last = {}, self.settings
         for record in active:
-            last = _link(last, record)
-            if last not in (old.chains.get(record.edit_id), self._stored.get(record.edit_id)):
+            last = chains[record.edit_id] = _link(last, record)
+            if last != known.get(record.edit_id):
                 return False
-            chains.append(last)
         if last != self._snapshot[0]:
             return False
         from safetensors.torch import load_file
@@ -165,11 +164,8 @@ class WeightEditor(BackendSwitch):
         with torch.no_grad():
             for path, weight in self.weights.items():
                 weight.copy_(tensors[path])
-        self.journal.chains = {r.edit_id: c for r, c in zip(active, chains, strict=True)}
-        self.records = {r.edit_id: r for r in active}
-        for edit_id in {*old.chains, *self._stored} - set(self.records):
-            self._delete(edit_id)
-        self._stored, self._snapshot = {}, None
+        self.journal.chains, self.records = chains, {r.edit_id: r for r in active}
+        self._snapshot = None
         return True
 
     def _append(self, record: EditRecord, chain: str) -> None:
