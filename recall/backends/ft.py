@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
@@ -24,7 +24,7 @@ import torch
 
 from memory_store import EditRecord
 from recall.backends.base import BackendConfig
-from recall.backends.weight_editor import WeightDelta, WeightEditor
+from recall.backends.weight_editor import Change, WeightDelta, WeightEditor
 from recall.errors import ConfigError
 from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
@@ -78,7 +78,8 @@ class FtBackend(WeightEditor):
     def describe(self) -> dict[str, str]:
         return {**super().describe(), "mode": f"FT-{'L' if self.config.mode == 'last' else 'M'}"}
 
-    def compute(self, record: EditRecord) -> list[WeightDelta]:
+    def compute(self, records: Sequence[EditRecord]) -> Change:
+        (record,) = records
         config = self.config
         prompt, target = self._item(record.prompt, record.target)
         if config.mode == "last":  # every target token from the last prompt token's distribution
@@ -117,4 +118,4 @@ class FtBackend(WeightEditor):
                 record.edit_id[:8],
                 float(loss.detach()),
             )
-        return [WeightDelta(self.path, delta)]
+        return Change([WeightDelta(self.path, delta)])

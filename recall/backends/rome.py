@@ -25,7 +25,7 @@ import torch
 from memory_store import EditRecord
 from memory_store.files import atomic_write
 from recall.backends.base import BackendConfig, Capability
-from recall.backends.weight_editor import WeightDelta, WeightEditor
+from recall.backends.weight_editor import Change, WeightDelta, WeightEditor
 from recall.errors import ConfigError
 from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
@@ -158,7 +158,8 @@ class RomeBackend(WeightEditor):
         return {**super().describe(), "statistics": stats}
 
     # ----------------------------------------------------------------- one edit
-    def compute(self, record: EditRecord) -> list[WeightDelta]:
+    def compute(self, records: Sequence[EditRecord]) -> Change:
+        (record,) = records
         if self.prefixes is None:
             self.prefixes = self._sample_prefixes()
         subject = record.subject or ""
@@ -194,4 +195,4 @@ class RomeBackend(WeightEditor):
                 trained.nll,
                 trained.steps,
             )
-        return [WeightDelta(self.path, w.float()[:, None], u.float()[None, :])]
+        return Change([WeightDelta(self.path, w.float()[:, None], u.float()[None, :])])

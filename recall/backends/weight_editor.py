@@ -1,19 +1,22 @@
-"""WeightEditor: what every locate-and-edit backend (rome, ft; memit and alphaedit next) shares. Edits
-change weights in place, one after another, each computed on the weights the edits before it left, so
-deltas do not commute: the backend keeps a journal.
+"""WeightEditor: what every locate-and-edit backend (rome, ft, memit, alphaedit) shares. Edits change
+weights in place, one entry after another, each computed on the weights the entries before it left, so
+changes do not commute: the backend keeps a journal. An entry is one edit (rome, ft) or one add_many
+batch (`batched`: memit, alphaedit solve a batch together).
 
-- Each edit's delta is written to backend/<name>/<edit_id>.safetensors before `edit` returns, with its
-  chain: a digest of the backend's settings and every edit up to and including this one, in order.
+- Each entry's change is written to backend/<name>/<first edit id>.safetensors before `edit` returns,
+  with its edit ids and its chain: a digest of the backend's settings and every edit up to and including
+  the entry's, in order and grouped as made.
 - `sync(active)` (open, and after a failure) resets the edited weights to the base model's and walks the
-  store's active edits: while a stored delta's chain matches, it is added as stored; from the first edit
-  that has none (a crash lost it, or an edit before it was forgotten) each delta is recomputed on the
-  weights so far and written. The result is bitwise what a memory that only ever saw the active edits,
-  in this order, holds (recomputed deltas: on the same device and thread count, which fix the order of
-  a matmul's sums; stored deltas are re-added exactly anywhere): `forget`, supersede and restore are
-  this replay.
-- `save` (on close) also writes the edited weights with the chain of the last edit; a reopened memory
-  whose active edits all match their stored chains, ending in that one, loads them instead of re-adding
-  every delta (ft's dense deltas: 3.5 GB to read at 1000 edits).
+  store's active edits, grouped in the entries they were made in (a batch that lost an edit is solved
+  again without it): while a stored entry's chain and edits match, its change is added as stored; from
+  the first that does not (a crash lost it, or an edit before it was forgotten) each change is
+  recomputed on the weights so far and written. The result is bitwise what a memory that only ever saw
+  the active edits, in this order and these batches, holds (recomputed changes: on the same device and
+  thread count, which fix the order of a matmul's sums; stored ones are re-added exactly anywhere):
+  `forget`, supersede and restore are this replay.
+- `save` (on close) also writes the edited weights (and what a subclass remembers: `memo`) with the
+  chain of the last entry; a reopened memory whose entries all match their stored chains, ending in that
+  one, loads them instead of re-adding every change (ft's dense deltas: 3.5 GB to read at 1000 edits).
 - `disabled()` swaps the base weights in; everything else in the model is shared with the base model.
 - A weight edit has no per-answer attribution: every answer names all active edits as possibly used,
   and says so in what it reports as injected.
@@ -48,8 +51,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WeightDelta:
-    """One edit's change to the weight of the module at `path`: left @ right (a rank-r factorisation,
-    left (d_out, r), right (r, d_in)), or `left` itself (d_out, d_in) when right is None."""
+    """One change to the weight of the module at `path`: left @ right (a rank-r factorisation, left
+    (d_out, r), right (r, d_in)), or `left` itself (d_out, d_in) when right is None."""
 
     path: str
     left: torch.Tensor
@@ -59,20 +62,32 @@ class WeightDelta:
         return self.left if self.right is None else self.left @ self.right
 
 
-@dataclass
-class Journal:
-    """The edits the weights hold, in order: edit id -> chain, and the deltas kept in memory (without a
-    folder) or on disk."""
+@dataclass(frozen=True)
+class Change:
+    """What one journal entry adds: its deltas, and the keys an editor must remember of it (alphaedit:
+    per module path, the entry's keys (n, d_in) read on the weights it left)."""
 
-    chains: dict[str, str] = field(default_factory=dict)
-    deltas: dict[str, list[WeightDelta]] = field(default_factory=dict)
+    deltas: list[WeightDelta]
+    keys: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal entry: the edits made together (one, or an add_many batch for a batched editor), the
+    chain after them, and the change itself while it is held in memory (a memory without a folder)."""
+
+    edit_ids: tuple[str, ...]
+    chain: str
+    change: Change | None = None
 
 
 class WeightEditor(BackendSwitch):
-    """Base of the locate-and-edit backends. Subclasses set name/config_class/tiny_settings, call
-    `__init__` with the module paths they change, and implement `compute` (and `check`)."""
+    """Base of the locate-and-edit backends. Subclasses set name/config_class/tiny_settings (and
+    `batched`: one entry per add_many batch instead of one per edit), call `__init__` with the module
+    paths they change, and implement `compute` (and `check`)."""
 
     capabilities: ClassVar[Capability] = Capability.FORGET | Capability.BATCH | Capability.EDITS_WEIGHTS
+    batched: ClassVar[bool] = False
 
     def __init__(
         self, lm: LanguageModel, paths: Sequence[str], *, use_chat_template: bool, settings: str
@@ -83,18 +98,35 @@ class WeightEditor(BackendSwitch):
         self.base = {p: w.detach().clone() for p, w in self.weights.items()}
         self.use_chat_template = use_chat_template
         self.settings = settings  # what the chain starts from: a change of settings recomputes every delta
-        self.journal = Journal()
+        self.journal: dict[str, Entry] = {}  # first edit id -> entry, in the weights' order
         self.records: dict[str, EditRecord] = {}  # the active edits, in the weights' order
         self.folder: Path | None = None
-        self._stored: dict[str, str] = {}  # edit id -> chain of the deltas on disk (from `load`)
-        self._snapshot: tuple[str, Path] | None = None  # (chain of its last edit, file) from `load`
+        self._stored: dict[str, Entry] = {}  # first edit id -> (ids, chain) of an entry on disk (`load`)
+        self._snapshot: tuple[str, Path] | None = None  # (chain of its last entry, file) from `load`
 
     name: ClassVar[str]
 
     # ----------------------------------------------------------------- what a subclass provides
-    def compute(self, record: EditRecord) -> list[WeightDelta]:
-        """The deltas that make the current weights hold `record` (not yet applied)."""
+    def compute(self, records: Sequence[EditRecord]) -> Change:
+        """The change that makes the current weights hold `records` (one record unless `batched`), not
+        yet applied: the weights must be as they were when it returns."""
         raise NotImplementedError
+
+    def absorb(self, change: Change) -> None:
+        """Take note of an applied change's keys (alphaedit's running sum); `reset` forgets them."""
+
+    def reset(self) -> None:
+        """Back to the base model's weights (and, in subclasses, nothing remembered of any edit)."""
+        with torch.no_grad():
+            for path, weight in self.weights.items():
+                weight.copy_(self.base[path])
+
+    def memo(self) -> dict[str, torch.Tensor]:
+        """What a subclass remembers of the edits besides the weights, saved in the snapshot."""
+        return {}
+
+    def recall_memo(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take back what `memo` saved (the snapshot's other tensors)."""
 
     def describe(self) -> dict[str, str]:
         return {"modules": ", ".join(self.paths), "edits": str(len(self.records))}
@@ -108,8 +140,8 @@ class WeightEditor(BackendSwitch):
     # ----------------------------------------------------------------- the journal
     def edit(self, records: Sequence[EditRecord]) -> None:
         self.check(records)
-        for record in records:
-            self._append(record, self._chain(record))
+        for unit in [list(records)] if self.batched else [[r] for r in records]:
+            self._append(unit, self._chain(unit))
 
     def forget(self, edit_ids: Sequence[str]) -> None:
         gone = set(edit_ids)
@@ -119,43 +151,53 @@ class WeightEditor(BackendSwitch):
         self.sync([])
 
     def sync(self, active: Sequence[EditRecord]) -> None:
-        """Hold exactly `active`, in order: the saved weights when every chain matches up to them, else
-        stored deltas re-added while their chains match and the rest recomputed (a progress bar when
-        there is more than one)."""
-        old = self.journal
-        known = {**self._stored, **old.chains}  # edit id -> chain of a delta held in memory or on disk
-        for edit_id in known.keys() - {r.edit_id for r in active}:
-            self._delete(edit_id)
-        self.journal, self.records, self._stored = Journal(), {}, {}
-        if self._load_snapshot(active, known):
+        """Hold exactly `active`, in order, in the entries they were made in (less the edits no longer
+        active: a batch that lost one is solved again without it): the saved weights when every chain
+        matches up to them, else stored changes re-added while their chains match and the rest
+        recomputed (a progress bar when there is more than one)."""
+        known = {**self._stored, **self.journal}  # first edit id -> an entry held in memory or on disk
+        units = _units(active, known)
+        kept = {unit[0].edit_id: _ids(unit) for unit in units}
+        for key, entry in known.items():  # stale, or to be solved again: deleted before anything else
+            if kept.get(key) != entry.edit_ids:
+                self._delete(key)
+        self.journal, self.records, self._stored = {}, {}, {}
+        if self._load_snapshot(units, known):
             return
-        self._reset()
-        redo: list[EditRecord] = []
-        for record in active:
-            chain = self._chain(record)
-            if not redo and chain == known.get(record.edit_id):
-                deltas = old.deltas.get(record.edit_id) or self._read(record.edit_id)
-                if deltas is not None:
-                    self._apply(record, chain, deltas)
+        self.reset()
+        redo: list[list[EditRecord]] = []
+        for unit in units:
+            chain = self._chain(unit)
+            stored = known.get(unit[0].edit_id)
+            if not redo and stored is not None and stored.chain == chain and stored.edit_ids == _ids(unit):
+                change = stored.change or self._read(unit[0].edit_id)
+                if change is not None:
+                    self._apply(unit, chain, change)
                     continue
-            redo.append(record)
-        for record in tqdm(redo, desc=f"replaying {self.name} edits", unit="edit", disable=len(redo) < 2):
-            self._append(record, self._chain(record))
+            redo.append(unit)
+        total = sum(map(len, redo))
+        with tqdm(total=total, desc=f"replaying {self.name} edits", unit="edit", disable=total < 2) as bar:
+            for unit in redo:
+                self._append(unit, self._chain(unit))
+                bar.update(len(unit))
 
-    def _chain(self, record: EditRecord) -> str:
-        """The chain `record` would have after the journal's current edits."""
-        return _link(next(reversed(self.journal.chains.values()), self.settings), record)
+    def _chain(self, unit: Sequence[EditRecord]) -> str:
+        """The chain `unit` would have after the journal's current entries."""
+        last = next(reversed(self.journal.values()), None)
+        return _link(self.settings if last is None else last.chain, unit)
 
-    def _load_snapshot(self, active: Sequence[EditRecord], known: dict[str, str]) -> bool:
-        """Take the saved weights when every active edit's known chain matches and the last is the
-        snapshot's (nothing to re-add or recompute); False leaves everything to the replay."""
-        if self._snapshot is None or not active:
+    def _load_snapshot(self, units: list[list[EditRecord]], known: dict[str, Entry]) -> bool:
+        """Take the saved weights when every unit's known entry matches and the last is the snapshot's
+        (nothing to re-add or recompute); False leaves everything to the replay."""
+        if self._snapshot is None or not units:
             return False
-        chains, last = {}, self.settings
-        for record in active:
-            last = chains[record.edit_id] = _link(last, record)
-            if last != known.get(record.edit_id):
+        journal, last = {}, self.settings
+        for unit in units:
+            last = _link(last, unit)
+            entry = known.get(unit[0].edit_id)
+            if entry is None or entry.chain != last or entry.edit_ids != _ids(unit):
                 return False
+            journal[unit[0].edit_id] = Entry(_ids(unit), last, entry.change)
         if last != self._snapshot[0]:
             return False
         from safetensors.torch import load_file
@@ -163,29 +205,24 @@ class WeightEditor(BackendSwitch):
         tensors = load_file(str(self._snapshot[1]))
         with torch.no_grad():
             for path, weight in self.weights.items():
-                weight.copy_(tensors[path])
-        self.journal.chains, self.records = chains, {r.edit_id: r for r in active}
+                weight.copy_(tensors.pop(path))
+        self.recall_memo(tensors)
+        self.journal, self.records = journal, {r.edit_id: r for unit in units for r in unit}
         self._snapshot = None
         return True
 
-    def _append(self, record: EditRecord, chain: str) -> None:
-        deltas = self.compute(record)
-        self._write(record.edit_id, chain, deltas)  # durable before the weights change
-        self._apply(record, chain, deltas)
+    def _append(self, unit: Sequence[EditRecord], chain: str) -> None:
+        change = self.compute(unit)
+        self._write(unit, chain, change)  # durable before the weights change
+        self._apply(unit, chain, change)
 
-    def _apply(self, record: EditRecord, chain: str, deltas: list[WeightDelta]) -> None:
+    def _apply(self, unit: Sequence[EditRecord], chain: str, change: Change) -> None:
         with torch.no_grad():
-            for delta in deltas:
+            for delta in change.deltas:
                 self.weights[delta.path].add_(delta.matrix().to(self.weights[delta.path]))
-        self.journal.chains[record.edit_id] = chain
-        if self.folder is None:
-            self.journal.deltas[record.edit_id] = deltas
-        self.records[record.edit_id] = record
-
-    def _reset(self) -> None:
-        with torch.no_grad():
-            for path, weight in self.weights.items():
-                weight.copy_(self.base[path])
+        self.absorb(change)
+        self.journal[unit[0].edit_id] = Entry(_ids(unit), chain, change if self.folder is None else None)
+        self.records.update((r.edit_id, r) for r in unit)
 
     def _parameter(self, path: str) -> torch.nn.Parameter:
         weight = resolve_module(self.lm.model, path).weight
@@ -208,18 +245,19 @@ class WeightEditor(BackendSwitch):
 
     # ----------------------------------------------------------------- files
     def save(self, path: Path) -> None:
-        """Every delta was written when it was made; the edited weights too, for a fast reopen."""
-        if not self.records:
+        """Every change was written when it was made; the edited weights too, for a fast reopen."""
+        if not self.journal:
             return
         from safetensors.torch import save_file
 
         tensors = {p: w.detach().cpu().contiguous() for p, w in self.weights.items()}
-        chain = next(reversed(self.journal.chains.values()))
+        tensors.update((k, v.contiguous()) for k, v in self.memo().items())
+        chain = next(reversed(self.journal.values())).chain
         file = path / f"{self.name}-weights.safetensors"
         atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata={"chain": chain}))
 
     def load(self, path: Path) -> None:
-        """Note the deltas stored under `path` (`sync` applies those whose chain still matches)."""
+        """Note the entries stored under `path` (`sync` applies those whose chain still matches)."""
         from safetensors import safe_open
 
         self.folder = path / self.name
@@ -233,38 +271,44 @@ class WeightEditor(BackendSwitch):
         for file in self.folder.glob("*.safetensors"):
             try:
                 with safe_open(str(file), framework="pt") as handle:
-                    self._stored[file.stem] = handle.metadata()["chain"]
+                    meta = handle.metadata()
+                # an entry written before batches had its one edit id as the file's name only
+                ids = tuple(meta.get("edits", file.stem).split(","))
+                self._stored[file.stem] = Entry(ids, meta["chain"])
             except (OSError, ValueError, RuntimeError, KeyError):
-                file.unlink()  # a torn write: `sync` recomputes the edit if the store holds it
+                file.unlink()  # a torn write: `sync` recomputes the edits if the store holds them
 
-    def _write(self, edit_id: str, chain: str, deltas: list[WeightDelta]) -> None:
+    def _write(self, unit: Sequence[EditRecord], chain: str, change: Change) -> None:
         if self.folder is None:
             return
         from safetensors.torch import save_file
 
         tensors = {}
-        for delta in deltas:
+        for delta in change.deltas:
             tensors[f"{delta.path}:left"] = delta.left.contiguous()
             if delta.right is not None:
                 tensors[f"{delta.path}:right"] = delta.right.contiguous()
-        file = self.folder / f"{edit_id}.safetensors"
-        atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata={"chain": chain}))
+        tensors.update((f"{p}:keys", k.contiguous()) for p, k in change.keys.items())
+        meta = {"chain": chain, "edits": ",".join(_ids(unit))}
+        file = self.folder / f"{unit[0].edit_id}.safetensors"
+        atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
-    def _read(self, edit_id: str) -> list[WeightDelta] | None:
-        if self.folder is None or not (file := self.folder / f"{edit_id}.safetensors").is_file():
+    def _read(self, key: str) -> Change | None:
+        if self.folder is None or not (file := self.folder / f"{key}.safetensors").is_file():
             return None
         from safetensors.torch import load_file
 
         tensors = load_file(str(file))
-        return [
+        deltas = [
             WeightDelta(p, tensors[f"{p}:left"], tensors.get(f"{p}:right"))
             for p in self.paths
             if f"{p}:left" in tensors
         ]
+        return Change(deltas, {p: tensors[f"{p}:keys"] for p in self.paths if f"{p}:keys" in tensors})
 
-    def _delete(self, edit_id: str) -> None:
+    def _delete(self, key: str) -> None:
         if self.folder is not None:
-            (self.folder / f"{edit_id}.safetensors").unlink(missing_ok=True)
+            (self.folder / f"{key}.safetensors").unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- answering
     def _item(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
@@ -285,7 +329,30 @@ class WeightEditor(BackendSwitch):
         return score_ids(self.lm, [self._item(r.prompt, r.target) for r in requests])
 
 
-def _link(previous: str, record: EditRecord) -> str:
-    """The chain of `record` after the chain `previous` (the settings for the first edit)."""
-    text = "\x00".join([previous, record.edit_id, record.prompt, record.target, record.subject or ""])
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+def _ids(unit: Sequence[EditRecord]) -> tuple[str, ...]:
+    return tuple(r.edit_id for r in unit)
+
+
+def _units(active: Sequence[EditRecord], known: dict[str, Entry]) -> list[list[EditRecord]]:
+    """The active edits in the entries they were made in: consecutive edits of one known entry stay
+    together (less those no longer active); an edit of no known entry is an entry of its own."""
+    entry_of = {edit_id: key for key, entry in known.items() for edit_id in entry.edit_ids}
+    units: list[list[EditRecord]] = []
+    last: str | None = None
+    for record in active:
+        key = entry_of.get(record.edit_id)
+        if key is not None and key == last:
+            units[-1].append(record)
+        else:
+            units.append([record])
+        last = key
+    return units
+
+
+def _link(previous: str, unit: Sequence[EditRecord]) -> str:
+    """The chain of `unit` after the chain `previous` (the settings for the first entry); for one edit,
+    the chain entries had before batches."""
+    parts = [previous]
+    for record in unit:
+        parts += [record.edit_id, record.prompt, record.target, record.subject or ""]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
