@@ -36,10 +36,12 @@ __all__ = [
 ]
 
 _BUILTINS: dict[str, str] = {
+    "alphaedit": "recall.backends.alphaedit:AlphaEditBackend",
     "ft": "recall.backends.ft:FtBackend",
     "grace": "recall.backends.grace:GraceBackend",
     "grace_retrieval": "recall.backends.grace:RetrievalGraceBackend",
     "lte": "recall.backends.lte:LteBackend",
+    "memit": "recall.backends.memit:MemitBackend",
     "recipe": "recall.backends.recipe:RecipeBackend",
     "rome": "recall.backends.rome:RomeBackend",
 }
