@@ -89,7 +89,7 @@ def word_tokenizer(**specials: str) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=backend, **specials)  # type: ignore[no-untyped-call]
 
 
-def make_tiny_lm(seed: int = 0) -> LanguageModel:
+def make_tiny_lm(seed: int = 0, layers: int = 2) -> LanguageModel:
     tokenizer = word_tokenizer(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
     vocab = tokenizer.get_vocab()
     torch.manual_seed(seed)
@@ -97,7 +97,7 @@ def make_tiny_lm(seed: int = 0) -> LanguageModel:
         vocab_size=len(vocab),
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
@@ -106,12 +106,23 @@ def make_tiny_lm(seed: int = 0) -> LanguageModel:
         pad_token_id=2,
     )
     model = LlamaForCausalLM(config).train(False)
-    return LanguageModel(model, tokenizer, f"tiny-llama-{seed}", f"tiny{seed}")
+    name = f"tiny-llama-{seed}" if layers == 2 else f"tiny-llama-{seed}-{layers}l"
+    return LanguageModel(model, tokenizer, name, name.replace("tiny-llama-", "tiny"))
 
 
 @pytest.fixture(scope="session")
 def tiny_lm() -> LanguageModel:
     return make_tiny_lm(0)
+
+
+@pytest.fixture(scope="session")
+def deep_lm() -> LanguageModel:
+    """A 4-layer tiny llama: what a multi-layer editor needs (z at layer 1 still reaches layers 2-3). Its
+    output head is scaled up: at the random init's scale no hidden state can make a token likely."""
+    lm = make_tiny_lm(3, layers=4)
+    with torch.no_grad():
+        lm.model.lm_head.weight.mul_(30.0)
+    return lm
 
 
 def make_tiny_bert(folder: Path) -> Path:

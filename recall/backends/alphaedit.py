@@ -6,8 +6,8 @@ Per edited layer: P = U Uᵀ with U the eigenvectors of C whose eigenvalues toge
 `null_space_energy` of C's trace (the smallest ones). The reference keeps eigenvalues under 2e-2, an
 absolute threshold tied to Wikipedia statistics and a model's activation scale; a share of the trace
 means the same on any model and corpus (the preset says which share, measured). Then for keys K (n, d_in)
-and the running sum S = Σ K_pᵀK_p over earlier batches (d_in, d_in; their keys read after each batch was
-applied, kept in each batch's journal file and summed again on open):
+and the running sum S = Σ K_pᵀK_p over earlier batches (their keys read after each batch was applied,
+kept in each batch's journal file and summed again on open; only UᵀSU (r, r) is needed, and kept):
 
     X = (P (KᵀK + S) + α I)⁻¹ P Kᵀ   (d_in, n), and ΔW = Rᵀ Xᵀ   (d_out, d_in)
 
@@ -54,13 +54,13 @@ class AlphaEditConfig(MemitConfig):
             )
 
 
-def null_space(moment: torch.Tensor, energy: float) -> tuple[torch.Tensor, int]:
-    """(P (d, d) float64, directions kept): the projection onto C's eigenvectors of smallest eigenvalue
-    whose eigenvalues sum to at most `energy` of the trace."""
+def null_space(moment: torch.Tensor, energy: float) -> torch.Tensor:
+    """U (d, r) float64: C's eigenvectors of smallest eigenvalue whose eigenvalues sum to at most
+    `energy` of the trace (P = U Uᵀ)."""
     values, vectors = torch.linalg.eigh(moment.double())  # ascending
     kept = int((torch.cumsum(values.clamp(min=0), 0) <= energy * float(values.clamp(min=0).sum())).sum())
-    basis = vectors[:, :kept]  # (d, kept)
-    return basis @ basis.T, kept
+    basis: torch.Tensor = vectors[:, :kept]
+    return basis
 
 
 class AlphaEditBackend(MemitBackend):
@@ -80,19 +80,14 @@ class AlphaEditBackend(MemitBackend):
         moments = [m.matrix for m in self.moments.values() if m is not None]
         if len(moments) != len(self.layers):
             raise ConfigError("alphaedit projects onto the statistics' null space: backend.statistics=corpus")
-        self.projections: list[torch.Tensor] = []
-        self.kept: list[int] = []
-        self.ridges: list[float] = []  # α per layer: l2 times C's mean eigenvalue
-        for moment in moments:
-            projection, kept = null_space(moment, config.null_space_energy)
-            self.projections.append(projection)
-            self.kept.append(kept)
-            self.ridges.append(config.l2 * float(moment.double().diagonal().mean()))
-        log.info("alphaedit null space: %s directions kept of %d", self.kept, len(self.projections[0]))
-        self.previous = [torch.zeros_like(p) for p in self.projections]  # S per layer (d_in, d_in)
+        self.bases = [null_space(moment, config.null_space_energy) for moment in moments]  # U (d_in, r)
+        self.ridges = [config.l2 * float(m.double().diagonal().mean()) for m in moments]  # α per layer
+        self.kept = [basis.shape[1] for basis in self.bases]
+        log.info("alphaedit null space: %s directions kept of %d", self.kept, len(self.bases[0]))
+        self.previous = [torch.zeros(r, r, dtype=torch.float64) for r in self.kept]  # UᵀSU per layer
 
     def describe(self) -> dict[str, str]:
-        d = len(self.projections[0])
+        d = len(self.bases[0])
         kept = ", ".join(f"layer {layer}: {k}/{d}" for layer, k in zip(self.layers, self.kept, strict=True))
         return {
             **super().describe(),
@@ -100,10 +95,14 @@ class AlphaEditBackend(MemitBackend):
         }
 
     def solve(self, index: int, keys: torch.Tensor) -> torch.Tensor:
-        p = self.projections[index]
-        a = p @ (keys.T @ keys + self.previous[index]) + self.ridges[index] * torch.eye(len(p), dtype=p.dtype)
-        x: torch.Tensor = torch.linalg.solve(a, p @ keys.T)  # (d_in, n)
-        return x.T
+        """X = U Z: X lies in P's range, and UᵀU = I turns (P M + αI) X = P Kᵀ (M = KᵀK + S) into
+        (UᵀMU + αI) Z = UᵀKᵀ, an (r, r) symmetric system instead of a (d_in, d_in) one."""
+        basis = self.bases[index]  # (d_in, r)
+        projected = keys @ basis  # (n, r): K U
+        inner = projected.T @ projected + self.previous[index]  # (r, r): Uᵀ(KᵀK + S)U
+        inner += self.ridges[index] * torch.eye(len(inner), dtype=inner.dtype)
+        z: torch.Tensor = torch.linalg.solve(inner, projected.T)  # (r, n)
+        return (basis @ z).T  # (n, d_in)
 
     def keys_after(self, key_rows: list[tuple[list[int], int]], groups: int) -> dict[str, torch.Tensor]:
         read = read_at(self.lm, key_rows, inputs_of=self.paths)
@@ -112,8 +111,8 @@ class AlphaEditBackend(MemitBackend):
     # ----------------------------------------------------------------- the running sum S
     def absorb(self, change: Change) -> None:
         for index, path in enumerate(self.paths):
-            keys = change.keys[path].double()
-            self.previous[index] += keys.T @ keys
+            projected = change.keys[path].double() @ self.bases[index]  # (n, r)
+            self.previous[index] += projected.T @ projected
 
     def reset(self) -> None:
         super().reset()

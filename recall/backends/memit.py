@@ -80,12 +80,15 @@ class MemitBackend(SubjectEditor):
         super().__init__(config, lm, paths, self.layers)
         self.z_layer = self.layers[-1]
         self.z_path = f"{arch_of(lm.model).layers}.{self.z_layer}"  # the decoder layer: its output
-        # λC per layer (d_in, d_in), float64 on the CPU (the identity without statistics)
-        self.covariances = []
+        # (λC)⁻¹ per layer (d_in, d_in), float64 on the CPU (C = I without statistics), with rome's 1e-6
+        # relative ridge: the solve then costs an (n, n) system (`solve`)
+        self.inverses = []
         for layer in self.layers:
             moment = self.moments[layer]
             c = torch.eye(self.weights[paths[0]].shape[1], dtype=torch.float64)
-            self.covariances.append(config.mom2_weight * (c if moment is None else moment.matrix.double()))
+            c = c if moment is None else moment.matrix.double()
+            c = c + 1e-6 * float(c.diagonal().mean()) * torch.eye(len(c), dtype=c.dtype)
+            self.inverses.append(torch.linalg.inv(config.mom2_weight * c))
 
     def describe(self) -> dict[str, str]:
         return {
@@ -100,14 +103,13 @@ class MemitBackend(SubjectEditor):
         zs = self._targets(records, rows)  # (n, d)
         groups = len(rows[0][0])  # rows per record: the bare prompt and each prefix
         key_rows = [(r.ids, r.subject) for rewrite, _ in rows for r in rewrite]
-        bare_rows = [(rewrite[0].ids, rewrite[0].subject) for rewrite, _ in rows]
         saved = {p: w.detach().clone() for p, w in self.weights.items()}
         deltas = []
         try:
             for i, path in enumerate(self.paths):
-                read = read_at(self.lm, key_rows, inputs_of=[path])
+                read = read_at(self.lm, key_rows, inputs_of=[path], outputs_of=[self.z_path])
                 keys = group_mean(read[path], groups).double()  # (n, d_in)
-                now = read_at(self.lm, bare_rows, outputs_of=[self.z_path])[self.z_path].double()  # (n, d)
+                now = read[self.z_path][::groups].double()  # (n, d): z's layer now, at the bare prompts
                 residual = (zs - now) / (len(self.paths) - i)  # (n, d): this layer's share
                 delta = WeightDelta(path, residual.T.float().contiguous(), self.solve(i, keys).float())
                 with torch.no_grad():  # as the journal applies it, so the next layer sees it
@@ -122,9 +124,11 @@ class MemitBackend(SubjectEditor):
 
     def solve(self, index: int, keys: torch.Tensor) -> torch.Tensor:
         """X (n, d_in) with ΔW = Rᵀ X for keys K (n, d_in) at layer `index` of the edited ones: MEMIT's
-        (λC + KᵀK)⁻¹Kᵀ, transposed."""
-        adjusted: torch.Tensor = torch.linalg.solve(self.covariances[index] + keys.T @ keys, keys.T)
-        return adjusted.T  # (n, d_in)
+        (λC + KᵀK)⁻¹Kᵀ, transposed, by Woodbury's identity: (λC)⁻¹Kᵀ (I + K(λC)⁻¹Kᵀ)⁻¹."""
+        whitened = self.inverses[index] @ keys.T  # (d_in, n)
+        inner = torch.eye(len(keys), dtype=keys.dtype) + keys @ whitened  # (n, n)
+        adjusted: torch.Tensor = torch.linalg.solve(inner, whitened.T)  # (n, d_in): inner is symmetric
+        return adjusted
 
     def keys_after(self, key_rows: list[tuple[list[int], int]], groups: int) -> dict[str, torch.Tensor]:
         """What the journal keeps of a batch besides its deltas, read with them applied (alphaedit's

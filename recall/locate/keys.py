@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from recall.lm.hooks import forward_hook, resolve_module
+from recall.lm.hooks import StopForward, forward_hook, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.scoring import pad_right
 
@@ -28,7 +28,7 @@ def read_at(
 ) -> dict[str, torch.Tensor]:
     """For rows (token ids, position): each module in `inputs_of`'s input and each in `outputs_of`'s
     output at the row's position, (B, d) float32 on the CPU, by module path (an input and an output of
-    one path are not asked together)."""
+    one path are not asked together). The pass stops once every module has been read."""
     ids, mask = pad_right([r[0] for r in rows], int(lm.tokenizer.pad_token_id or 0))
     at = (torch.arange(len(rows)), torch.tensor([r[1] for r in rows]))
     seen: dict[str, torch.Tensor] = {}
@@ -37,6 +37,8 @@ def read_at(
         def hook(_m: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             value = inputs[0] if read_input else output
             seen[path] = value[at[0].to(value.device), at[1].to(value.device)].float().cpu()
+            if len(seen) == len(inputs_of) + len(outputs_of):
+                raise StopForward  # the layers above are not needed
 
         return hook
 
@@ -45,7 +47,8 @@ def read_at(
             hooks.enter_context(forward_hook(resolve_module(lm.model, path), reader(path, True)))
         for path in outputs_of:
             hooks.enter_context(forward_hook(resolve_module(lm.model, path), reader(path, False)))
-        lm.model.base_model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device))
+        with contextlib.suppress(StopForward):
+            lm.model.base_model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device))
     return seen
 
 
