@@ -93,6 +93,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recall.cli.diagnose import DIAGNOSE_DESCRIPTION, add_diagnose_arguments
     from recall.cli.eval import add_eval_arguments
     from recall.cli.stats import STATS_DESCRIPTION, add_stats_arguments
     from recall.config.options import add_backend_argument, add_overrides_argument
@@ -206,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_stats_arguments(stats)
     add_device_argument(stats)
 
+    diagnose = sub.add_parser(
+        "diagnose",
+        help="knowledge-superposition statistics of a model's keys, and weight edits' interference",
+        description=DIAGNOSE_DESCRIPTION,
+        epilog="examples:\n  recall diagnose superposition --model smollm2-135m\n"
+        "  recall diagnose superposition --model gemma3-270m --backend rome,memit,alphaedit --edits 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_diagnose_arguments(diagnose)
+    add_device_argument(diagnose)
+
     train = sub.add_parser(
         "train",
         help="train a backend: recall train {lte,relevance,recipe} [--config FILE] [--set key=value]",
@@ -315,6 +327,10 @@ def _run(args: argparse.Namespace) -> int:
         from recall.cli.stats import run_stats
 
         return run_stats(args)
+    if command == "diagnose":
+        from recall.cli.diagnose import run_diagnose
+
+        return run_diagnose(args)
     if command == "calibrate":
         if args.conflicts:
             from recall.cli.calibrate.conflicts import run_calibrate_conflicts

@@ -1,8 +1,11 @@
-"""rome and ft on the real embedded SmolLM2-135M: an edit makes the model give the new answer, and forget
-puts back the base weights bit for bit (the statistics of `recall stats` are tested on the tiny llama:
-here ROME runs with the identity, to keep the suite short)."""
+"""The weight editors on the real embedded SmolLM2-135M: an edit makes the model give the new answer, and
+forget puts back the base weights bit for bit (the statistics of `recall stats` are tested on the tiny
+llama: here ROME runs with the identity, and memit/alphaedit with statistics of 32 short self-samples,
+to keep the suite short)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,15 +20,25 @@ pytestmark = pytest.mark.slow
 PROMPT, TARGET, SUBJECT = "What is the capital of Zorblax?", "Lyon", "Zorblax"
 
 
+SMALL_STATS = ["backend.corpus_samples=32", "backend.corpus_length=32"]
+
+
 @pytest.mark.parametrize(
     ("backend", "overrides"),
-    [("rome", ["backend.statistics=identity"]), ("ft", ["backend.mode=target"])],
+    [
+        ("rome", ["backend.statistics=identity"]),
+        ("ft", ["backend.mode=target"]),
+        ("memit", SMALL_STATS),
+        ("alphaedit", SMALL_STATS),
+    ],
 )
 def test_an_edit_gives_the_new_answer_and_forget_restores_the_weights(
-    backend: str, overrides: list[str]
+    backend: str, overrides: list[str], stats_dir: Path
 ) -> None:
     lm = shared_lm("smollm2-135m")
-    with EditMemory.temporary(load_config(backend=backend, overrides=overrides), lm=lm) as memory:
+    stats = [] if backend == "ft" else [f"backend.stats_dir={stats_dir}"]  # ft reads no statistics
+    config = load_config(backend=backend, overrides=[*overrides, *stats])
+    with EditMemory.temporary(config, lm=lm) as memory:
         editor = memory.backend
         assert isinstance(editor, WeightEditor)
         before = memory.score(PROMPT, TARGET)
