@@ -45,7 +45,7 @@ class MemitConfig(SubjectConfig):
 
     name: str = "memit"
     layers: tuple[int, ...] = (3, 4, 5, 6, 7)  # decoder layers whose MLP output projections are edited
-    mom2_weight: float = 15000.0  # λ: how many keys' worth of weight the statistics C get in the solve
+    mom2_weight: float = 2000.0  # λ: how many keys' worth of weight the statistics C get in the solve
 
     def __post_init__(self) -> None:
         super().__post_init__()
