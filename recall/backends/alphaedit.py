@@ -40,7 +40,7 @@ class AlphaEditConfig(MemitConfig):
     space's size and α; `mom2_weight` is not used (P takes C's place)."""
 
     name: str = "alphaedit"
-    null_space_energy: float = 0.05  # the share of C's trace the kept directions hold at most
+    null_space_energy: float = 0.2  # the share of C's trace the kept directions hold at most
     # α, the ridge of the solve, in units of C's mean eigenvalue (tr C / d_in) so that it means the same
     # at every layer and model (the reference code's L2 is absolute: 10, or 1 in EasyEdit's configs)
     l2: float = 10.0
