@@ -61,6 +61,12 @@ def add_diagnose_arguments(parser: argparse.ArgumentParser) -> None:
         "--edits", type=int, default=20, help="sequential edits T with --backend (default: 20)"
     )
     parser.add_argument(
+        "--samples", type=int, default=400, help="statistics: sampled texts, as recall stats (default: 400)"
+    )
+    parser.add_argument(
+        "--length", type=int, default=128, help="statistics: tokens per text, as recall stats (default: 128)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("reports"), help="report directory (default: reports)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -78,7 +84,9 @@ def run_diagnose(args: argparse.Namespace) -> int:
     if not 1 <= args.edits <= 50:
         raise ConfigError(f"--edits takes 1 to 50 (the bundled ZsRE sample), got {args.edits}")
     lm = load_lm(args.model, device=args.device)
-    spec = CorpusSpec()
+    if args.samples < 1 or args.length < 1:
+        raise ConfigError("--samples and --length must be >= 1")
+    spec = CorpusSpec(args.samples, args.length)
     layers = list(range(num_layers(lm.model)))
     moments = {layer: m for layer in layers if (m := load_moment(lm, layer, spec)) is not None}
     missing = [layer for layer in layers if layer not in moments]
@@ -97,7 +105,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     keys = subject_keys(lm, items, layers)
     stats = [superposition(layer, keys[layer], moments[layer].matrix) for layer in layers]
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"superposition-{lm.model_id}"
+    stem = args.out / f"superposition-{Path(lm.model_id).name}"  # a model directory: its name
     plots.histograms(lm.model_id, stats, stem.with_name(stem.name + "-hist.png"))
     plots.depth({lm.model_id: stats}, stem.with_name(stem.name + "-depth.png"))
     report: dict[str, Any] = {
@@ -108,7 +116,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     }
     curves = {}
     for backend in [b.strip() for b in args.backend.split(",") if b.strip()]:
-        curves[backend] = _interference(lm, backend, keys, args.edits, not args.no_progress)
+        curves[backend] = _interference(lm, args.model, backend, keys, args.edits, not args.no_progress)
     if curves:
         plots.interference_curves(lm.model_id, curves, stem.with_name(stem.name + "-interference.png"))
         report["interference"] = curves
@@ -124,7 +132,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
 
 
 def _interference(
-    lm: LanguageModel, backend: str, keys: dict[int, torch.Tensor], edits: int, progress: bool
+    lm: LanguageModel, model: str, backend: str, keys: dict[int, torch.Tensor], edits: int, progress: bool
 ) -> list[float]:
     """Mean ||ΔW k|| / ||W₀ k|| over the CounterFact keys at the edited layers after each of `edits`
     sequential edits of the bundled ZsRE sample (keys read on the base model)."""
@@ -140,7 +148,7 @@ def _interference(
     cases = [c for c in load_dataset(DEFAULT_KEYS[1]).cases if c.subject and c.subject in c.prompt][:edits]
     unrelated = len([c for c in load_dataset(DEFAULT_KEYS[0]).cases if c.subject and c.subject in c.prompt])
     with EditMemory.temporary(
-        load_config(backend=backend, overrides=[f"model.name={lm.model_id}"]), lm=lm
+        load_config(backend=backend, overrides=[f"model.name={model}"]), lm=lm
     ) as memory:
         editor = memory.backend
         if not isinstance(editor, WeightEditor):
