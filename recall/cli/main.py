@@ -58,6 +58,10 @@ back), and the model answers as if it had never been made. What that costs depen
   recomputes every other edit (rome at 10 edits: 55 s, about 7 s an edit; ft at 100 edits: 262 s,
   about 2.7 s an edit). At 1000 edits that is about 2 hours for rome and 45 minutes for ft: forget
   recent edits, or start a new memory.
+- memit, alphaedit: the same replay over batches (an add_many call is one batch, an add a batch of
+  one): the batch that held the edit is solved again without it, each of its other edits' z trained
+  again (7-9 s an edit on one CPU thread), and so is every batch after it; the batches before it are
+  re-added as stored. Forgetting from the newest batch costs that batch; from the first, everything.
 """
 
 
