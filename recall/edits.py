@@ -81,6 +81,22 @@ class EditWriter:
         stored = self.add([r for r, _ in prepared], [k for _, k in prepared])
         return [self.beside(r, keys[:1]) for r, (_, keys) in zip(stored, prepared, strict=True)]
 
+    def conflict_free(self, prepared: Sequence[tuple[EditRecord, np.ndarray]]) -> bool:
+        """True when no prepared record meets an active edit of its question, nor another of the batch
+        (question keys at or above conflict.min_cosine, same namespace): then every policy adds them
+        side by side, and they can go in as one batch."""
+        if any(neighbours(self.store, r, keys[:1], self.rule)[0] for r, keys in prepared):
+            return False
+        questions = np.concatenate([keys[:1] for _, keys in prepared]).astype(np.float64)  # (n, dim)
+        questions /= np.linalg.norm(questions, axis=1, keepdims=True).clip(min=1e-12)
+        cosines = questions @ questions.T
+        spaces = [r.namespace for r, _ in prepared]
+        return not any(
+            cosines[i, j] >= self.rule.min_cosine and spaces[i] == spaces[j]
+            for i in range(len(prepared))
+            for j in range(i + 1, len(prepared))
+        )
+
     def beside(self, record: EditRecord, question_key: np.ndarray) -> EditResult:
         """`record`, stored and kept, with the active edits of its question and those close to it."""
         conflicts, similar = neighbours(self.store, record, question_key, self.rule)

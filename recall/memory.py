@@ -129,17 +129,20 @@ class EditMemory:
         progress: bool = False,
     ) -> builtins.list[EditResult]:
         """Add several edits (Edit items, or (prompt, target) pairs for the default namespace). With
-        'keep_both' they go in as one transaction and one encoder batch, and each result names the active
-        edits of its question and the close ones (this batch's included)."""
+        'keep_both', or when none meets an active edit of its question or another of the batch, they go
+        in as one transaction, one encoder batch and one backend batch, and each result names the active
+        edits of its question and the close ones (this batch's included); otherwise one by one, under
+        the policy."""
         # Every item is checked to be an edit before any is added.
         items = [Edit.of(item, index) for index, item in enumerate(edits)]
         policy = policy or self.config.conflict.policy
-        if policy != "keep_both":
-            return [
-                self.add(e.prompt, e.target, e.subject, e.namespace, policy=policy)
-                for e in tqdm(items, desc="edits", disable=not progress)
-            ]
-        return self.writer.add_batch([prepare(e, self.encoder, self.config) for e in items])
+        prepared = [prepare(e, self.encoder, self.config) for e in items]
+        if policy == "keep_both" or self.writer.conflict_free(prepared):
+            return self.writer.add_batch(prepared)  # one batch (memit and alphaedit solve it together)
+        return [
+            self.add(e.prompt, e.target, e.subject, e.namespace, policy=policy)
+            for e in tqdm(items, desc="edits", disable=not progress)
+        ]
 
     def forget(self, edit_id: str) -> EditRecord:
         """Retract one edit (kept in history); the model answers as if it had never been made. A backend

@@ -16,6 +16,7 @@ from recall.backends import get_backend
 from recall.config import load_config
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
+from recall.results import Edit
 
 
 def tiny_lm() -> LanguageModel:
@@ -43,9 +44,12 @@ def main() -> None:
         overrides += [f"{k}={'null' if v is None else fixtures.get(str(v), v)}" for k, v in tiny.items()]
         memory = EditMemory.create(path, load_config(backend=backend, overrides=overrides), lm=lm)
     print("ready", flush=True)
-    for i in range(first, first + 1000):
-        result = memory.add(*edit_of(i), policy="keep_both")
-        print(f"{i} {result.edit_id}", flush=True)
+    # a batched editor (memit, alphaedit) gets add_many calls of two edits: journal entries of two
+    size = 2 if getattr(get_backend(backend).cls, "batched", False) else 1
+    for i in range(first, first + 1000, size):
+        results = memory.add_many([Edit(*edit_of(j)) for j in range(i, i + size)], policy="keep_both")
+        for j, result in enumerate(results, start=i):
+            print(f"{j} {result.edit_id}", flush=True)
 
 
 if __name__ == "__main__":

@@ -142,3 +142,20 @@ def test_the_null_space_keeps_the_smallest_directions_up_to_the_energy() -> None
     basis = null_space(moment, 0.06)  # 1 + 2 + 3 = 6 of 100
     assert basis.shape == (4, 3)
     assert torch.allclose(basis @ basis.T, torch.diag(torch.tensor([1.0, 1.0, 1.0, 0.0])).double())
+
+
+def test_add_many_under_supersede_is_one_batch_unless_an_edit_meets_its_question(
+    open_memory: OpenMemory,
+) -> None:
+    memory = open_memory("memit", "memory")
+    editor = memory.backend
+    assert isinstance(editor, MemitBackend)
+    memory.add_many(EDITS[:2], policy="supersede")  # distinct questions: one batch
+    assert [len(e.edit_ids) for e in editor.journal.values()] == [2]
+    # the first edit's question again, beside a new one: one by one, and the old answer is superseded
+    results = memory.add_many([Edit(EDITS[0].prompt, "marta quinlan", "acme"), EDITS[2]], policy="supersede")
+    assert [r.edit_id for r in results[0].superseded] == [r.edit_id for r in memory.list(status="superseded")]
+    assert [len(e.edit_ids) for e in editor.journal.values()] == [1, 1, 1]  # the batch lost one: re-solved
+    # two edits of one question in one batch are not a batch either: the second supersedes the first
+    twins = memory.add_many([Edit("who wrote the book ?", "jane doe", "book")] * 2, policy="supersede")
+    assert [r.edit_id for r in twins[1].superseded] == [twins[0].edit_id]

@@ -1,7 +1,7 @@
 """SIGKILL during adds through EditMemory, for the in-model backends that write their own state (grace's
-codebook entries, rome's and ft's weight deltas): every acknowledged edit is in the store after
+codebook entries, the weight editors' journals): every acknowledged edit is in the store after
 reopening, and the backend holds it (grace answers with it; a weight editor's weights are bitwise those
-of a memory that made the active edits in order, uninterrupted)."""
+of a memory that made the active edits in order and in the same batches, uninterrupted)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def kill_after(path: Path, backend: str, first: int, acks_wanted: int, stats: Pa
     return acked
 
 
-@pytest.mark.parametrize("backend", ["grace", "rome", "ft"])
+@pytest.mark.parametrize("backend", ["grace", "rome", "ft", "memit", "alphaedit"])
 def test_sigkill_between_adds_loses_no_acknowledged_edit(
     backend: str, tmp_path: Path, tiny_lm: LanguageModel, stats_dir: Path
 ) -> None:
@@ -88,9 +88,9 @@ def check_after_kills(backend: str, tmp_path: Path, tiny_lm: LanguageModel, stat
             editor = memory.backend
             assert set(editor.records) == active  # a delta a kill left without its store record is gone
             with EditMemory.create(tmp_path / "uninterrupted", memory.config, lm=tiny_lm) as fresh:
-                fresh.add_many(
-                    [Edit(r.prompt, r.target, r.subject) for r in editor.records.values()], policy="keep_both"
-                )
+                for entry in editor.journal.values():  # the same edits in the same batches
+                    batch = [editor.records[i] for i in entry.edit_ids]
+                    fresh.add_many([Edit(r.prompt, r.target, r.subject) for r in batch], policy="keep_both")
                 assert isinstance(fresh.backend, WeightEditor)
                 for module, weight in editor.weights.items():
                     assert torch.equal(weight, fresh.backend.weights[module])
