@@ -32,7 +32,7 @@ from recall.lm.arch import arch_of
 from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
 from recall.lm.split import StemCache
-from recall.locate.delta import Row, train_delta
+from recall.locate.delta import Row
 from recall.locate.keys import group_mean, read_at
 
 log = logging.getLogger(__name__)
@@ -142,15 +142,7 @@ class MemitBackend(SubjectEditor):
         zs = []
         stem = StemCache(self.lm, self.stem)  # every z is trained on the weights before the batch
         bar = tqdm(rows, desc=f"{self.name} targets", unit="edit", disable=len(rows) < 2, leave=False)
-        for record, (rewrite, kl) in zip(records, bar, strict=True):
-            trained = train_delta(self.lm, self.z_path, self.z_layer, rewrite, kl, self.config, stem)
-            if trained.nll > 1.0:
-                log.warning(
-                    "edit %s: %s's δ left the target's loss at %.2f after %d steps; the edit may not hold",
-                    record.edit_id[:8],
-                    self.name,
-                    trained.nll,
-                    trained.steps,
-                )
+        for record, record_rows in zip(records, bar, strict=True):
+            trained = self.train(record, record_rows, self.z_path, self.z_layer, stem)
             zs.append((trained.output + trained.delta).double().cpu())
         return torch.stack(zs)

@@ -26,7 +26,6 @@ from recall.backends.weight_editor import Change, WeightDelta
 from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
 from recall.lm.split import StemCache
-from recall.locate.delta import train_delta
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +69,11 @@ class RomeBackend(SubjectEditor):
 
     def compute(self, records: Sequence[EditRecord]) -> Change:
         (record,) = records
-        rewrite, kl = self.rows(record)
         # The stem's KV depends on the edited weights: a fresh cache for each edit.
-        stem = StemCache(self.lm, self.stem)
-        trained = train_delta(self.lm, self.path, self.layer, rewrite, kl, self.config, stem)
+        trained = self.train(record, self.rows(record), self.path, self.layer, StemCache(self.lm, self.stem))
         # On the CPU in float64 (C⁻¹ lives there); the journal moves the factors to the weight's device.
         k = trained.mean_key.double().cpu()
         u = k if self.inverse is None else self.inverse @ k
         u = u / u.norm()  # (d_in,)
         w = trained.delta.double().cpu() / (trained.key.double().cpu() @ u)  # (d_out,): W k gains exactly δ
-        if trained.nll > 1.0:
-            log.warning(
-                "edit %s: ROME's δ left the target's loss at %.2f after %d steps; the edit may not hold",
-                record.edit_id[:8],
-                trained.nll,
-                trained.steps,
-            )
         return Change([WeightDelta(self.path, w.float()[:, None], u.float()[None, :])])

@@ -19,9 +19,9 @@ from recall.backends.base import BackendConfig, Capability
 from recall.backends.weight_editor import WeightEditor
 from recall.errors import ConfigError
 from recall.lm.loading import LanguageModel
-from recall.lm.split import common_stem
+from recall.lm.split import StemCache, common_stem
 from recall.locate.corpus import CorpusSpec
-from recall.locate.delta import DeltaSettings, Row
+from recall.locate.delta import Delta, DeltaSettings, Row, train_delta
 from recall.locate.statistics import SecondMoment, compute_moments, load_moment
 from recall.locate.subjects import require_subjects, subject_prompt
 from recall.locate.templates import sample_prefixes, with_prefix
@@ -152,3 +152,20 @@ class SubjectEditor(WeightEditor):
             self.lm, f"{subject} is a", subject, use_chat_template=self.use_chat_template
         )
         return rewrite, [Row(kl_ids, kl_at)]
+
+    def train(
+        self, record: EditRecord, rows: tuple[list[Row], list[Row]], path: str, layer: int, stem: StemCache
+    ) -> Delta:
+        """δ for `record` at module `path` of decoder layer `layer`, trained on `rows` (`self.rows`), with
+        a warning when the target's loss stays high."""
+        rewrite, kl = rows
+        trained = train_delta(self.lm, path, layer, rewrite, kl, self.config, stem)
+        if trained.nll > 1.0:
+            log.warning(
+                "edit %s: %s's δ left the target's loss at %.2f after %d steps; the edit may not hold",
+                record.edit_id[:8],
+                self.name,
+                trained.nll,
+                trained.steps,
+            )
+        return trained

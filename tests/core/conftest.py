@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bias_backend import BiasBackend, NoForgetBiasBackend
@@ -67,3 +69,32 @@ def backend_config(request: pytest.FixtureRequest) -> Callable[[str], RecallConf
         return load_config(backend=name, overrides=overrides)
 
     return build
+
+
+OpenMemory = Callable[..., EditMemory]
+
+
+@pytest.fixture
+def open_memory(
+    tmp_path: Path, tiny_lm: LanguageModel, backend_config: Callable[[str], RecallConfig]
+) -> Iterator[OpenMemory]:
+    """(name, folder, reopen=False, lm=None, **fields) -> a memory of backend `name` under tmp_path/folder
+    on the tiny llama (or `lm`): its tiny settings, then `fields` replaced in its backend config; with
+    reopen, the memory already there, as it was saved."""
+    opened: list[EditMemory] = []
+
+    def factory(
+        name: str, folder: str, *, reopen: bool = False, lm: LanguageModel | None = None, **backend: Any
+    ) -> EditMemory:
+        if reopen:
+            memory = EditMemory.open(tmp_path / folder, lm=lm or tiny_lm)
+        else:
+            config = backend_config(name)
+            config = dataclasses.replace(config, backend=dataclasses.replace(config.backend, **backend))
+            memory = EditMemory.create(tmp_path / folder, config, lm=lm or tiny_lm)
+        opened.append(memory)
+        return memory
+
+    yield factory
+    for memory in opened:
+        memory.close()

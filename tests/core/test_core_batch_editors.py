@@ -6,17 +6,12 @@ statistics hold where they were."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 import torch
+from conftest import OpenMemory
 
 from recall.backends.alphaedit import AlphaEditBackend, null_space
 from recall.backends.memit import MemitBackend
-from recall.config import RecallConfig
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.results import Edit
@@ -26,30 +21,6 @@ EDITS = [
     Edit("what is the capital of france ?", "lyon", "france"),
     Edit("who wrote the novel ?", "john smith", "novel"),
 ]
-OpenMemory = Callable[..., EditMemory]
-
-
-@pytest.fixture
-def open_memory(
-    tmp_path: Path, tiny_lm: LanguageModel, backend_config: Callable[[str], RecallConfig]
-) -> Iterator[OpenMemory]:
-    opened: list[EditMemory] = []
-
-    def factory(
-        name: str, folder: str, *, reopen: bool = False, lm: Any = None, **backend: Any
-    ) -> EditMemory:
-        if reopen:
-            memory = EditMemory.open(tmp_path / folder, lm=lm or tiny_lm)
-        else:
-            config = backend_config(name)
-            config = dataclasses.replace(config, backend=dataclasses.replace(config.backend, **backend))
-            memory = EditMemory.create(tmp_path / folder, config, lm=lm or tiny_lm)
-        opened.append(memory)
-        return memory
-
-    yield factory
-    for memory in opened:
-        memory.close()
 
 
 def weights(memory: EditMemory) -> dict[str, torch.Tensor]:

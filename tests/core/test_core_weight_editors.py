@@ -5,19 +5,13 @@ the statistics it used."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 import torch
+from conftest import OpenMemory
 
 from memory_store import InvalidEditError
 from recall.backends.weight_editor import WeightEditor
-from recall.config import RecallConfig
 from recall.errors import ConfigError
-from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.results import id_list
 
@@ -26,29 +20,6 @@ EDITS = [
     ("what is the capital of france ?", "lyon", "france"),
     ("who wrote the novel ?", "john smith", "novel"),
 ]
-OpenMemory = Callable[..., EditMemory]
-
-
-@pytest.fixture
-def open_memory(
-    tmp_path: Path, tiny_lm: LanguageModel, backend_config: Callable[[str], RecallConfig]
-) -> Iterator[OpenMemory]:
-    opened: list[EditMemory] = []
-
-    def factory(name: str, folder: str, *, reopen: bool = False, **backend: Any) -> EditMemory:
-        """A memory of backend `name` on the tiny llama (its tiny settings, then `backend` fields)."""
-        if reopen:
-            memory = EditMemory.open(tmp_path / folder, lm=tiny_lm)
-        else:
-            config = backend_config(name)
-            config = dataclasses.replace(config, backend=dataclasses.replace(config.backend, **backend))
-            memory = EditMemory.create(tmp_path / folder, config, lm=tiny_lm)
-        opened.append(memory)
-        return memory
-
-    yield factory
-    for memory in opened:
-        memory.close()
 
 
 def weights(memory: EditMemory) -> dict[str, torch.Tensor]:
