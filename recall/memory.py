@@ -128,11 +128,9 @@ class EditMemory:
         policy: ConflictPolicy | None = None,
         progress: bool = False,
     ) -> builtins.list[EditResult]:
-        """Add several edits (Edit items, or (prompt, target) pairs for the default namespace). With
-        'keep_both', or when none meets an active edit of its question or another of the batch, they go
-        in as one transaction, one encoder batch and one backend batch, and each result names the active
-        edits of its question and the close ones (this batch's included); otherwise one by one, under
-        the policy."""
+        """Add several edits (Edit items, or (prompt, target) pairs for the default namespace): one
+        transaction and one backend batch with 'keep_both' or when none meets an active edit of its
+        question (nor another of the batch), else one by one under the policy."""
         # Every item is checked to be an edit before any is added.
         items = [Edit.of(item, index) for index, item in enumerate(edits)]
         policy = policy or self.config.conflict.policy
