@@ -89,9 +89,11 @@ class AlphaEditBackend(MemitBackend):
     def describe(self) -> dict[str, str]:
         d = len(self.bases[0])
         kept = ", ".join(f"layer {layer}: {k}/{d}" for layer, k in zip(self.layers, self.kept, strict=True))
+        described = {k: v for k, v in super().describe().items() if k != "λ"}  # MEMIT's λ: unused here
         return {
-            **super().describe(),
+            **described,
             "null space": f"{kept} (≤ {self.config.null_space_energy:g} of C's trace)",
+            "α": f"{self.config.l2:g} x C's mean eigenvalue",
         }
 
     def solve(self, index: int, keys: torch.Tensor) -> torch.Tensor:
