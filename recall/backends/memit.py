@@ -34,6 +34,7 @@ from recall.lm.loading import LanguageModel
 from recall.lm.split import StemCache
 from recall.locate.delta import Row
 from recall.locate.keys import group_mean, read_at
+from recall.locate.statistics import ridged
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,21 @@ class MemitBackend(SubjectEditor):
         super().__init__(config, lm, paths, self.layers)
         self.z_layer = self.layers[-1]
         self.z_path = f"{arch_of(lm.model).layers}.{self.z_layer}"  # the decoder layer: its output
-        # (λC)⁻¹ per layer (d_in, d_in), float64 on the CPU (C = I without statistics), with rome's 1e-6
-        # relative ridge: the solve then costs an (n, n) system (`solve`)
-        self.inverses = []
-        for layer in self.layers:
+        self._inverses: list[torch.Tensor] | None = None  # (λC)⁻¹ per layer, made by the first `solve`
+
+    def weighted_inverses(self) -> list[torch.Tensor]:
+        """(λC)⁻¹ per layer (d_in, d_in), float64 on the CPU (C = I without statistics; statistics.ridged),
+        so that `solve` costs an (n, n) system (a subclass with its own `solve` never inverts)."""
+        if self._inverses is not None:
+            return self._inverses
+        inverses = []
+        for layer, path in zip(self.layers, self.paths, strict=True):
             moment = self.moments[layer]
-            c = torch.eye(self.weights[paths[0]].shape[1], dtype=torch.float64)
-            c = c if moment is None else moment.matrix.double()
-            c = c + 1e-6 * float(c.diagonal().mean()) * torch.eye(len(c), dtype=c.dtype)
-            self.inverses.append(torch.linalg.inv(config.mom2_weight * c))
+            identity = torch.eye(self.weights[path].shape[1], dtype=torch.float64)
+            c = identity if moment is None else ridged(moment.matrix)
+            inverses.append(torch.linalg.inv(self.config.mom2_weight * c))
+        self._inverses = inverses
+        return inverses
 
     def describe(self) -> dict[str, str]:
         return {
@@ -125,7 +132,7 @@ class MemitBackend(SubjectEditor):
     def solve(self, index: int, keys: torch.Tensor) -> torch.Tensor:
         """X (n, d_in) with ΔW = Rᵀ X for keys K (n, d_in) at layer `index` of the edited ones: MEMIT's
         (λC + KᵀK)⁻¹Kᵀ, transposed, by Woodbury's identity: (λC)⁻¹Kᵀ (I + K(λC)⁻¹Kᵀ)⁻¹."""
-        whitened = self.inverses[index] @ keys.T  # (d_in, n)
+        whitened = self.weighted_inverses()[index] @ keys.T  # (d_in, n)
         inner = torch.eye(len(keys), dtype=keys.dtype) + keys @ whitened  # (n, n)
         adjusted: torch.Tensor = torch.linalg.solve(inner, whitened.T)  # (n, d_in): inner is symmetric
         return adjusted

@@ -26,6 +26,7 @@ from recall.backends.weight_editor import Change, WeightDelta
 from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
 from recall.lm.split import StemCache
+from recall.locate.statistics import ridged
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,8 @@ class RomeBackend(SubjectEditor):
         self.layer, self.path = edited_module(lm.model, lm.model_id, "mlp_out", config.layer)
         super().__init__(config, lm, [self.path], [self.layer])
         self.moment = self.moments[self.layer]
-        # C⁻¹ (d_in, d_in) for u = C⁻¹k, inverted in float64 with a 1e-6 relative ridge (a corpus that
-        # never activates some input leaves C singular)
-        self.inverse: torch.Tensor | None = None
-        if self.moment is not None:
-            c = self.moment.matrix.double()
-            ridge = 1e-6 * float(c.diagonal().mean()) * torch.eye(len(c), dtype=c.dtype)
-            self.inverse = torch.linalg.inv(c + ridge)
+        # C⁻¹ (d_in, d_in) for u = C⁻¹k, in float64 (statistics.ridged)
+        self.inverse = None if self.moment is None else torch.linalg.inv(ridged(self.moment.matrix))
 
     def compute(self, records: Sequence[EditRecord]) -> Change:
         (record,) = records

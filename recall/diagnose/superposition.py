@@ -14,7 +14,6 @@ edited layer, as edits accumulate.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import torch
 from recall.lm.hooks import layer_path
 from recall.lm.loading import LanguageModel
 from recall.locate.keys import read_at
+from recall.locate.statistics import ridged
 from recall.locate.subjects import subject_prompt
 
 
@@ -56,9 +56,7 @@ def subject_keys(
 
 def superposition(layer: int, keys: torch.Tensor, moment: torch.Tensor) -> LayerSuperposition:
     """The statistics of P for keys (m, d_in) and the layer's second moment C (d_in, d_in)."""
-    c = moment.double()
-    c = c + 1e-6 * float(c.diagonal().mean()) * torch.eye(len(c), dtype=c.dtype)  # rome's ridge
-    whitened = torch.linalg.solve(c, keys.T).T  # (m, d_in): C⁻¹k_i
+    whitened = torch.linalg.solve(ridged(moment), keys.T).T  # (m, d_in): C⁻¹k_i
     gram = whitened @ keys.T  # (m, m): k_iᵀC⁻¹k_j
     self_terms = gram.diagonal()
     p = gram / self_terms[:, None]
@@ -79,6 +77,4 @@ def interference(before: torch.Tensor, after: torch.Tensor, keys: torch.Tensor) 
     """Mean over keys (m, d_in) of ||(W - W₀) k|| / ||W₀ k|| for weights (d_out, d_in)."""
     moved = (after.double() - before.double()) @ keys.T  # (d_out, m)
     base = before.double() @ keys.T
-    ratios = moved.norm(dim=0) / base.norm(dim=0).clamp(min=1e-12)
-    value = float(ratios.mean())
-    return value if math.isfinite(value) else float("nan")
+    return float((moved.norm(dim=0) / base.norm(dim=0).clamp(min=1e-12)).mean())

@@ -42,6 +42,13 @@ class SecondMoment:
         )
 
 
+def ridged(moment: torch.Tensor) -> torch.Tensor:
+    """C (d, d) in float64 plus a 1e-6 ridge relative to its mean eigenvalue: a corpus that never
+    activates some input leaves C singular, and C⁻¹ (rome, memit, the diagnostic) must exist."""
+    c = moment.double()
+    return c + 1e-6 * float(c.diagonal().mean()) * torch.eye(len(c), dtype=c.dtype)
+
+
 def stats_folder(lm: LanguageModel, spec: CorpusSpec, root: Path | None = None) -> Path:
     """Where a model's statistics over one corpus live (by default beside the dequantized model cache)."""
     return (root or cache_dir() / "stats") / f"{lm.model_id}-{lm.fingerprint[:12]}" / spec.name
