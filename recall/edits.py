@@ -21,6 +21,7 @@ from recall.results import Edit, EditResult
 from recall.retrieval.conflicts import neighbours
 from recall.retrieval.descriptors import key_texts
 from recall.retrieval.encoder import Encoder
+from recall.retrieval.identifiers import name_other_things
 
 T = TypeVar("T")
 
@@ -83,16 +84,18 @@ class EditWriter:
 
     def conflict_free(self, prepared: Sequence[tuple[EditRecord, np.ndarray]]) -> bool:
         """True when no prepared record meets an active edit of its question, nor another of the batch
-        (question keys at or above conflict.min_cosine, same namespace): then every policy adds them
-        side by side, and they can go in as one batch."""
+        (question keys at or above conflict.min_cosine, same namespace, no identifier apart): then every
+        policy adds them side by side, and they can go in as one batch."""
         if any(neighbours(self.store, r, keys[:1], self.rule)[0] for r, keys in prepared):
             return False
         questions = np.concatenate([keys[:1] for _, keys in prepared]).astype(np.float64)  # (n, dim)
         questions /= np.linalg.norm(questions, axis=1, keepdims=True).clip(min=1e-12)
         cosines = questions @ questions.T
-        spaces = [r.namespace for r, _ in prepared]
+        records = [r for r, _ in prepared]
         return not any(
-            cosines[i, j] >= self.rule.min_cosine and spaces[i] == spaces[j]
+            cosines[i, j] >= self.rule.min_cosine
+            and records[i].namespace == records[j].namespace
+            and not name_other_things(records[i].prompt, records[j].prompt)
             for i in range(len(prepared))
             for j in range(i + 1, len(prepared))
         )

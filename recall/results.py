@@ -57,7 +57,7 @@ class ConflictPair:
     older: EditRecord
     newer: EditRecord
     score: float  # question-key cosine, the higher of the two directions
-    same_question: bool  # score >= conflict.min_cosine; else in [similar_cosine, min_cosine)
+    same_question: bool  # score >= conflict.min_cosine, no identifier apart; else only close
 
     @property
     def kind(self) -> str:

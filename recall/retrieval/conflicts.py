@@ -10,6 +10,7 @@ from tqdm import tqdm
 from memory_store import EditRecord, MemoryStore, SearchHit
 from recall.config import ConflictConfig
 from recall.results import ConflictPair
+from recall.retrieval.identifiers import name_other_things
 
 # Candidates read per check: a handful of edits can sit near one question; more would only add noise.
 NEIGHBOURS_K = 5
@@ -51,33 +52,38 @@ def conflict_pairs(
                     chunk, store.search(keys, k=NEIGHBOURS_K, namespace=name), strict=True
                 ):
                     same, close = _split(record, hits, rule)  # close ones already answer otherwise
-                    for hit in [*(h for h in same if _answers_otherwise(h.record, record)), *close]:
-                        _keep_best(found, record, hit, rule)
+                    for hit in same:
+                        if _answers_otherwise(hit.record, record):
+                            _keep_best(found, record, hit, same_question=True)
+                    for hit in close:
+                        _keep_best(found, record, hit, same_question=False)
                 bar.update(len(chunk))
     return sorted(found.values(), key=lambda p: -p.score)
 
 
 def _keep_best(
-    found: dict[tuple[str, str], ConflictPair], record: EditRecord, hit: SearchHit, rule: ConflictConfig
+    found: dict[tuple[str, str], ConflictPair], record: EditRecord, hit: SearchHit, *, same_question: bool
 ) -> None:
     """Record the pair (record, hit.record) once, oldest first, at the higher of its two scores."""
     older, newer = sorted((record, hit.record), key=lambda r: (r.created_at, r.edit_id))
     pair = (older.edit_id, newer.edit_id)
     if pair not in found or found[pair].score < hit.score:
-        found[pair] = ConflictPair(older, newer, hit.score, hit.score >= rule.min_cosine)
+        found[pair] = ConflictPair(older, newer, hit.score, same_question)
 
 
 def _split(
     record: EditRecord, hits: list[SearchHit], rule: ConflictConfig
 ) -> tuple[list[SearchHit], list[SearchHit]]:
-    """`record`'s search hits as (same question: score >= min_cosine, whatever the answer; close: score
-    in [similar_cosine, min_cosine) with another answer), `record` itself excluded."""
+    """`record`'s search hits as (same question: score >= min_cosine, whatever the answer, and no
+    number, code or name apart (recall/retrieval/identifiers.py); close: with another answer, score in
+    [similar_cosine, min_cosine) or higher but naming another identifier), `record` itself excluded."""
     others = [h for h in hits if h.record.edit_id != record.edit_id]
-    same = [h for h in others if h.score >= rule.min_cosine]
+    apart = {h.record.edit_id for h in others if name_other_things(h.record.prompt, record.prompt)}
+    same = [h for h in others if h.score >= rule.min_cosine and h.record.edit_id not in apart]
     floor = rule.similar_cosine
     if floor is None:
         return same, []
-    close = [h for h in others if floor <= h.score < rule.min_cosine and _answers_otherwise(h.record, record)]
+    close = [h for h in others if h not in same and h.score >= floor and _answers_otherwise(h.record, record)]
     return same, close
 
 

@@ -1,0 +1,85 @@
+"""Issue #33, what a hostile or careless user tried through the public API: each numbered item of the
+issue has its test here (the real-model ones are in test_core_reliability_real.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from recall.config import load_config
+from recall.errors import ConflictError
+from recall.memory import EditMemory
+from recall.results import Edit
+from recall.retrieval.encoder import HashingEncoder
+from recall.retrieval.identifiers import identifiers, name_other_things
+
+MakeMemory = Callable[..., EditMemory]
+BASE = ["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=0.5"]
+
+# Questions a sentence encoder scores as one (MiniLM: 0.953, 0.964, 0.979) that ask about other things.
+APART = [
+    ("What is the phone number of room 101?", "What is the phone number of room 102?"),
+    ("Which department is on floor 3?", "Which department is on floor 4?"),
+    ("What is the price of SKU-1234?", "What is the price of SKU-1235?"),
+    ("Who is the CEO of Acme?", "Who is the CEO of Globex?"),
+]
+# Questions that are one question, reworded or recased.
+SAME = [
+    ("Who is the CEO of Acme?", "who is the ceo of acme ?"),
+    ("The CEO of Acme is", "Who runs Acme?"),
+    ("What is the price of SKU-1234?", "How much does SKU-1234 cost?"),
+]
+
+
+def _cosine(a: str, b: str) -> float:
+    keys = HashingEncoder().encode_keys([a, b])  # (2, dim), unit rows
+    return float(np.dot(keys[0], keys[1]))
+
+
+@pytest.mark.parametrize(("a", "b"), APART)
+def test_1_questions_that_name_other_identifiers_are_apart(a: str, b: str) -> None:
+    assert name_other_things(a, b)
+    assert name_other_things(b, a)
+
+
+@pytest.mark.parametrize(("a", "b"), SAME)
+def test_1_rewordings_and_case_keep_one_question(a: str, b: str) -> None:
+    assert not name_other_things(a, b)
+    assert not name_other_things(b, a)
+
+
+def test_1_identifiers_are_codes_and_inner_capitals() -> None:
+    assert identifiers("Who owns SKU-1234 in Acme's room 3.5?") == (
+        frozenset({"sku-1234", "3.5"}),
+        frozenset({"acme"}),
+    )
+
+
+@pytest.mark.parametrize(("a", "b"), APART[:3])
+def test_1_distinct_identifiers_never_supersede_under_any_policy(
+    make_memory: MakeMemory, a: str, b: str
+) -> None:
+    cut = _cosine(a, b) - 0.01  # the encoder calls them one question: only the identifiers tell
+    config = load_config(backend="lte", overrides=[*BASE, f"conflict.min_cosine={cut:.4f}"])
+    memory = make_memory(config=config)
+    first = memory.add(a, "jane doe")
+    second = memory.add(b, "john smith")  # policy supersede, the default
+    assert not second.superseded
+    assert not second.conflicts
+    assert {r.edit_id for r in memory.list()} == {first.edit_id, second.edit_id}
+    with pytest.raises(ConflictError):  # the same question is still caught
+        memory.add(b.lower(), "marta quinlan", policy="reject")
+
+
+def test_1_add_many_keeps_distinct_identifiers_side_by_side(make_memory: MakeMemory) -> None:
+    a, b = APART[2]
+    cut = _cosine(a, b) - 0.01
+    memory = make_memory(
+        config=load_config(backend="lte", overrides=[*BASE, f"conflict.min_cosine={cut:.4f}"])
+    )
+    results = memory.add_many([Edit(a, "12 euros"), Edit(b, "30 euros")])
+    assert [r.superseded for r in results] == [(), ()]
+    assert {r.target for r in memory.list()} == {"12 euros", "30 euros"}
+    assert not any(pair.same_question for pair in memory.conflicts())  # at most reported as close
