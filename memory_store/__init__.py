@@ -17,7 +17,16 @@ from memory_store.errors import (
     StoreError,
     StoreLockedError,
 )
-from memory_store.records import EditRecord, HistoryEvent, SearchHit, Status, new_edit_id, validate_record
+from memory_store.records import (
+    EditRecord,
+    HistoryEvent,
+    SearchHit,
+    Status,
+    check_text,
+    new_edit_id,
+    validate_namespace,
+    validate_record,
+)
 from memory_store.sentinel import FixedSentinel, LearnedSentinel, Sentinel, load_sentinel
 from memory_store.store import MemoryStore
 
@@ -43,7 +52,9 @@ __all__ = [
     "StoreClosedError",
     "StoreError",
     "StoreLockedError",
+    "check_text",
     "load_sentinel",
     "new_edit_id",
+    "validate_namespace",
     "validate_record",
 ]

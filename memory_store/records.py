@@ -22,6 +22,7 @@ __all__ = [
     "SearchHit",
     "Status",
     "check_filter",
+    "check_text",
     "namespace_filter",
     "new_edit_id",
     "positive_int",
@@ -38,8 +39,16 @@ MAX_TEXT_CHARS = 10_000
 MAX_NAMESPACE_CHARS = 200
 _MAX_EDIT_ID_CHARS = 64
 
-# C0 controls except \t and \n, DEL, C1 controls, and lone surrogates (which SQLite cannot store as UTF-8).
-_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0 controls except \t and \n, DEL, C1 controls, lone surrogates (which SQLite cannot store as UTF-8),
+# and the invisible format characters that make stored text read otherwise than it is shown: bidi
+# marks, embeddings, overrides and isolates (U+061C, U+200E-F, U+202A-E, U+2066-9), zero-width space,
+# word joiner and invisible operators (U+200B, U+2060-4), BOM (U+FEFF), soft hyphen (U+00AD), the
+# interlinear annotation marks (U+FFF9-B) and the tag characters (U+E0000-7F, "ASCII smuggling"). The
+# zero-width (non-)joiners U+200C-D stay allowed: Persian, Indic scripts and emoji sequences need them.
+_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]"
+)
 _EDIT_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
@@ -141,8 +150,8 @@ def _shown(value: object) -> str:
 
 
 def check_text(name: str, value: object, *, max_chars: int, required: bool) -> None:
-    """Raise InvalidEditError unless `value` is a str within `max_chars`, free of control characters,
-    and (when `required`) not empty or whitespace."""
+    """Raise InvalidEditError unless `value` is a str within `max_chars`, free of control and invisible
+    format characters, and (when `required`) not empty or whitespace."""
     if not isinstance(value, str):
         raise InvalidEditError(f"{name} expected a str, received {type(value).__name__} {_shown(value)}")
     if required and not value.strip():
@@ -157,8 +166,8 @@ def check_text(name: str, value: object, *, max_chars: int, required: bool) -> N
     bad = _FORBIDDEN.search(value)
     if bad is not None:
         raise InvalidEditError(
-            f"{name} expected text without control characters (only \\n and \\t are allowed), received "
-            f"{bad.group()!r} at index {bad.start()} in {_shown(value)}; remove it"
+            f"{name} expected text without control or invisible format characters (only \\n and \\t are "
+            f"allowed), received {bad.group()!r} at index {bad.start()} in {_shown(value)}; remove it"
         )
 
 

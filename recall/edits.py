@@ -16,7 +16,9 @@ from memory_store import EditRecord, MemoryStore, validate_record
 from recall.backends import Capability, EditBackend
 from recall.config import ConflictConfig, ConflictPolicy, RecallConfig
 from recall.errors import ConflictError, EditNotFoundError, InvalidEditError, UnsupportedOperationError
+from recall.lm.loading import LanguageModel
 from recall.lm.prompts import statement
+from recall.lm.special import find_special, special_message
 from recall.results import Edit, EditResult
 from recall.retrieval.conflicts import neighbours
 from recall.retrieval.descriptors import key_texts
@@ -26,8 +28,11 @@ from recall.retrieval.identifiers import name_other_things
 T = TypeVar("T")
 
 
-def prepare(edit: Edit, encoder: Encoder, config: RecallConfig) -> tuple[EditRecord, np.ndarray]:
-    """The record an edit becomes (text stripped, statement built, validated) and its keys (n_keys, dim)."""
+def prepare(
+    edit: Edit, encoder: Encoder, config: RecallConfig, lm: LanguageModel
+) -> tuple[EditRecord, np.ndarray]:
+    """The record an edit becomes (text stripped, statement built, validated, free of `lm`'s special
+    tokens) and its keys (n_keys, dim)."""
     if not isinstance(edit.prompt, str) or not isinstance(edit.target, str):
         raise InvalidEditError(f"prompt and target must be text, got {edit.prompt!r} and {edit.target!r}")
     prompt, target = edit.prompt.strip(), edit.target.strip()
@@ -40,6 +45,10 @@ def prepare(edit: Edit, encoder: Encoder, config: RecallConfig) -> tuple[EditRec
         statement=statement(prompt, target),
     )
     validate_record(record, max_text_chars=config.store.max_text_chars)
+    for name, text in (("prompt", prompt), ("target", target), ("subject", subject or "")):
+        token = find_special(lm, text)
+        if token is not None:
+            raise InvalidEditError(special_message(name, token))
     return record, encoder.encode_keys(key_texts(record, config.retrieval.keys))
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "EditNotFoundError",
     "IncompatibleArtifactError",
     "InvalidEditError",
+    "InvalidQueryError",
     "ModelNotAvailableError",
     "RecallError",
     "StoreError",
@@ -54,3 +55,7 @@ class UnsupportedOperationError(RecallError, NotImplementedError):
 
 class ConflictError(RecallError, ValueError):
     """An edit conflicts with an active edit and the conflict policy is 'reject'."""
+
+
+class InvalidQueryError(RecallError, ValueError):
+    """A question (or its answer length) that cannot be asked: wrong type, control characters, too long."""

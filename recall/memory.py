@@ -21,6 +21,7 @@ from recall.build import MemoryParts, create_parts, memory_info, open_parts
 from recall.config import ConflictPolicy, RecallConfig, load_config
 from recall.edits import EditWriter, find_edit, prepare
 from recall.lm.loading import LanguageModel
+from recall.queries import QueryCheck, check_flag
 from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
 from recall.retrieval.conflicts import conflict_pairs
 from recall.retrieval.encoder import Encoder
@@ -39,6 +40,7 @@ class EditMemory:
         review = self.backend.review if Capability.REVIEW in self.backend.capabilities else None
         self.gate = Gate(self.store, self.encoder, self.sentinel, self.config.retrieval, review, reads_hits)
         self.writer = EditWriter(self.store, self.backend, self.config.conflict)
+        self.check = QueryCheck(self.lm, self.config.store.max_text_chars, self.config.model.max_new_tokens)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -64,12 +66,8 @@ class EditMemory:
         model: str | None = None,
         device: str | None = None,
     ) -> EditMemory:
-        """Open an existing memory with the model and config it was created with, on `device`.
-
-        Raises:
-            IncompatibleArtifactError: `lm`/`model` (or the encoder) differs from what the memory was
-                built with.
-        """
+        """Open an existing memory with the model and config it was created with, on `device`
+        (IncompatibleArtifactError: `lm`/`model` or the encoder is not what it was built with)."""
         parts = open_parts(path, lm=lm, model=model, device=device)
         try:
             memory = cls(parts)
@@ -118,7 +116,7 @@ class EditMemory:
     ) -> EditResult:
         """Teach one fact; durable when this returns. An edit of an already-edited question supersedes it
         (policy 'supersede', the default), raises ConflictError ('reject') or sits beside it ('keep_both')."""
-        record, keys = prepare(Edit(prompt, target, subject, namespace), self.encoder, self.config)
+        record, keys = prepare(Edit(prompt, target, subject, namespace), self.encoder, self.config, self.lm)
         return self.writer.add_with_policy(record, keys, policy or self.config.conflict.policy)
 
     def add_many(
@@ -134,7 +132,7 @@ class EditMemory:
         # Every item is checked to be an edit before any is added.
         items = [Edit.of(item, index) for index, item in enumerate(edits)]
         policy = policy or self.config.conflict.policy
-        prepared = [prepare(e, self.encoder, self.config) for e in items]
+        prepared = [prepare(e, self.encoder, self.config, self.lm) for e in items]
         if policy == "keep_both" or self.writer.conflict_free(prepared):
             return self.writer.add_batch(prepared)  # one batch (memit and alphaedit solve it together)
         return [
@@ -166,7 +164,7 @@ class EditMemory:
     # ----------------------------------------------------------------- the ask flow
     def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
         """Search the namespace and gate the hits; `admitted` is what a retrieval backend would use."""
-        return self.gate.admit([query], namespace)[0]
+        return self.gate.admit([self.check.query(query, namespace)], namespace)[0]
 
     def ask(
         self,
@@ -176,12 +174,13 @@ class EditMemory:
         max_new_tokens: int | None = None,
         use_memory: bool = True,
     ) -> Answer:
-        """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would."""
+        """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would.
+        InvalidQueryError: not text, control characters, or no room in the model's context."""
         start = time.perf_counter()
-        retrieval = self.gate.for_backend([query], namespace, use_memory)[0]
-        gen = GenerationConfig(max_new_tokens or self.config.model.max_new_tokens)
+        query, length = self.check.ask(query, namespace, max_new_tokens)
+        retrieval = self.gate.for_backend([query], namespace, check_flag("use_memory", use_memory))[0]
         with self._model(use_memory):
-            out = self.backend.generate(query, retrieval.admitted, gen)
+            out = self.backend.generate(query, retrieval.admitted, GenerationConfig(length))
         elapsed = time.perf_counter() - start
         return Answer(out.text, retrieval, self.backend.name, out.injected, elapsed, used=out.used)
 
@@ -194,9 +193,10 @@ class EditMemory:
     def score_many(
         self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
     ) -> builtins.list[TargetScore]:
-        retrievals = self.gate.for_backend([q for q, _ in pairs], namespace, use_memory)
+        checked, use = self.check.pairs(pairs, namespace), check_flag("use_memory", use_memory)
+        retrievals = self.gate.for_backend([q for q, _ in checked], namespace, use)
         requests = [
-            ScoreRequest(q, t.strip(), r.admitted) for (q, t), r in zip(pairs, retrievals, strict=True)
+            ScoreRequest(q, t.strip(), r.admitted) for (q, t), r in zip(checked, retrievals, strict=True)
         ]
         with self._model(use_memory):
             return self.backend.score_many(requests)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recall.config import load_config
-from recall.errors import ConflictError
+from recall.errors import ConflictError, InvalidEditError, InvalidQueryError, RecallError
 from recall.memory import EditMemory
 from recall.results import Edit
 from recall.retrieval.encoder import HashingEncoder
@@ -83,3 +83,86 @@ def test_1_add_many_keeps_distinct_identifiers_side_by_side(make_memory: MakeMem
     assert [r.superseded for r in results] == [(), ()]
     assert {r.target for r in memory.list()} == {"12 euros", "30 euros"}
     assert not any(pair.same_question for pair in memory.conflicts())  # at most reported as close
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        123,
+        None,
+        b"who is the ceo of acme ?",
+        "",
+        "   ",
+        "who\ud800",
+        "who\x00is",
+        "x" * 10_001,
+        "x" * 1_000_000,
+    ],
+)
+def test_2_a_question_gets_the_same_validation_as_an_edit(make_memory: MakeMemory, query: object) -> None:
+    memory = make_memory()
+    for call in (
+        lambda: memory.ask(query),  # type: ignore[arg-type]
+        lambda: memory.retrieve(query),  # type: ignore[arg-type]
+        lambda: memory.score(query, "jane doe"),  # type: ignore[arg-type]
+        lambda: memory.score("who is the ceo of acme ?", query),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidQueryError) as caught:
+            call()
+        assert isinstance(caught.value, RecallError)
+
+
+def test_2_a_question_and_its_answer_must_fit_the_context(make_memory: MakeMemory) -> None:
+    memory = make_memory()  # the tiny llama reads 256 positions
+    assert memory.ask("who " * 200, max_new_tokens=8).text is not None
+    with pytest.raises(InvalidQueryError, match="256 positions"):
+        memory.ask("who " * 250, max_new_tokens=8)
+    with pytest.raises(InvalidQueryError, match="256 positions"):
+        memory.ask("who is the ceo of acme ?", max_new_tokens=300)
+
+
+@pytest.mark.parametrize("length", [0, -1, True, 2.5, "5"])
+def test_2_answer_lengths_are_checked_not_guessed(make_memory: MakeMemory, length: object) -> None:
+    memory = make_memory()
+    with pytest.raises(InvalidQueryError, match="max_new_tokens"):
+        memory.ask("who is the ceo of acme ?", max_new_tokens=length)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("namespace", "use_memory"), [(None, True), ("", True), ("default", "yes")])
+def test_2_namespace_and_flags_are_checked(
+    make_memory: MakeMemory, namespace: object, use_memory: object
+) -> None:
+    memory = make_memory()
+    with pytest.raises(InvalidQueryError):
+        memory.ask("who is the ceo of acme ?", namespace, use_memory=use_memory)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [("target", "jane </s> doe"), ("prompt", "who is <s> the ceo of acme ?"), ("subject", "acme <pad>")],
+)
+def test_3_an_edit_holding_a_special_token_is_refused(make_memory: MakeMemory, field: str, text: str) -> None:
+    memory = make_memory()
+    fields = {"prompt": "who is the ceo of acme ?", "target": "jane doe", "subject": "acme", field: text}
+    with pytest.raises(InvalidEditError, match=f"{field} holds .*special token"):
+        memory.add(**fields)
+    with pytest.raises(InvalidEditError, match="special token"):
+        memory.add_many([Edit("what is the capital of france ?", "paris"), Edit(**fields)])
+    assert memory.list() == []  # all or nothing
+    with pytest.raises(InvalidQueryError, match="special token"):
+        memory.ask(f"{text} ?")
+
+
+@pytest.mark.parametrize("mark", ["\u202e", "\u2066", "\u200b", "\ufeff", "\u00ad", "\U000e0041", "\u200f"])
+def test_3_bidi_and_invisible_format_characters_are_refused(make_memory: MakeMemory, mark: str) -> None:
+    memory = make_memory()
+    with pytest.raises(InvalidEditError, match="invisible format"):
+        memory.add("who is the ceo of acme ?", f"jane{mark} doe")
+    with pytest.raises(InvalidQueryError, match="invisible format"):
+        memory.ask(f"who is the ceo{mark} of acme ?")
+
+
+def test_3_joiners_stay_allowed_for_scripts_and_emoji(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    text = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 👩\u200d💻"  # Persian ZWNJ, an emoji ZWJ
+    assert memory.add("who is the ceo of acme ?", text).record.target == text

@@ -54,7 +54,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "NUL in prompt",
         {"prompt": "Q\x00?"},
-        r"prompt expected text without control characters.*'\\x00' at index 1",
+        r"prompt expected text without control or invisible format characters.*'\\x00' at index 1",
     ),
     ("escape in target", {"target": "A\x1b[31m"}, r"'\\x1b' at index 1"),
     ("carriage return", {"statement": "a\r\nb"}, r"statement expected text without control.*'\\r'"),

@@ -1,0 +1,95 @@
+"""The ask flow's input checks: a question gets the same validation as an edit's text (a str, not
+empty, no control or format characters, at most store.max_text_chars), and a question plus its answer
+must fit in the model's context, so no call can run for minutes or exhaust memory on a huge question."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from memory_store import InvalidEditError, check_text, validate_namespace
+from recall.errors import InvalidQueryError
+from recall.lm.loading import LanguageModel
+from recall.lm.special import find_special, special_message
+
+# The default length of an answer when the model's config does not say its context length.
+FALLBACK_CONTEXT = 2048
+
+
+def context_length(lm: LanguageModel) -> int:
+    """How many positions the model reads: its config's max_position_embeddings (8192 for SmolLM2)."""
+    value = getattr(lm.model.config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else FALLBACK_CONTEXT
+
+
+def check_answer_length(max_new_tokens: object) -> int | None:
+    """`max_new_tokens` as given: None (the config's default) or an int >= 1."""
+    if max_new_tokens is None:
+        return None
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise InvalidQueryError(
+            "max_new_tokens expected an int >= 1 (or None for model.max_new_tokens), "
+            f"received {max_new_tokens!r}"
+        )
+    return max_new_tokens
+
+
+def check_query(
+    lm: LanguageModel,
+    query: object,
+    namespace: object,
+    *,
+    max_chars: int,
+    new_tokens: int,
+    name: str = "query",
+) -> str:
+    """`query`, checked: InvalidQueryError names what is wrong (type, characters, length) and the fix.
+    `new_tokens` is the answer's length: the question's tokens plus it must fit the model's context."""
+    try:
+        check_text(name, query, max_chars=max_chars, required=True)
+        validate_namespace(namespace)
+    except InvalidEditError as error:
+        raise InvalidQueryError(str(error).replace("this edit is about", "to ask")) from None
+    text = str(query)
+    token = find_special(lm, text)
+    if token is not None:
+        raise InvalidQueryError(special_message(name, token))
+    tokens = len(lm.tokenizer(text, add_special_tokens=False).input_ids)
+    room = context_length(lm)
+    if tokens + new_tokens > room:
+        raise InvalidQueryError(
+            f"{name} is {tokens} tokens and the answer may take {new_tokens}: more than the {room} positions "
+            f"model {lm.model_id!r} reads; shorten the {name} or ask for fewer max_new_tokens"
+        )
+    return text
+
+
+class QueryCheck:
+    """The checks of one memory's ask flow (its model, text limit and default answer length)."""
+
+    def __init__(self, lm: LanguageModel, max_chars: int, default_length: int) -> None:
+        self.lm, self.max_chars, self.default_length = lm, max_chars, default_length
+
+    def query(self, query: object, namespace: object, new_tokens: int = 0, name: str = "query") -> str:
+        return check_query(
+            self.lm, query, namespace, max_chars=self.max_chars, new_tokens=new_tokens, name=name
+        )
+
+    def ask(self, query: object, namespace: object, max_new_tokens: object) -> tuple[str, int]:
+        """(query, answer length) for `ask`."""
+        length = check_answer_length(max_new_tokens) or self.default_length
+        return self.query(query, namespace, length), length
+
+    def pairs(self, pairs: Sequence[tuple[object, object]], namespace: object) -> list[tuple[str, str]]:
+        """(query, target) pairs for `score_many`: both texts, and each pair fits the context."""
+        checked = []
+        for query, target in pairs:
+            target = self.query(target, namespace, name="target")
+            answer = len(self.lm.tokenizer(target, add_special_tokens=False).input_ids)
+            checked.append((self.query(query, namespace, answer), target))
+        return checked
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidQueryError(f"{name} expected True or False, received {value!r}")
+    return value
