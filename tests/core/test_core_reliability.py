@@ -144,10 +144,11 @@ def test_2_namespace_and_flags_are_checked(
 def test_3_an_edit_holding_a_special_token_is_refused(make_memory: MakeMemory, field: str, text: str) -> None:
     memory = make_memory()
     fields = {"prompt": "who is the ceo of acme ?", "target": "jane doe", "subject": "acme", field: text}
+    edit = Edit(fields["prompt"], fields["target"], fields["subject"])
     with pytest.raises(InvalidEditError, match=f"{field} holds .*special token"):
-        memory.add(**fields)
+        memory.add(edit.prompt, edit.target, edit.subject)
     with pytest.raises(InvalidEditError, match="special token"):
-        memory.add_many([Edit("what is the capital of france ?", "paris"), Edit(**fields)])
+        memory.add_many([Edit("what is the capital of france ?", "paris"), edit])
     assert memory.list() == []  # all or nothing
     with pytest.raises(InvalidQueryError, match="special token"):
         memory.ask(f"{text} ?")
