@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -172,11 +173,20 @@ def check_text(name: str, value: object, *, max_chars: int, required: bool) -> N
 
 
 def validate_namespace(namespace: object) -> str:
-    """Return `namespace` if it is a non-empty, non-whitespace str of <= 200 chars without control chars."""
+    """Return `namespace` if it is a non-empty str of <= 200 chars without control characters, in its
+    one written form: lowercase (NFKC casefolded), no tab or newline, no space at either end nor two
+    in a row. "DEFAULT", "default " and a full-width "ｄｅｆａｕｌｔ" would print like "default" and
+    be another namespace: they are refused, with the name to use."""
     check_text("namespace", namespace, max_chars=MAX_NAMESPACE_CHARS, required=True)
     name = cast(str, namespace)
     if "\n" in name or "\t" in name:
         raise InvalidEditError(f"namespace expected a name without tabs or newlines, received {name!r}")
+    canonical = " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+    if name != canonical:
+        raise InvalidEditError(
+            f"namespace expected one written form (lowercase, no space at the ends or twice), received "
+            f"{name!r}; use {canonical!r}"
+        )
     return name
 
 

@@ -8,6 +8,7 @@ import datetime as dt
 import math
 
 from memory_store import EditRecord
+from recall.display import fact, one_line
 from recall.memory import EditMemory
 from recall.results import Answer, EditResult, id_list
 
@@ -17,8 +18,7 @@ def _when(timestamp: float) -> str:
 
 
 def _line(record: EditRecord) -> str:
-    fact = f"{record.prompt} => {record.target}"
-    return f"{record.edit_id[:8]}  {record.status:<10}  {record.namespace:<10}  {fact}"
+    return f"{record.edit_id[:8]}  {record.status:<10}  {record.namespace:<10}  {fact(record)}"
 
 
 def explain(answer: Answer) -> str:
@@ -30,7 +30,9 @@ def explain(answer: Answer) -> str:
         lines = [f"threshold {retrieval.threshold:.3f} ({answer.backend} backend)"]
         for hit in retrieval.hits:
             mark = retrieval.verdict(hit)
-            lines.append(f"  {hit.score:.3f}  {mark:<8}  {hit.record.edit_id[:8]}  {hit.record.statement}")
+            lines.append(
+                f"  {hit.score:.3f}  {mark:<8}  {hit.record.edit_id[:8]}  {one_line(hit.record.statement)}"
+            )
         if not retrieval.hits:
             lines.append("  no edits in this namespace")
     if retrieval.declined:
@@ -46,10 +48,10 @@ def explain(answer: Answer) -> str:
 def _print_neighbours(result: EditResult) -> None:
     """The active edits left beside an added or restored one: same question, or close with another answer."""
     for other in result.conflicts:
-        print(f"kept beside {other.edit_id}: {other.prompt} => {other.target}")
+        print(f"kept beside {other.edit_id}: {fact(other)}")
     for hit in result.similar:
         record = hit.record
-        print(f"similar {record.edit_id} ({hit.score:.2f}): {record.prompt} => {record.target}")
+        print(f"similar {record.edit_id} ({hit.score:.2f}): {fact(record)}")
     others = [r.edit_id[:8] for r in result.conflicts] + [h.record.edit_id[:8] for h in result.similar]
     if others:
         print(f"  (all stay active; if this edit replaces one: recall forget {' or '.join(others)})")
@@ -59,9 +61,9 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "edit":
         result = memory.add(args.prompt, args.target, args.subject, args.namespace, policy=args.policy)
-        print(f"added {result.edit_id}: {result.record.prompt} => {result.record.target}")
+        print(f"added {result.edit_id}: {fact(result.record)}")
         for old in result.superseded:
-            print(f"superseded {old.edit_id}: {old.prompt} => {old.target}")
+            print(f"superseded {old.edit_id}: {fact(old)}")
             print(f"  (not the same question? `recall restore {old.edit_id[:8]}` brings it back)")
         _print_neighbours(result)
     elif command == "ask":
@@ -74,10 +76,10 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
             print(explain(answer))
     elif command == "forget":
         record = memory.forget(memory.find(args.edit_id).edit_id)
-        print(f"forgot {record.edit_id}: {record.prompt} => {record.target}")
+        print(f"forgot {record.edit_id}: {fact(record)}")
     elif command == "restore":
         result = memory.restore(memory.find(args.edit_id).edit_id)
-        print(f"restored {result.edit_id}: {result.record.prompt} => {result.record.target}")
+        print(f"restored {result.edit_id}: {fact(result.record)}")
         _print_neighbours(result)
     elif command == "list":
         namespace = None if args.every_namespace else args.namespace
@@ -101,6 +103,6 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
         print(_line(found))
         for event in memory.history(found.edit_id):
             linked = f" ({event.other_id[:8]})" if event.other_id else ""
-            reason = f": {event.reason}" if event.reason else ""
+            reason = f": {one_line(event.reason)}" if event.reason else ""
             print(f"  {_when(event.at)}  {event.kind}{linked}{reason}")
     return 0

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from memory_store import InvalidEditError, validate_namespace
 from recall.paths import data_dir
 
 CommandKind = Literal[
@@ -45,7 +46,7 @@ ALL_NAMESPACES = "*"  # `:list *` lists every namespace
 log = logging.getLogger(__name__)
 
 _ID_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_ID_PREFIX},32}}")
-_NAMESPACE = re.compile(r"\w[\w.@/-]*")  # letters, digits, _ . @ / -
+_NAMESPACE = re.compile(r"\w[\w.@/-]*")  # lowercase letters, digits, _ . @ / -
 
 # name -> (argument usage, one-line summary), in the order :help shows them
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -125,6 +126,10 @@ def _parse_id(name: str, rest: str) -> Command:
 
 
 def valid_namespace(name: str) -> bool:
+    try:
+        validate_namespace(name)  # the store's one written form: lowercase, NFKC
+    except InvalidEditError:
+        return False
     return bool(_NAMESPACE.fullmatch(name))
 
 
@@ -132,7 +137,7 @@ def _parse_namespace(name: str, rest: str) -> Command:
     kinds: dict[str, CommandKind] = {"ns": "ns", "list": "list", "conflicts": "conflicts"}
     kind = kinds[name]
     if rest and not (valid_namespace(rest) or (kind != "ns" and rest == ALL_NAMESPACES)):
-        return _usage_hint(name, f"{rest!r} is not a namespace name (letters, digits, _ . @ / -)")
+        return _usage_hint(name, f"{rest!r} is not a namespace name (lowercase letters, digits, _ . @ / -)")
     return Command(kind, text=rest)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recall.backends import Capability, get_backend, registered_backends
+from recall.display import fact, one_line
 from recall.errors import RecallError, StoreError
 from recall.interface import MemoryInterface
 from recall.repl.commands import (
@@ -23,7 +24,7 @@ from recall.repl.commands import (
     parse_line,
     short_id,
 )
-from recall.repl.views import fact, show_conflicts, show_history, show_why, when
+from recall.repl.views import show_conflicts, show_history, show_why, when
 
 if TYPE_CHECKING:
     from recall.results import Answer, EditResult
@@ -232,7 +233,7 @@ class Repl:
             self.out.note(f"no active edits in {scope}")
             return
         rows = [
-            [short_id(r.edit_id), r.namespace, r.prompt, r.target, when(r.created_at)]
+            [short_id(r.edit_id), r.namespace, one_line(r.prompt), one_line(r.target), when(r.created_at)]
             for r in sorted(records, key=lambda r: r.created_at)
         ]
         title = f"{len(records)} active edit{'s' * (len(records) != 1)} in {scope}"

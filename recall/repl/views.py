@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from recall.display import fact, one_line
 from recall.repl.commands import Output, short_id
 from recall.results import id_list
 
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
 
 def when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
-def fact(record: EditRecord) -> str:
-    return f"{record.prompt} => {record.target}"
 
 
 def show_why(out: Output, answer: Answer, sentinel_name: str) -> None:
@@ -42,7 +39,7 @@ def show_why(out: Output, answer: Answer, sentinel_name: str) -> None:
         ]
         for hit in retrieval.hits
     ]
-    out.line(f"why: {retrieval.query}")
+    out.line(f"why: {one_line(retrieval.query)}")
     if rows:
         out.table(["rank", "id", "score", "admitted", "edit"], rows)
     elif math.isnan(retrieval.threshold):

@@ -3,14 +3,20 @@ issue has its test here (the real-model ones are in test_core_reliability_real.p
 
 from __future__ import annotations
 
+import argparse
+import io
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from recall.cli.memory import run_memory_command
 from recall.config import load_config
+from recall.display import fact
 from recall.errors import ConflictError, InvalidEditError, InvalidQueryError, RecallError
 from recall.memory import EditMemory
+from recall.repl.commands import Output, parse_line
+from recall.repl.session import Repl
 from recall.results import Edit
 from recall.retrieval.encoder import HashingEncoder
 from recall.retrieval.identifiers import identifiers, name_other_things
@@ -167,3 +173,58 @@ def test_3_joiners_stay_allowed_for_scripts_and_emoji(make_memory: MakeMemory) -
     memory = make_memory()
     text = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 👩\u200d💻"  # Persian ZWNJ, an emoji ZWJ
     assert memory.add("who is the ceo of acme ?", text).record.target == text
+
+
+FORGED_LINE = "jane doe\n0123abcd  active      default     who is the ceo of acme ? => marta quinlan"
+
+
+def test_4_stored_text_cannot_forge_lines_of_the_cli(
+    make_memory: MakeMemory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    memory = make_memory()
+    added = memory.add("who is the ceo of acme ?", FORGED_LINE)
+    capsys.readouterr()
+    run_memory_command(
+        memory, argparse.Namespace(command="list", namespace="default", every_namespace=False, all=False)
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2  # the edit, then the count
+    assert lines[0].startswith(added.edit_id[:8])
+    assert lines[0].endswith(
+        "=> jane doe\\n0123abcd  active      default     who is the ceo of acme ? => marta quinlan"
+    )
+    run_memory_command(memory, argparse.Namespace(command="history", edit_id=added.edit_id[:8]))
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the edit, one event
+
+
+def test_4_the_repl_prints_stored_text_on_one_line(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    memory.add("who is the ceo of acme ?", FORGED_LINE)
+    out = io.StringIO()
+    session = Repl(memory, Output(out))
+    session.handle_line(":list")
+    shown = out.getvalue().splitlines()
+    assert len(shown) == 3  # title, header, the edit
+    assert shown[2].count("0123abcd") == 1
+    assert fact(memory.list()[0]).endswith(
+        "jane doe\\n0123abcd  active      default     who is the ceo of acme ? => marta quinlan"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "use"),
+    [
+        ("DEFAULT", "default"),
+        ("default ", "default"),
+        (" work", "work"),
+        ("ｄｅｆａｕｌｔ", "default"),
+        ("my  team", "my team"),
+    ],
+)
+def test_4_namespaces_have_one_written_form(make_memory: MakeMemory, name: str, use: str) -> None:
+    memory = make_memory()
+    with pytest.raises(InvalidEditError, match=f"use '{use}'"):
+        memory.add("who is the ceo of acme ?", "jane doe", namespace=name)
+    with pytest.raises(InvalidQueryError, match=f"use '{use}'"):
+        memory.ask("who is the ceo of acme ?", name)
+    assert parse_line(f":ns {name.strip()}").kind == ("ns" if name.strip() == use else "invalid")

@@ -89,7 +89,7 @@ BAD_CALLS = [
          lambda s, r, k: s.add(record(9), np.ones((1, 1, DIM), np.float32))),
     case("empty prompt", InvalidEditError, "prompt expected non-empty text",
          lambda s, r, k: s.add(EditRecord(prompt="  ", target="A"), k[0])),
-    case("control char", InvalidEditError, "control characters",
+    case("control char", InvalidEditError, "without control or invisible format characters",
          lambda s, r, k: s.add(EditRecord(prompt="Q\x00", target="A"), k[0])),
     case("too long", InvalidEditError, "at most 10000 characters",
          lambda s, r, k: s.add(EditRecord(prompt="Q" * 10_001, target="A"), k[0])),
