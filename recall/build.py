@@ -4,16 +4,21 @@ that changes weights owns private copies of what it changes, recall/lm/weights.p
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memory_store import FixedSentinel, LearnedSentinel, MemoryStore, Sentinel, load_sentinel
+from memory_store import FixedSentinel, LearnedSentinel, MemoryStore, Sentinel, StoreError, load_sentinel
+from memory_store.files import fsync_dir
+from memory_store.manifest import MANIFEST_NAME, read_manifest
 from recall._version import __version__
 from recall.backends import EditBackend, get_backend, registered_backends
 from recall.config import RecallConfig, config_from_dict
-from recall.errors import ConfigError, IncompatibleArtifactError
+from recall.errors import ConfigError, IncompatibleArtifactError, MemoryExistsError
 from recall.lm.devices import resolve_device
 from recall.lm.loading import LanguageModel, load_lm
 from recall.retrieval.encoder import Encoder
@@ -99,42 +104,83 @@ def create_parts(
     encoder: Encoder | None,
     device: str | None,
 ) -> MemoryParts:
-    """A new memory directory (it must not hold one yet) and its parts. `device` ('auto', 'cpu',
-    'cuda[:N]') is where model and encoder run (default: `lm`'s, else auto); it is not stored."""
+    """A new memory directory and its parts. `device` ('auto', 'cpu', 'cuda[:N]') is where model and
+    encoder run (default: `lm`'s, else auto); it is not stored.
+
+    Atomic: the store, its manifest (model and config) and the sentinel are written in a staging folder
+    beside `path`, which is renamed to `path` once complete; a crash leaves no memory (only the staging
+    folder, ".NAME.creating-*"), never one that opens with other settings. MemoryExistsError when `path`
+    holds a memory or other files."""
+    path = Path(path)
+    _check_new(path)
     device = device or (str(lm.device) if lm is not None else "auto")
     lm = lm or shared_lm(config.model.name, device)
     encoder = encoder or shared_encoder(config.encoder.name, config.encoder.batch_size, device)
+    backend = build_backend(config, lm)  # a bad backend config fails here, before anything is written
+    staging = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:12]}"
+    try:
+        with MemoryStore.open(
+            staging,
+            dim=encoder.dim,
+            encoder_id=encoder.encoder_id,
+            create=True,
+            index=config.store.index,
+            hnsw_min_rows=config.store.hnsw_min_rows,
+            max_text_chars=config.store.max_text_chars,
+        ) as store:
+            extra = {"model": lm.model_id, "model_fingerprint": lm.fingerprint, "config": config.to_dict()}
+            store.update_manifest({**extra, "recall_version": __version__})
+            build_sentinel(config, store.sentinel_dir, encoder).save(store.sentinel_dir)
+        _publish(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return open_parts(path, lm=lm, model=None, device=device, encoder=encoder, backend=backend)
+
+
+def _check_new(path: Path) -> None:
+    if (path / MANIFEST_NAME).exists():
+        raise MemoryExistsError(
+            f"a memory already exists at {str(path)!r}; open it (EditMemory.open, or the CLI's --memory) "
+            "or create the new one at another path"
+        )
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise MemoryExistsError(
+            f"{str(path)!r} is a file or a folder with other files in it; create the memory at a new or "
+            "empty path"
+        )
+
+
+def _publish(staging: Path, path: Path) -> None:
+    """Rename the complete staging folder to `path` (an empty folder there is replaced)."""
+    try:
+        os.replace(staging, path)
+    except OSError as error:  # another process created a memory at `path` meanwhile
+        raise MemoryExistsError(f"could not create the memory at {str(path)!r}: {error}") from None
+    fsync_dir(path.parent)
+
+
+def open_parts(
+    path: str | Path,
+    *,
+    lm: LanguageModel | None,
+    model: str | None,
+    device: str | None,
+    encoder: Encoder | None = None,
+    backend: EditBackend | None = None,
+) -> MemoryParts:
+    """The parts of an existing memory, with the model, config and store settings it was created with;
+    the backend has loaded what it saved (the caller syncs it with the store). `encoder` and `backend`
+    are the ones create_parts just made."""
+    config = config_from_dict(_saved_extra(Path(path)).get("config", {}))
     store = MemoryStore.open(
         path,
-        dim=encoder.dim,
-        encoder_id=encoder.encoder_id,
-        create=True,
         index=config.store.index,
         hnsw_min_rows=config.store.hnsw_min_rows,
         max_text_chars=config.store.max_text_chars,
     )
     try:
-        extra = {"model": lm.model_id, "model_fingerprint": lm.fingerprint, "config": config.to_dict()}
-        store.update_manifest({**extra, "recall_version": __version__})
-        sentinel = build_sentinel(config, store.sentinel_dir, encoder)
-        sentinel.save(store.sentinel_dir)
-        backend = build_backend(config, lm)
-        backend.load(store.path / "backend")  # a backend may keep the folder to write its state as it goes
-    except BaseException:
-        store.close()  # a bad config must not leave the store open (and locked)
-        raise
-    return MemoryParts(store, lm, encoder, sentinel, backend, config)
-
-
-def open_parts(
-    path: str | Path, *, lm: LanguageModel | None, model: str | None, device: str | None
-) -> MemoryParts:
-    """The parts of an existing memory, with the model and config it was created with; the backend has
-    loaded what it saved (the caller syncs it with the store)."""
-    store = MemoryStore.open(path)
-    try:
         extra = store.manifest.get("extra", {})
-        config = config_from_dict(extra.get("config", {}))
         wanted = lm.model_id if lm is not None else model
         if wanted is not None and wanted != extra.get("model"):
             raise IncompatibleArtifactError(
@@ -143,19 +189,28 @@ def open_parts(
             )
         device = device or (str(lm.device) if lm is not None else "auto")
         lm = lm or shared_lm(str(extra.get("model", config.model.name)), device)
-        encoder = shared_encoder(config.encoder.name, config.encoder.batch_size, device)
+        encoder = encoder or shared_encoder(config.encoder.name, config.encoder.batch_size, device)
         if encoder.encoder_id != store.encoder_id:
             raise IncompatibleArtifactError(
                 f"memory {str(path)!r} was built with encoder {store.encoder_id!r}, "
                 f"not {encoder.encoder_id!r}"
             )
         sentinel = build_sentinel(config, store.sentinel_dir, encoder)
-        backend = build_backend(config, lm)
-        backend.load(store.path / "backend")
+        backend = backend or build_backend(config, lm)
+        backend.load(store.path / "backend")  # a backend may keep the folder to write its state as it goes
     except BaseException:
         store.close()
         raise
     return MemoryParts(store, lm, encoder, sentinel, backend, config)
+
+
+def _saved_extra(path: Path) -> dict[str, Any]:
+    """The manifest's `extra` (model, config), read before the store opens so that its settings apply;
+    the store's own open reports a missing or damaged manifest."""
+    try:
+        return dict(read_manifest(path).get("extra", {}))
+    except StoreError:
+        return {}
 
 
 def memory_info(parts: MemoryParts) -> dict[str, Any]:

@@ -20,6 +20,7 @@ __all__ = [
     "IncompatibleArtifactError",
     "InvalidEditError",
     "InvalidQueryError",
+    "MemoryExistsError",
     "ModelNotAvailableError",
     "RecallError",
     "StoreError",
@@ -59,3 +60,7 @@ class ConflictError(RecallError, ValueError):
 
 class InvalidQueryError(RecallError, ValueError):
     """A question (or its answer length) that cannot be asked: wrong type, control characters, too long."""
+
+
+class MemoryExistsError(RecallError, FileExistsError):
+    """A new memory was asked for at a path that holds a memory (or other files) already."""

@@ -4,16 +4,21 @@ issue has its test here (the real-model ones are in test_core_reliability_real.p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from memory_store import MemoryNotFoundError
+from recall import build
 from recall.cli.memory import run_memory_command
-from recall.config import load_config
+from recall.config import RecallConfig, load_config
 from recall.display import fact
-from recall.errors import ConflictError, InvalidEditError, InvalidQueryError, RecallError
+from recall.errors import ConflictError, InvalidEditError, InvalidQueryError, MemoryExistsError, RecallError
+from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.repl.commands import Output, parse_line
 from recall.repl.session import Repl
@@ -228,3 +233,62 @@ def test_4_namespaces_have_one_written_form(make_memory: MakeMemory, name: str, 
     with pytest.raises(InvalidQueryError, match=f"use '{use}'"):
         memory.ask("who is the ceo of acme ?", name)
     assert parse_line(f":ns {name.strip()}").kind == ("ns" if name.strip() == use else "invalid")
+
+
+def test_5_an_interrupted_create_leaves_no_memory(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_config: RecallConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest was written before the config: a kill between them left a memory that reopened with
+    the defaults. Now everything is written in a staging folder, renamed once complete."""
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt  # stands for a kill after the store and its manifest were written
+
+    monkeypatch.setattr(build, "build_sentinel", killed)
+    with pytest.raises(KeyboardInterrupt):
+        EditMemory.create(tmp_path / "memory", tiny_config, lm=tiny_lm, encoder=HashingEncoder())
+    assert list(tmp_path.iterdir()) == []  # no memory, no staging folder
+    with pytest.raises(MemoryNotFoundError):
+        EditMemory.open(tmp_path / "memory", lm=tiny_lm)
+
+
+def test_5_a_created_memory_is_complete_when_its_manifest_appears(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_config: RecallConfig
+) -> None:
+    config = dataclasses.replace(tiny_config, retrieval=dataclasses.replace(tiny_config.retrieval, top_k=3))
+    EditMemory.create(tmp_path / "memory", config, lm=tiny_lm, encoder=HashingEncoder()).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["memory"]
+    with EditMemory.open(tmp_path / "memory", lm=tiny_lm) as memory:
+        assert memory.config == config
+
+
+def test_6_create_never_overwrites_a_memory(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_config: RecallConfig
+) -> None:
+    with EditMemory.create(tmp_path / "memory", tiny_config, lm=tiny_lm, encoder=HashingEncoder()) as memory:
+        memory.add("who is the ceo of acme ?", "jane doe")
+    other = load_config(backend="lte", overrides=[*BASE, "retrieval.top_k=2"])
+    with pytest.raises(MemoryExistsError, match="already exists"):
+        EditMemory.create(tmp_path / "memory", other, lm=tiny_lm, encoder=HashingEncoder())
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(MemoryExistsError, match="other files"):
+        EditMemory.create(tmp_path / "notes", other, lm=tiny_lm, encoder=HashingEncoder())
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    with EditMemory.open(tmp_path / "memory", lm=tiny_lm) as memory:
+        assert memory.config == tiny_config
+        assert [r.target for r in memory.list()] == ["jane doe"]
+    (tmp_path / "empty").mkdir()  # an empty folder is fine
+    EditMemory.create(tmp_path / "empty", other, lm=tiny_lm, encoder=HashingEncoder()).close()
+
+
+def test_7_open_keeps_the_store_settings_the_memory_was_created_with(
+    tmp_path: Path, tiny_lm: LanguageModel
+) -> None:
+    config = load_config(backend="lte", overrides=[*BASE, "store.max_text_chars=40", "store.index=hnsw"])
+    EditMemory.create(tmp_path / "memory", config, lm=tiny_lm, encoder=HashingEncoder()).close()
+    with EditMemory.open(tmp_path / "memory", lm=tiny_lm) as memory:
+        assert memory.store.max_text_chars == 40
+        assert memory.store.index_kind == "hnsw"
+        with pytest.raises(InvalidEditError, match="at most 40 characters"):
+            memory.add("who is the ceo of acme ?", "jane doe " * 10)
