@@ -13,6 +13,7 @@ __all__ = [
     "InvalidTransitionError",
     "InvalidVectorError",
     "MemoryNotFoundError",
+    "ReadOnlyStoreError",
     "StoreClosedError",
     "StoreError",
     "StoreLockedError",
@@ -73,3 +74,7 @@ class StoreLockedError(StoreError):
 
 class StoreClosedError(StoreError):
     """The MemoryStore was closed; open the memory again to use it."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write to a memory opened read-only (or on storage that cannot be written)."""

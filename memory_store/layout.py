@@ -18,7 +18,7 @@ LOCK_NAME = "lock"
 
 
 def _open_existing(
-    directory: Path, dim: int | None, encoder_id: str | None
+    directory: Path, dim: int | None, encoder_id: str | None, read_only: bool
 ) -> tuple[dict[str, Any], EditDatabase]:
     manifest = read_manifest(directory)
     check_compatible(manifest, directory, dim, encoder_id)
@@ -27,7 +27,7 @@ def _open_existing(
         raise CorruptStoreError(
             f"memory at {str(directory)!r} expected {DATABASE_NAME} beside its manifest, received none"
         )
-    db = EditDatabase(directory / DATABASE_NAME)
+    db = EditDatabase(directory / DATABASE_NAME, read_only=read_only)
     try:
         meta = db.check_schema()
         if meta.get("store_id") != manifest["store_id"] or meta.get("dim") != str(manifest["dim"]):
@@ -62,9 +62,12 @@ def _create(directory: Path, dim: int, encoder_id: str | None) -> tuple[dict[str
 
 
 def open_layout(
-    directory: Path, *, dim: int | None, encoder_id: str | None, create: bool
+    directory: Path, *, dim: int | None, encoder_id: str | None, create: bool, read_only: bool = False
 ) -> tuple[dict[str, Any], EditDatabase, ProcessLock]:
-    """Lock the memory at `directory`, then open (or, with `create`, make) its manifest and database."""
+    """Lock the memory at `directory`, then open (or, with `create`, make) its manifest and database;
+    `read_only` writes nothing at all (not even the lock's pid)."""
+    if read_only and create:
+        raise InvalidArgumentError("a memory cannot be created read-only: pass create=False")
     exists = (directory / MANIFEST_NAME).exists()
     if not exists and not create:
         raise MemoryNotFoundError(
@@ -77,12 +80,13 @@ def open_layout(
         )
     if directory.exists() and not directory.is_dir():
         raise InvalidArgumentError(f"memory path expected a directory, received the file {str(directory)!r}")
-    directory.mkdir(parents=True, exist_ok=True)
-    lock = ProcessLock(directory / LOCK_NAME)
+    if not read_only:
+        directory.mkdir(parents=True, exist_ok=True)
+    lock = ProcessLock(directory / LOCK_NAME, read_only=read_only)
     try:
         # Checked again under the lock: another process may have created the memory meanwhile.
         if (directory / MANIFEST_NAME).exists():
-            manifest, db = _open_existing(directory, dim, encoder_id)
+            manifest, db = _open_existing(directory, dim, encoder_id, read_only)
         elif dim is None:
             raise InvalidArgumentError(f"creating a memory at {str(directory)!r} expected dim, received None")
         else:

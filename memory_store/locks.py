@@ -15,23 +15,24 @@ __all__ = ["ProcessLock", "ReadWriteLock"]
 
 
 class ProcessLock:
-    """An exclusive, non-blocking `flock` on `<memory>/lock` that records the holder's pid.
+    """An exclusive, non-blocking `flock` on the memory directory itself, and the holder's pid in
+    `<memory>/lock` (for the message a refused opener gets).
 
-    The kernel drops a flock when its holder dies (even by SIGKILL), so a crash never leaves a stale
-    lock behind. The lock belongs to an open file description, so a second open of the same memory
-    inside one process is refused too: share the first MemoryStore instead.
+    The directory is locked, not the file: deleting `lock` cannot let a second process in while the
+    first holds the memory. The kernel drops a flock when its holder dies (even by SIGKILL), so a crash
+    never leaves a stale lock behind. The lock belongs to an open file description, so a second open of
+    the same memory inside one process is refused too: share the first MemoryStore instead. `read_only`
+    writes nothing (the pid file is left as it is): a memory on read-only storage can still be locked.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
-        # "a+" creates the file without truncating it, so a refused opener can still read the holder's pid.
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        self._fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
+            os.close(self._fd)
+            holder = _holder(path)
             who = f"process {holder}" if holder else "another process"
             if holder == str(os.getpid()):
                 who = f"this process (pid {holder}), through another MemoryStore"
@@ -39,20 +40,32 @@ class ProcessLock:
                 f"memory at {str(path.parent)!r} expected to be free, but it is held open by {who}; "
                 "close that store first (one process at a time may open a memory)"
             ) from exc
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._handle = handle
+        self._pid_written = False
+        if not read_only:
+            try:
+                path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+                self._pid_written = True
+            except OSError:
+                self.release()
+                raise
 
     def release(self) -> None:
         """Give the lock up; the file stays, since deleting it would race with the next opener."""
-        if self._handle.closed:
+        if self._fd < 0:
             return
-        with contextlib.suppress(OSError):
-            self._handle.truncate(0)
-        fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-        self._handle.close()
+        if self._pid_written:
+            with contextlib.suppress(OSError):
+                self.path.write_text("", encoding="utf-8")
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = -1
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 class ReadWriteLock:

@@ -6,12 +6,18 @@ import contextlib
 import json
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from memory_store.errors import CorruptStoreError, DuplicateEditError, IncompatibleArtifactError
+from memory_store.errors import (
+    CorruptStoreError,
+    DuplicateEditError,
+    IncompatibleArtifactError,
+    ReadOnlyStoreError,
+)
 from memory_store.records import EditRecord, EventKind, HistoryEvent, Status
 from memory_store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, record_of_row
 
@@ -20,9 +26,12 @@ __all__ = ["SCHEMA_VERSION", "EditDatabase", "KeyRows", "Transaction"]
 BUSY_TIMEOUT_S = 10.0
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), never implicit.
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    target: str | Path = _read_only_uri(path) if read_only else path
+    conn = sqlite3.connect(
+        target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False, uri=read_only
+    )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA synchronous = FULL")
@@ -31,6 +40,16 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _read_only_uri(path: Path) -> str:
+    """A URI that reads `path` and writes nothing. Without a write-ahead log (a memory closed cleanly)
+    every commit is in the main file, so it is opened immutable: SQLite then creates no -wal or -shm
+    file, which read-only storage would refuse. With one (the last writer was killed), its commits must
+    be read through it: mode=ro, which needs the -shm file beside it."""
+    wal = path.with_name(path.name + "-wal")
+    has_log = wal.exists() and wal.stat().st_size > 0
+    return f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro{'' if has_log else '&immutable=1'}"
 
 
 class KeyRows:
@@ -120,16 +139,27 @@ class EditDatabase:
     readers see the last committed state while a write is in progress.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         try:
-            self._writer = _connect(path)
-            mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self._writer = _connect(path, read_only)
+            pragma = "PRAGMA journal_mode" if read_only else "PRAGMA journal_mode = WAL"
+            mode = self._writer.execute(pragma).fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if read_only:  # a write-ahead log to read, and no -shm file beside it on read-only storage
+                raise ReadOnlyStoreError(
+                    f"{str(path)!r} holds commits in its write-ahead log that read-only access cannot "
+                    f"read ({exc}); open the memory once on writable storage, then close it"
+                ) from exc
+            raise CorruptStoreError(
+                f"{str(path)!r} expected an SQLite database, received an error: {exc}"
+            ) from exc
         except sqlite3.DatabaseError as exc:  # "file is not a database"
             raise CorruptStoreError(
                 f"{str(path)!r} expected an SQLite database, received an error: {exc}"
             ) from exc
-        if str(mode).lower() != "wal":
+        if str(mode).lower() != "wal" and not read_only:  # immutable reads report "delete"
             self._writer.close()
             raise CorruptStoreError(f"{str(path)!r} expected journal_mode 'wal', received {mode!r}")
         self._pool: list[sqlite3.Connection] = []
@@ -179,6 +209,10 @@ class EditDatabase:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """BEGIN IMMEDIATE ... COMMIT; any exception rolls everything back and propagates."""
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"{str(self.path.parent)!r} is open read-only; open it without read_only to change it"
+            )
         self._writer.execute("BEGIN IMMEDIATE")
         try:
             yield Transaction(self._writer)
@@ -201,7 +235,7 @@ class EditDatabase:
         with self._pool_lock:
             conn = self._pool.pop() if self._pool else None
         if conn is None:
-            conn = _connect(self.path)
+            conn = _connect(self.path, self.read_only)
             conn.execute("PRAGMA query_only = ON")
             with self._pool_lock:
                 self._all_readers.append(conn)

@@ -38,6 +38,7 @@ from memory_store.errors import (
     CorruptStoreError,
     EditNotFoundError,
     InvalidArgumentError,
+    ReadOnlyStoreError,
     StoreClosedError,
 )
 from memory_store.index import IndexKind, VectorIndex
@@ -86,6 +87,7 @@ class MemoryStore:
         self._index_mode = index_mode
         self._hnsw_min_rows = hnsw_min_rows
         self.max_text_chars = max_text_chars
+        self.read_only = db.read_only
         self._write_lock = threading.RLock()  # one writer at a time (SQLite writer connection, index changes)
         self._rw = ReadWriteLock()  # index and catalog: many searches, or one writer applying a commit
         self._closed = False
@@ -96,7 +98,8 @@ class MemoryStore:
         self._index: VectorIndex = state.index
         self._catalog: Catalog = state.catalog
         self._cached_rows = state.cached_rows
-        if kind == "hnsw" and self._index.ntotal - self._cached_rows > max(10_000, self._index.ntotal // 10):
+        behind = self._index.ntotal - self._cached_rows
+        if kind == "hnsw" and not self.read_only and behind > max(10_000, self._index.ntotal // 10):
             self._save_index_cache()  # an expensive rebuild: keep it, even if this process later crashes
 
     # ------------------------------------------------------------------ open / close
@@ -104,9 +107,10 @@ class MemoryStore:
     def open(
         cls, path: str | os.PathLike[str], *, dim: int | None = None, encoder_id: str | None = None,
         create: bool = False, index: IndexMode = "auto", hnsw_min_rows: int = 50_000,
-        max_text_chars: int = MAX_TEXT_CHARS,
+        max_text_chars: int = MAX_TEXT_CHARS, read_only: bool = False,
     ) -> MemoryStore:  # fmt: skip
         """Open the memory at `path`; with `create=True` make it first if it does not exist (needs `dim`).
+        `read_only` writes no file (storage that cannot be written); writes raise ReadOnlyStoreError.
 
         Raises MemoryNotFoundError (nothing there and create=False), IncompatibleArtifactError (dim or
         encoder_id differ from the manifest), StoreLockedError (another process has it open).
@@ -120,7 +124,9 @@ class MemoryStore:
         if encoder_id is not None and not isinstance(encoder_id, str):
             raise InvalidArgumentError(f"encoder_id expected a str or None, received {encoder_id!r}")
         directory = Path(path)
-        manifest, db, lock = open_layout(directory, dim=dim, encoder_id=encoder_id, create=create)
+        manifest, db, lock = open_layout(
+            directory, dim=dim, encoder_id=encoder_id, create=create, read_only=read_only
+        )
         try:
             return cls(
                 directory, manifest, db, lock,
@@ -138,7 +144,11 @@ class MemoryStore:
                 return
             self._closed = True
             try:
-                if self._index.kind == "hnsw" and self._index.ntotal != self._cached_rows:
+                if (
+                    self._index.kind == "hnsw"
+                    and self._index.ntotal != self._cached_rows
+                    and not self.read_only
+                ):
                     self._save_index_cache()
             finally:
                 self._db.close()
@@ -182,6 +192,8 @@ class MemoryStore:
             raise InvalidArgumentError(f"extra expected a mapping with str keys, received {extra!r:.200}")
         with self._write_lock:
             self._check_open("update_manifest")
+            if self.read_only:
+                raise ReadOnlyStoreError(f"{str(self.path)!r} is open read-only; its manifest cannot change")
             updated = copy.deepcopy(self._manifest)
             updated["extra"].update(copy.deepcopy(dict(extra)))
             write_manifest(self.path, updated)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from recall.lm.devices import resolve_device
 from recall.lm.loading import LanguageModel, load_lm
 from recall.retrieval.encoder import Encoder
 from recall.retrieval.encoder import load_encoder as load_plain_encoder
+from recall.staging import staging_dir
 
 # One process usually serves one model; loading it twice would double memory and start-up time.
 _LM_CACHE: dict[tuple[str, str], LanguageModel] = {}  # (name, device)
@@ -109,7 +109,8 @@ def create_parts(
 
     Atomic: the store, its manifest (model and config) and the sentinel are written in a staging folder
     beside `path`, which is renamed to `path` once complete; a crash leaves no memory (only the staging
-    folder, ".NAME.creating-*"), never one that opens with other settings. MemoryExistsError when `path`
+    folder, ".NAME.creating-PID-*", removed by the next create there), never one that opens with other
+    settings. MemoryExistsError when `path`
     holds a memory or other files."""
     path = Path(path)
     _check_new(path)
@@ -117,7 +118,7 @@ def create_parts(
     lm = lm or shared_lm(config.model.name, device)
     encoder = encoder or shared_encoder(config.encoder.name, config.encoder.batch_size, device)
     backend = build_backend(config, lm)  # a bad backend config fails here, before anything is written
-    staging = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:12]}"
+    staging = staging_dir(path.parent, f".{path.name}.creating-")
     try:
         with MemoryStore.open(
             staging,
@@ -168,16 +169,18 @@ def open_parts(
     device: str | None,
     encoder: Encoder | None = None,
     backend: EditBackend | None = None,
+    read_only: bool = False,
 ) -> MemoryParts:
     """The parts of an existing memory, with the model, config and store settings it was created with;
     the backend has loaded what it saved (the caller syncs it with the store). `encoder` and `backend`
-    are the ones create_parts just made."""
+    are the ones create_parts just made; `read_only` opens a store that writes no file."""
     config = config_from_dict(_saved_extra(Path(path)).get("config", {}))
     store = MemoryStore.open(
         path,
         index=config.store.index,
         hnsw_min_rows=config.store.hnsw_min_rows,
         max_text_chars=config.store.max_text_chars,
+        read_only=read_only,
     )
     try:
         extra = store.manifest.get("extra", {})

@@ -7,15 +7,24 @@ same way when the memory is next opened (EditMemory.open)."""
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast, get_args
 
 import numpy as np
+from tqdm import tqdm
 
-from memory_store import EditRecord, MemoryStore, validate_record
+from memory_store import EditRecord, MemoryStore, ReadOnlyStoreError, validate_namespace, validate_record
 from recall.backends import Capability, EditBackend
 from recall.config import ConflictConfig, ConflictPolicy, RecallConfig
-from recall.errors import ConflictError, EditNotFoundError, InvalidEditError, UnsupportedOperationError
+from recall.errors import (
+    ConfigError,
+    ConflictError,
+    EditNotFoundError,
+    InvalidEditError,
+    UnsupportedOperationError,
+)
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import statement
 from recall.lm.special import find_special, special_message
@@ -26,6 +35,7 @@ from recall.retrieval.encoder import Encoder
 from recall.retrieval.identifiers import name_other_things
 
 T = TypeVar("T")
+POLICIES: tuple[str, ...] = get_args(ConflictPolicy)
 
 
 def prepare(
@@ -52,15 +62,41 @@ def prepare(
     return record, encoder.encode_keys(key_texts(record, config.retrieval.keys))
 
 
-def find_edit(store: MemoryStore, id_prefix: str) -> EditRecord:
-    """The one edit (any status) whose id starts with `id_prefix` (what the CLI and REPL accept)."""
-    prefix = id_prefix.strip().lower()
-    matches = [r for r in store.list(namespace=None, status=None) if r.edit_id.startswith(prefix)]
-    if not prefix or not matches:
-        raise EditNotFoundError(f"no edit id starts with {id_prefix!r}; `list` shows the ids")
+MIN_ID_PREFIX = 4  # shorter prefixes match too many edits to be a safe handle for forget
+
+
+def find_edit(store: MemoryStore, id_prefix: str, namespace: str | None = None) -> EditRecord:
+    """The one edit (any status) whose id starts with `id_prefix` (at least MIN_ID_PREFIX characters),
+    in `namespace` (None: any namespace); what the CLI and REPL accept."""
+    prefix = id_prefix.strip().lower() if isinstance(id_prefix, str) else ""
+    if len(prefix) < MIN_ID_PREFIX:
+        raise InvalidEditError(
+            f"an edit id prefix needs at least {MIN_ID_PREFIX} characters, received {id_prefix!r}; "
+            "`list` shows the ids"
+        )
+    if namespace is not None:
+        validate_namespace(namespace)
+    matches = [r for r in store.list(namespace=namespace, status=None) if r.edit_id.startswith(prefix)]
+    where = "" if namespace is None else f" in namespace {namespace!r}"
+    if not matches:
+        raise EditNotFoundError(f"no edit id starts with {id_prefix!r}{where}; `list` shows the ids")
     if len(matches) > 1:
-        raise InvalidEditError(f"{len(matches)} edits start with {id_prefix!r}; give more characters")
+        raise InvalidEditError(f"{len(matches)} edits start with {id_prefix!r}{where}; give more characters")
     return matches[0]
+
+
+def in_namespace(record: EditRecord, namespace: str | None) -> EditRecord:
+    """`record`, if it is in `namespace` (None: any); else EditNotFoundError, as if it did not exist."""
+    if namespace is not None and validate_namespace(namespace) != record.namespace:
+        raise EditNotFoundError(f"no edit {record.edit_id!r} in namespace {namespace!r}")
+    return record
+
+
+def check_policy(policy: object) -> ConflictPolicy:
+    """`policy` if it is a conflict policy; ConfigError (never a silent keep_both) otherwise."""
+    if policy not in POLICIES:
+        raise ConfigError(f"policy expected one of {POLICIES}, received {policy!r}")
+    return cast(ConflictPolicy, policy)
 
 
 class EditWriter:
@@ -68,10 +104,18 @@ class EditWriter:
 
     def __init__(self, store: MemoryStore, backend: EditBackend, rule: ConflictConfig) -> None:
         self.store, self.backend, self.rule = store, backend, rule
+        # One write at a time in this process (other processes are kept out by the store's lock): two
+        # threads adding one question would both supersede the same old edit.
+        self.lock = threading.RLock()
 
     def add_with_policy(self, record: EditRecord, keys: np.ndarray, policy: ConflictPolicy) -> EditResult:
         """Add one record under the conflict policy: an active edit of the same question is superseded
         ('supersede'), refused ('reject': ConflictError) or kept beside it ('keep_both')."""
+        check_policy(policy)
+        with self.lock:
+            return self._add_with_policy(record, keys, policy)
+
+    def _add_with_policy(self, record: EditRecord, keys: np.ndarray, policy: ConflictPolicy) -> EditResult:
         conflicts, similar = neighbours(self.store, record, keys[:1], self.rule)
         if conflicts and policy == "reject":
             old = conflicts[0]
@@ -85,29 +129,72 @@ class EditWriter:
         stored = self.add([record], [keys])[0]
         return EditResult(stored, conflicts=tuple(conflicts), similar=similar)
 
+    def add_many(
+        self, prepared: Sequence[tuple[EditRecord, np.ndarray]], policy: ConflictPolicy, progress: bool
+    ) -> list[EditResult]:
+        """All or nothing: one batch with 'keep_both' or when no record meets an active edit of its
+        question (nor another of the batch); else ConflictError before any write ('reject'), or one by
+        one, each superseding the edits of its question, undone (retracted, the superseded restored,
+        all in history) if one fails."""
+        check_policy(policy)
+        with self.lock:
+            clash = self._first_clash(prepared)
+            if policy == "keep_both" or clash is None:
+                return self.add_batch(prepared)  # one batch (memit and alphaedit solve it together)
+            if policy == "reject":
+                new, old = clash
+                raise ConflictError(
+                    f"{new.prompt!r} meets the edit {old.prompt!r} => {old.target!r}; nothing was added: "
+                    "forget it first, or add with policy='supersede'"
+                )
+            self.require(Capability.FORGET, "forget one edit, so a new edit cannot supersede an old one",
+                         "add them with policy='keep_both'")  # fmt: skip
+            self.backend.check([r for r, _ in prepared])
+            done: list[EditResult] = []
+            try:
+                for record, keys in tqdm(prepared, desc="edits", disable=not progress):
+                    done.append(self._add_with_policy(record, keys, policy))
+            except BaseException as error:
+                self._undo(done, f"add_many undone ({type(error).__name__})")
+                raise
+            return done
+
+    def _undo(self, done: Sequence[EditResult], reason: str) -> None:
+        """Retract the edits `done` added and restore those they superseded, newest first."""
+        for result in reversed(done):
+            self.store.retract(result.edit_id, reason)
+            for old in result.superseded:
+                self.store.restore(old.edit_id, reason)
+        self.sync()  # the backend follows the store
+
     def add_batch(self, prepared: Sequence[tuple[EditRecord, np.ndarray]]) -> list[EditResult]:
         """Add records side by side (policy keep_both) in one transaction; each result names the active
         edits of its question and the close ones, checked once all are in (so this batch's too)."""
         stored = self.add([r for r, _ in prepared], [k for _, k in prepared])
         return [self.beside(r, keys[:1]) for r, (_, keys) in zip(stored, prepared, strict=True)]
 
-    def conflict_free(self, prepared: Sequence[tuple[EditRecord, np.ndarray]]) -> bool:
-        """True when no prepared record meets an active edit of its question, nor another of the batch
-        (question keys at or above conflict.min_cosine, same namespace, no identifier apart): then every
-        policy adds them side by side, and they can go in as one batch."""
-        if any(neighbours(self.store, r, keys[:1], self.rule)[0] for r, keys in prepared):
-            return False
+    def _first_clash(
+        self, prepared: Sequence[tuple[EditRecord, np.ndarray]]
+    ) -> tuple[EditRecord, EditRecord] | None:
+        """The first (record, edit of its question) among the active edits and the batch itself
+        (question keys at or above conflict.min_cosine, same namespace, no identifier apart), else None:
+        then every policy adds the batch side by side, as one batch."""
+        for record, keys in prepared:
+            same = neighbours(self.store, record, keys[:1], self.rule)[0]
+            if same:
+                return record, same[0]
         questions = np.concatenate([keys[:1] for _, keys in prepared]).astype(np.float64)  # (n, dim)
         questions /= np.linalg.norm(questions, axis=1, keepdims=True).clip(min=1e-12)
         cosines = questions @ questions.T
         records = [r for r, _ in prepared]
-        return not any(
-            cosines[i, j] >= self.rule.min_cosine
-            and records[i].namespace == records[j].namespace
-            and not name_other_things(records[i].prompt, records[j].prompt)
-            for i in range(len(prepared))
-            for j in range(i + 1, len(prepared))
-        )
+        for i, j in itertools.combinations(range(len(records)), 2):
+            if (
+                cosines[i, j] >= self.rule.min_cosine
+                and records[i].namespace == records[j].namespace
+                and not name_other_things(records[i].prompt, records[j].prompt)
+            ):
+                return records[j], records[i]
+        return None
 
     def beside(self, record: EditRecord, question_key: np.ndarray) -> EditResult:
         """`record`, stored and kept, with the active edits of its question and those close to it."""
@@ -154,6 +241,10 @@ class EditWriter:
         return self._ordered(backend_step, store_step)
 
     def forget(self, edit_id: str, reason: str) -> EditRecord:
+        with self.lock:
+            return self._forget(edit_id, reason)
+
+    def _forget(self, edit_id: str, reason: str) -> EditRecord:
         record = self.store.get(edit_id)  # EditNotFoundError before anything changes
         if record.status != "active":
             return self.store.retract(edit_id, reason=reason)  # the store's own error for the transition
@@ -167,6 +258,10 @@ class EditWriter:
         )
 
     def restore(self, edit_id: str) -> EditRecord:
+        with self.lock:
+            return self._restore(edit_id)
+
+    def _restore(self, edit_id: str) -> EditRecord:
         record = self.store.get(edit_id)
         if record.status == "active":
             return self.store.restore(edit_id, reason="restored")  # the store's own error
@@ -182,16 +277,20 @@ class EditWriter:
 
     def clear(self, reason: str) -> None:
         """Retract every active edit of every namespace."""
-        active = self.store.list(namespace=None, status="active")
-        self._ordered(
-            self.backend.clear, lambda: [self.store.retract(r.edit_id, reason=reason) for r in active]
-        )
+        with self.lock:
+            active = self.store.list(namespace=None, status="active")
+            self._ordered(
+                self.backend.clear, lambda: [self.store.retract(r.edit_id, reason=reason) for r in active]
+            )
 
     def sync(self) -> None:
         """Make the backend hold exactly the store's active edits."""
-        self.backend.sync(self.store.list(namespace=None, status="active"))
+        with self.lock:
+            self.backend.sync(self.store.list(namespace=None, status="active"))
 
     def _ordered(self, backend_step: Callable[[], object], store_step: Callable[[], T]) -> T:
+        if self.store.read_only:  # refused before the backend changes
+            raise ReadOnlyStoreError(f"memory at {str(self.store.path)!r} is open read-only; nothing changed")
         try:
             backend_step()
             return store_step()

@@ -13,13 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from memory_store import EditRecord, HistoryEvent, Status
 from recall.backends import Capability, GenerationConfig, ScoreRequest
 from recall.build import MemoryParts, create_parts, memory_info, open_parts
 from recall.config import ConflictPolicy, RecallConfig, load_config
-from recall.edits import EditWriter, find_edit, prepare
+from recall.edits import EditWriter, find_edit, in_namespace, prepare
 from recall.lm.loading import LanguageModel
 from recall.queries import QueryCheck, check_flag
 from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
@@ -65,10 +63,12 @@ class EditMemory:
         lm: LanguageModel | None = None,
         model: str | None = None,
         device: str | None = None,
+        read_only: bool = False,
     ) -> EditMemory:
         """Open an existing memory with the model and config it was created with, on `device`
-        (IncompatibleArtifactError: `lm`/`model` or the encoder is not what it was built with)."""
-        parts = open_parts(path, lm=lm, model=model, device=device)
+        (IncompatibleArtifactError: `lm`/`model` or the encoder is not what it was built with);
+        `read_only` writes no file, for storage that cannot be written (edits raise ReadOnlyStoreError)."""
+        parts = open_parts(path, lm=lm, model=model, device=device, read_only=read_only)
         try:
             memory = cls(parts)
             memory.writer.sync()  # the store is the truth: repair what a crash left the backend without
@@ -126,29 +126,24 @@ class EditMemory:
         policy: ConflictPolicy | None = None,
         progress: bool = False,
     ) -> builtins.list[EditResult]:
-        """Add several edits (Edit items, or (prompt, target) pairs for the default namespace): one
-        transaction and one backend batch with 'keep_both' or when none meets an active edit of its
-        question (nor another of the batch), else one by one under the policy."""
-        # Every item is checked to be an edit before any is added.
-        items = [Edit.of(item, index) for index, item in enumerate(edits)]
-        policy = policy or self.config.conflict.policy
+        """Add several edits (Edit items, or (prompt, target) pairs for the default namespace), all or
+        nothing: one batch with 'keep_both' or when none meets an active edit of its question (nor another
+        of the batch), else one by one under the policy (EditWriter.add_many)."""
+        items = [Edit.of(item, index) for index, item in enumerate(edits)]  # all checked before any add
         prepared = [prepare(e, self.encoder, self.config, self.lm) for e in items]
-        if policy == "keep_both" or self.writer.conflict_free(prepared):
-            return self.writer.add_batch(prepared)  # one batch (memit and alphaedit solve it together)
-        return [
-            self.add(e.prompt, e.target, e.subject, e.namespace, policy=policy)
-            for e in tqdm(items, desc="edits", disable=not progress)
-        ]
+        return self.writer.add_many(prepared, policy or self.config.conflict.policy, progress)
 
-    def forget(self, edit_id: str) -> EditRecord:
-        """Retract one edit (kept in history); the model answers as if it had never been made. A backend
-        that cannot forget one edit refuses (UnsupportedOperationError) and nothing changes."""
-        return self.writer.forget(edit_id, reason="forgotten")
+    def forget(self, edit_id: str, namespace: str | None = None) -> EditRecord:
+        """Retract one edit (kept in history; EditNotFoundError unless in `namespace`, when given); the
+        model answers as if it had never been made. A backend that cannot forget one edit refuses
+        (UnsupportedOperationError) and nothing changes."""
+        return self.writer.forget(self.get(edit_id, namespace).edit_id, reason="forgotten")
 
-    def restore(self, edit_id: str) -> EditResult:
+    def restore(self, edit_id: str, namespace: str | None = None) -> EditResult:
         """Bring back a forgotten or superseded edit; an edit that superseded it stays active beside it
         (`conflicts`), so forget that one if the restored edit should win."""
-        return self.writer.beside(self.writer.restore(edit_id), self.store.vectors(edit_id)[:1])
+        record = self.writer.restore(self.get(edit_id, namespace).edit_id)
+        return self.writer.beside(record, self.store.vectors(edit_id)[:1])
 
     def conflicts(
         self, namespace: str | None = "default", *, progress: bool = False
@@ -206,20 +201,21 @@ class EditMemory:
         return contextlib.nullcontext() if use_memory else self.backend.disabled()
 
     # ----------------------------------------------------------------- inspection
-    def get(self, edit_id: str) -> EditRecord:
-        return self.store.get(edit_id)
+    def get(self, edit_id: str, namespace: str | None = None) -> EditRecord:
+        """The edit `edit_id`; EditNotFoundError unless it is in `namespace` (when given)."""
+        return in_namespace(self.store.get(edit_id), namespace)
 
-    def find(self, id_prefix: str) -> EditRecord:
-        """The one edit (any status) whose id starts with `id_prefix`."""
-        return find_edit(self.store, id_prefix)
+    def find(self, id_prefix: str, namespace: str | None = None) -> EditRecord:
+        """The one edit (any status) whose id starts with `id_prefix` (4+ characters), in `namespace`."""
+        return find_edit(self.store, id_prefix, namespace)
 
     def list(
         self, namespace: str | None = "default", status: Status | None = "active"
     ) -> builtins.list[EditRecord]:
         return self.store.list(namespace=namespace, status=status)
 
-    def history(self, edit_id: str) -> builtins.list[HistoryEvent]:
-        return self.store.history(edit_id)
+    def history(self, edit_id: str, namespace: str | None = None) -> builtins.list[HistoryEvent]:
+        return self.store.history(self.get(edit_id, namespace).edit_id)
 
     def namespaces(self) -> builtins.list[str]:
         return self.store.namespaces()
@@ -238,10 +234,13 @@ class EditMemory:
         )
 
     def close(self) -> None:
-        self.backend.save(self.store.path / "backend")
-        self.store.close()
-        if self._owned_dir is not None:
-            shutil.rmtree(self._owned_dir.parent, ignore_errors=True)
+        try:
+            if not self.store.read_only:
+                self.backend.save(self.store.path / "backend")
+        finally:  # a failed save must not leave the memory locked
+            self.store.close()
+            if self._owned_dir is not None:
+                shutil.rmtree(self._owned_dir.parent, ignore_errors=True)
 
     def __enter__(self) -> EditMemory:
         return self

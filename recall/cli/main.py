@@ -147,11 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     forget.add_argument("edit_id", help="an edit id or a unique prefix of one (4+ characters)")
-    _add_memory_args(forget, namespace=False)
+    _add_memory_args(forget)
+    forget.add_argument(
+        "--every-namespace", action="store_true", help="find the id in any namespace, not only --namespace"
+    )
 
     restore = sub.add_parser("restore", help="bring back a forgotten or superseded edit")
     restore.add_argument("edit_id", help="an edit id or a unique prefix (`recall list --all` shows them)")
-    _add_memory_args(restore, namespace=False)
+    _add_memory_args(restore)
+    restore.add_argument(
+        "--every-namespace", action="store_true", help="find the id in any namespace, not only --namespace"
+    )
 
     lst = sub.add_parser("list", help="list edits")
     lst.add_argument("--all", action="store_true", help="include superseded and retracted edits")
@@ -174,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = sub.add_parser("history", help="the events of one edit (add, supersede, retract, restore)")
     history.add_argument("edit_id", help="an edit id or a unique prefix")
-    _add_memory_args(history, namespace=False)
+    _add_memory_args(history)
+    history.add_argument(
+        "--every-namespace", action="store_true", help="find the id in any namespace, not only --namespace"
+    )
 
     for name, add_arguments, text in (
         ("eval", add_eval_arguments, "evaluate a backend on ZsRE / CounterFact / KnowEdit"),
@@ -278,15 +287,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+READING = ("ask", "list", "conflicts", "history")  # commands that never change a memory
+
+
 def _open(args: argparse.Namespace) -> EditMemory:
+    from memory_store import MemoryNotFoundError, ReadOnlyStoreError
     from recall.config import load_config
     from recall.errors import ConfigError
     from recall.memory import EditMemory
 
     backend = getattr(args, "backend", None)  # `recall edit --backend` chooses a new memory's backend
-    memory = EditMemory.open_or_create(
-        args.memory or default_memory_dir(), backend=backend, device=args.device
-    )
+    if args.memory is not None and args.command != "edit" and not (args.memory / "manifest.json").is_file():
+        # A mistyped --memory must not answer from a new, empty memory: only `edit` creates one.
+        raise MemoryNotFoundError(
+            f"no memory at {str(args.memory)!r}; check the path, or create one with "
+            f"`recall edit PROMPT TARGET --memory {args.memory}`"
+        )
+    path = args.memory or default_memory_dir()
+    if (path / "manifest.json").is_file() and not os.access(path, os.W_OK):  # read-only storage
+        if args.command in READING:
+            return EditMemory.open(path, device=args.device, read_only=True)
+        raise ReadOnlyStoreError(
+            f"cannot change the memory at {str(path)!r}: its folder is not writable (read-only storage, or "
+            f"another user's); `recall {'|'.join(READING)}` still read it"
+        )
+    memory = EditMemory.open_or_create(path, backend=backend, device=args.device)
     if backend is not None and load_config(backend=backend).backend.name != memory.backend.name:
         memory.close()
         raise ConfigError(

@@ -57,6 +57,11 @@ def _print_neighbours(result: EditResult) -> None:
         print(f"  (all stay active; if this edit replaces one: recall forget {' or '.join(others)})")
 
 
+def _scope(args: argparse.Namespace) -> str | None:
+    """Where forget/restore/history look for the id: --namespace, or any with --every-namespace."""
+    return None if args.every_namespace else str(args.namespace)
+
+
 def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "edit":
@@ -75,10 +80,10 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
         if args.why:
             print(explain(answer))
     elif command == "forget":
-        record = memory.forget(memory.find(args.edit_id).edit_id)
+        record = memory.forget(memory.find(args.edit_id, _scope(args)).edit_id)
         print(f"forgot {record.edit_id}: {fact(record)}")
     elif command == "restore":
-        result = memory.restore(memory.find(args.edit_id).edit_id)
+        result = memory.restore(memory.find(args.edit_id, _scope(args)).edit_id)
         print(f"restored {result.edit_id}: {fact(result.record)}")
         _print_neighbours(result)
     elif command == "list":
@@ -99,7 +104,7 @@ def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:
             + ("; `recall forget ID` retracts the wrong one" if pairs else "")
         )
     elif command == "history":
-        found = memory.find(args.edit_id)
+        found = memory.find(args.edit_id, _scope(args))
         print(_line(found))
         for event in memory.history(found.edit_id):
             linked = f" ({event.other_id[:8]})" if event.other_id else ""

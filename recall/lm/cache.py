@@ -19,12 +19,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from recall.digests import file_sha256
 from recall.paths import cache_dir
+from recall.staging import staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,8 @@ def content_digest(path: Path, sources: Path) -> str:
 
 def _build(name: str, gguf: Path, digest: str, folder: Path) -> None:
     logger.info("dequantizing %s once into %s (later loads take about a second)", gguf.name, folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary sibling, then rename: a crash never leaves a half-written cache.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    # Write into a staging sibling, then rename: a crash never leaves a half-written cache.
+    tmp = staging_dir(folder.parent, f".{name}-")
     try:
         dequantize(gguf, tmp)
         meta: dict[str, Any] = {"format": CACHE_FORMAT, "source": str(gguf), "sha256": digest}

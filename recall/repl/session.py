@@ -209,7 +209,7 @@ class Repl:
         self._add(prompt, target, subject or None)
 
     def _forget(self, command: Command) -> None:
-        record = self.memory.find(command.text)
+        record = self.memory.find(command.text, self.namespace)
         if record.status == "retracted":
             self.out.error(f"edit {short_id(record.edit_id)} is already forgotten")
             return
@@ -217,7 +217,7 @@ class Repl:
         self.out.line(f"forgot {short_id(record.edit_id)}  {fact(record)}")
 
     def _restore(self, command: Command) -> None:
-        record = self.memory.find(command.text)
+        record = self.memory.find(command.text, self.namespace)
         if record.status == "active":
             self.out.error(f"edit {short_id(record.edit_id)} is active: nothing to restore")
             return
@@ -245,7 +245,7 @@ class Repl:
         show_conflicts(self.out, self.memory.conflicts(namespace), scope)
 
     def _history(self, command: Command) -> None:
-        show_history(self.out, self.memory, self.memory.find(command.text))
+        show_history(self.out, self.memory, self.memory.find(command.text, self.namespace))
 
     def _why(self, command: Command) -> None:
         if self.last_answer is None:

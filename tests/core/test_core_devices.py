@@ -56,9 +56,10 @@ def test_cli_refuses_a_device_in_one_line_and_creates_nothing(
     device: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     memory_dir = tmp_path / "memory"
-    assert main(["ask", "who is the ceo of acme ?", "--memory", str(memory_dir), "--device", device]) == 2
+    argv = ["edit", "who is the ceo of acme ?", "jane doe", "--memory", str(memory_dir), "--device", device]
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("recall ask: device ")
+    assert err.startswith("recall edit: device ")
     assert message in err
     assert "Traceback" not in err
     assert not memory_dir.exists()  # refused before the store was made

@@ -6,18 +6,31 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from memory_store import MemoryNotFoundError
+from memory_store import EditNotFoundError, MemoryNotFoundError, ReadOnlyStoreError, StoreLockedError
 from recall import build
+from recall.cli.main import main
 from recall.cli.memory import run_memory_command
 from recall.config import RecallConfig, load_config
 from recall.display import fact
-from recall.errors import ConflictError, InvalidEditError, InvalidQueryError, MemoryExistsError, RecallError
+from recall.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidEditError,
+    InvalidQueryError,
+    MemoryExistsError,
+    RecallError,
+)
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.repl.commands import Output, parse_line
@@ -25,6 +38,7 @@ from recall.repl.session import Repl
 from recall.results import Edit
 from recall.retrieval.encoder import HashingEncoder
 from recall.retrieval.identifiers import identifiers, name_other_things
+from recall.staging import staging_dir
 
 MakeMemory = Callable[..., EditMemory]
 BASE = ["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=0.5"]
@@ -198,7 +212,12 @@ def test_4_stored_text_cannot_forge_lines_of_the_cli(
     assert lines[0].endswith(
         "=> jane doe\\n0123abcd  active      default     who is the ceo of acme ? => marta quinlan"
     )
-    run_memory_command(memory, argparse.Namespace(command="history", edit_id=added.edit_id[:8]))
+    run_memory_command(
+        memory,
+        argparse.Namespace(
+            command="history", edit_id=added.edit_id[:8], namespace="default", every_namespace=False
+        ),
+    )
     assert len(capsys.readouterr().out.splitlines()) == 2  # the edit, one event
 
 
@@ -292,3 +311,201 @@ def test_7_open_keeps_the_store_settings_the_memory_was_created_with(
         assert memory.store.index_kind == "hnsw"
         with pytest.raises(InvalidEditError, match="at most 40 characters"):
             memory.add("who is the ceo of acme ?", "jane doe " * 10)
+
+
+def test_12_a_mistyped_memory_path_is_an_error_not_an_empty_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "memroy"
+    for argv in (["ask", "who is the ceo of acme ?"], ["list"], ["forget", "abcd1234"], ["conflicts"]):
+        assert main([*argv, "--memory", str(missing)]) != 0
+        assert "no memory at" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_12_ids_need_four_characters_and_stay_in_their_namespace(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    mine = memory.add("who is the ceo of acme ?", "jane doe", namespace="alice")
+    with pytest.raises(InvalidEditError, match="at least 4 characters"):
+        memory.find(mine.edit_id[:1])
+    with pytest.raises(EditNotFoundError, match="namespace 'bob'"):
+        memory.find(mine.edit_id[:8], "bob")
+    for call in (memory.forget, memory.restore, memory.history, memory.get):
+        with pytest.raises(EditNotFoundError):
+            call(mine.edit_id, "bob")
+    assert memory.find(mine.edit_id[:4], "alice").edit_id == mine.edit_id
+    assert memory.forget(mine.edit_id, "alice").status == "retracted"
+    assert memory.restore(mine.edit_id, "alice").record.status == "active"
+    assert [e.kind for e in memory.history(mine.edit_id, "alice")] == ["add", "retract", "restore"]
+
+
+def test_12_an_unknown_policy_is_an_error(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    with pytest.raises(ConfigError, match="policy expected one of"):
+        memory.add("who is the ceo of acme ?", "jane doe", policy="overwrite")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="policy expected one of"):
+        memory.add_many([("who is the ceo of acme ?", "jane doe")], policy="Supersede")  # type: ignore[arg-type]
+    assert memory.list() == []
+
+
+def test_12_add_many_under_reject_is_all_or_nothing(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    old = memory.add("who is the ceo of acme ?", "jane doe")
+    batch = [Edit("what is the capital of france ?", "paris"), Edit("who is the ceo of acme ?", "john smith")]
+    with pytest.raises(ConflictError, match="nothing was added"):
+        memory.add_many(batch, policy="reject")
+    assert [r.edit_id for r in memory.list()] == [old.edit_id]
+    twice = [Edit("who wrote the novel ?", "jane doe"), Edit("who wrote the novel ?", "john smith")]
+    with pytest.raises(ConflictError):
+        memory.add_many(twice, policy="reject")  # two of one question in the batch itself
+    assert [r.edit_id for r in memory.list()] == [old.edit_id]
+
+
+def test_12_add_many_under_supersede_is_undone_when_one_fails(
+    make_memory: MakeMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = make_memory()
+    old = memory.add("who is the ceo of acme ?", "jane doe")
+    batch = [
+        Edit("who is the ceo of acme ?", "john smith"),  # supersedes `old`
+        Edit("what is the capital of france ?", "paris"),
+        Edit("who wrote the novel ?", "marta quinlan"),
+    ]
+    calls = []
+    real = memory.backend.edit
+
+    def fail_third(records: object) -> None:
+        calls.append(records)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C during the third edit
+        real(records)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(memory.backend, "edit", fail_third)
+    with pytest.raises(KeyboardInterrupt):
+        memory.add_many(batch)
+    assert [r.edit_id for r in memory.list()] == [old.edit_id]  # as before the call
+    assert memory.ask("who is the ceo of acme ?").used == (old.edit_id,)
+
+
+def test_12_a_failed_close_still_unlocks_the_memory(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_config: RecallConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = EditMemory.create(tmp_path / "memory", tiny_config, lm=tiny_lm, encoder=HashingEncoder())
+
+    def disk_full(path: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(memory.backend, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        memory.close()
+    EditMemory.open(tmp_path / "memory", lm=tiny_lm).close()  # not StoreLockedError
+
+
+def test_12_concurrent_adds_of_one_question_never_fail(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    errors: list[BaseException] = []
+
+    def add(i: int) -> None:
+        try:
+            memory.add("who is the ceo of acme ?", ["jane doe", "john smith", "marta quinlan"][i % 3])
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(memory.list()) == 1  # each add superseded the one before
+    assert len(memory.list(status=None)) == 24
+
+
+def test_12_an_interrupted_writer_leaves_no_staging_folder_behind(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    left = tmp_path / f".smollm2-135m-{int(dead.stdout)}-abc"  # what a killed first load left
+    left.mkdir()
+    (left / "model.safetensors").write_bytes(b"0" * 1000)
+    mine = staging_dir(tmp_path, ".smollm2-135m-")
+    assert not left.exists()
+    assert mine.exists()
+    staging_dir(tmp_path, ".smollm2-135m-")
+    assert mine.exists()  # a running process's folder is never taken
+
+
+def test_10_deleting_the_lock_file_lets_no_second_opener_in(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_config: RecallConfig
+) -> None:
+    with EditMemory.create(tmp_path / "memory", tiny_config, lm=tiny_lm, encoder=HashingEncoder()) as memory:
+        (tmp_path / "memory" / "lock").unlink()
+        with pytest.raises(StoreLockedError):
+            EditMemory.open(tmp_path / "memory", lm=tiny_lm)
+        code = "import sys; from memory_store import MemoryStore; MemoryStore.open(sys.argv[1])"
+        other = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "memory")], capture_output=True, text=True
+        )
+        assert "StoreLockedError" in other.stderr
+        memory.add("who is the ceo of acme ?", "jane doe")
+    EditMemory.open(tmp_path / "memory", lm=tiny_lm).close()  # free again once closed
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_11_a_read_only_memory_is_listed_and_asked_without_writing_a_byte(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_config: RecallConfig
+) -> None:
+    path = tmp_path / "memory"
+    with EditMemory.create(path, tiny_config, lm=tiny_lm, encoder=HashingEncoder()) as memory:
+        kept = memory.add("who is the ceo of acme ?", "jane doe")
+        memory.add("what is the capital of france ?", "lyon")
+    before = _snapshot(path)
+    with EditMemory.open(path, lm=tiny_lm, read_only=True) as memory:
+        assert len(memory.list()) == 2
+        assert memory.ask("who is the ceo of acme ?").used == (kept.edit_id,)
+        assert [e.kind for e in memory.history(kept.edit_id)] == ["add"]
+        assert memory.conflicts() == []
+        for change in (
+            lambda: memory.add("who wrote the novel ?", "john smith"),
+            lambda: memory.add_many([("who wrote the novel ?", "john smith")]),
+            lambda: memory.forget(kept.edit_id),
+            lambda: memory.reset(),
+        ):
+            with pytest.raises(ReadOnlyStoreError):
+                change()
+        assert len(memory.list()) == 2
+    assert _snapshot(path) == before  # not even the lock's pid
+
+
+def test_11_read_only_reads_the_commits_a_killed_writer_left_in_its_log(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_config: RecallConfig
+) -> None:
+    memory = EditMemory.create(tmp_path / "memory", tiny_config, lm=tiny_lm, encoder=HashingEncoder())
+    added = memory.add("who is the ceo of acme ?", "jane doe")
+    shutil.copytree(tmp_path / "memory", tmp_path / "copy")  # as a kill would leave it: the log not merged
+    memory.close()
+    assert (tmp_path / "copy" / "edits.sqlite-wal").stat().st_size > 0
+    with EditMemory.open(tmp_path / "copy", lm=tiny_lm, read_only=True) as copy:
+        assert [r.edit_id for r in copy.list()] == [added.edit_id]
+
+
+def test_11_the_cli_lists_a_memory_it_cannot_write(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "memory"
+    config = load_config(backend="lte", overrides=[*BASE[:1], f"model.name={tiny_model_dir}", *BASE[2:]])
+    with EditMemory.create(path, config, encoder=HashingEncoder()) as memory:
+        memory.add("who is the ceo of acme ?", "jane doe")
+    before = _snapshot(path)
+    # The tests run as root, whom no permission stops: os.access stands in for read-only storage.
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    assert main(["list", "--memory", str(path)]) == 0
+    assert "jane doe" in capsys.readouterr().out
+    assert main(["edit", "who wrote the novel ?", "john smith", "--memory", str(path)]) != 0
+    assert _snapshot(path) == before

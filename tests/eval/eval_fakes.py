@@ -151,14 +151,14 @@ class FakeMemory:
     # --- the rest of MemoryInterface: the harness never calls these, the REPL does --------------
     sentinel_name = "fake"
 
-    def forget(self, edit_id: str) -> EditRecord:
-        record = self.find(edit_id)
+    def forget(self, edit_id: str, namespace: str | None = None) -> EditRecord:
+        record = self.find(edit_id, namespace)
         self.records.remove(record)
         self.retracted.append(dataclasses.replace(record, status="retracted"))
         return self.retracted[-1]
 
-    def restore(self, edit_id: str) -> EditResult:
-        record = self.find(edit_id)
+    def restore(self, edit_id: str, namespace: str | None = None) -> EditResult:
+        record = self.find(edit_id, namespace)
         self.retracted.remove(record)
         self.records.append(dataclasses.replace(record, status="active"))
         return EditResult(record=self.records[-1])
@@ -178,13 +178,14 @@ class FakeMemory:
             if a.prompt == b.prompt and a.namespace == b.namespace and a.target != b.target
         ]
 
-    def history(self, edit_id: str) -> builtins.list[HistoryEvent]:
-        record = self.find(edit_id)
+    def history(self, edit_id: str, namespace: str | None = None) -> builtins.list[HistoryEvent]:
+        record = self.find(edit_id, namespace)
         kinds: builtins.list[EventKind] = ["add"] if record.status == "active" else ["add", "retract"]
         return [HistoryEvent(edit_id=edit_id, kind=kind, at=record.created_at) for kind in kinds]
 
-    def find(self, id_prefix: str) -> EditRecord:
-        matches = [r for r in self.records + self.retracted if r.edit_id.startswith(id_prefix)]
+    def find(self, id_prefix: str, namespace: str | None = None) -> EditRecord:
+        pool = self.records + self.retracted
+        matches = [r for r in pool if r.edit_id.startswith(id_prefix) and namespace in (None, r.namespace)]
         if len(matches) != 1:
             raise EditNotFoundError(f"{len(matches)} edits start with {id_prefix!r}")
         return matches[0]

@@ -102,8 +102,8 @@ class FakeMemory:
             and (s := similarity(a.prompt, b.prompt)) >= SIMILAR_SIMILARITY
         ]
 
-    def restore(self, edit_id: str) -> EditResult:
-        record = self.records[edit_id]
+    def restore(self, edit_id: str, namespace: str | None = None) -> EditResult:
+        record = self.find(edit_id, namespace)
         if record.status == "active":
             raise InvalidEditError(f"edit {edit_id} is active")
         self.records[edit_id] = record = dataclasses.replace(record, status="active")
@@ -115,8 +115,8 @@ class FakeMemory:
         )
         return EditResult(record=record, conflicts=conflicts, similar=self._similar(record))
 
-    def forget(self, edit_id: str) -> EditRecord:
-        record = self.records[edit_id]
+    def forget(self, edit_id: str, namespace: str | None = None) -> EditRecord:
+        record = self.find(edit_id, namespace)
         if record.status == "retracted":
             raise InvalidEditError(f"edit {edit_id} is already retracted")
         self.records[edit_id] = dataclasses.replace(record, status="retracted")
@@ -196,13 +196,14 @@ class FakeMemory:
             if namespace in (None, r.namespace) and status in (None, r.status)
         ]
 
-    def history(self, edit_id: str) -> builtins.list[HistoryEvent]:
-        if edit_id not in self.records:
-            raise EditNotFoundError(f"no edit {edit_id!r}")
+    def history(self, edit_id: str, namespace: str | None = None) -> builtins.list[HistoryEvent]:
+        self.find(edit_id, namespace)
         return list(self.events[edit_id])
 
-    def find(self, id_prefix: str) -> EditRecord:
-        matches = [r for i, r in self.records.items() if i.startswith(id_prefix)]
+    def find(self, id_prefix: str, namespace: str | None = None) -> EditRecord:
+        matches = [
+            r for i, r in self.records.items() if i.startswith(id_prefix) and namespace in (None, r.namespace)
+        ]
         if not matches:
             raise EditNotFoundError(f"no edit id starts with {id_prefix!r}")
         if len(matches) > 1:
