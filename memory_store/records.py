@@ -24,6 +24,7 @@ __all__ = [
     "Status",
     "check_filter",
     "check_text",
+    "is_edit_id",
     "namespace_filter",
     "new_edit_id",
     "positive_int",
@@ -202,12 +203,13 @@ def namespace_filter(namespace: str | Sequence[str] | None) -> list[str] | None:
     return [validate_namespace(name) for name in names]
 
 
+def is_edit_id(value: object) -> bool:
+    """True for a str an edit can have as its id (what lookups accept before they reach SQLite)."""
+    return isinstance(value, str) and 0 < len(value) <= _MAX_EDIT_ID_CHARS and bool(_EDIT_ID.fullmatch(value))
+
+
 def _validate_edit_id(name: str, value: object) -> None:
-    if (
-        not isinstance(value, str)
-        or not (0 < len(value) <= _MAX_EDIT_ID_CHARS)
-        or not _EDIT_ID.fullmatch(value)
-    ):
+    if not is_edit_id(value):
         raise InvalidEditError(
             f"{name} expected 1-{_MAX_EDIT_ID_CHARS} characters of [A-Za-z0-9_.:-] (new_edit_id() gives "
             f"uuid4 hex), received {_shown(value)}"

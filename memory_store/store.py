@@ -55,6 +55,7 @@ from memory_store.records import (
     Status,
     check_filter,
     check_text,
+    is_edit_id,
     namespace_filter,
     positive_int,
     transition,
@@ -237,6 +238,8 @@ class MemoryStore:
         """Replace an active edit in one transaction: the old one becomes superseded, `new_record` is
         added (active, with supersedes=old_id) and both get a history event."""
         self._check_open("supersede")
+        if not is_edit_id(old_id):
+            raise self._not_found(old_id)
         check_text("reason", reason, max_chars=self.max_text_chars, required=False)
         validate_new(new_record, self.max_text_chars)
         keys = key_array(vector, self.dim)
@@ -265,6 +268,8 @@ class MemoryStore:
 
     def _change_status(self, edit_id: str, operation: EventKind, reason: str) -> EditRecord:
         self._check_open(operation)
+        if not is_edit_id(edit_id):
+            raise self._not_found(edit_id)
         check_text("reason", reason, max_chars=self.max_text_chars, required=False)
         with self._write_lock:
             self._check_open(operation)
@@ -347,7 +352,7 @@ class MemoryStore:
         """The record with this edit_id, whatever its status."""
         with self._rw.read():
             self._check_open("get")
-            record = self._db.get(edit_id) if isinstance(edit_id, str) else None
+            record = self._db.get(edit_id) if is_edit_id(edit_id) else None
         if record is None:
             raise self._not_found(edit_id)
         return record
@@ -356,7 +361,7 @@ class MemoryStore:
         """The edit's keys as stored, (n_keys, dim) float32."""
         with self._rw.read():
             self._check_open("vectors")
-            keys = self._db.vectors(edit_id, self.dim) if isinstance(edit_id, str) else None
+            keys = self._db.vectors(edit_id, self.dim) if is_edit_id(edit_id) else None
         if keys is None:
             raise self._not_found(edit_id)
         return keys
@@ -365,7 +370,7 @@ class MemoryStore:
         """Every add/supersede/retract/restore of this edit, oldest first."""
         with self._rw.read():
             self._check_open("history")
-            events = self._db.history(edit_id) if isinstance(edit_id, str) else None
+            events = self._db.history(edit_id) if is_edit_id(edit_id) else None
         if events is None:
             raise self._not_found(edit_id)
         return events

@@ -43,8 +43,11 @@ def prepare(
 ) -> tuple[EditRecord, np.ndarray]:
     """The record an edit becomes (text stripped, statement built, validated, free of `lm`'s special
     tokens) and its keys (n_keys, dim)."""
-    if not isinstance(edit.prompt, str) or not isinstance(edit.target, str):
-        raise InvalidEditError(f"prompt and target must be text, got {edit.prompt!r} and {edit.target!r}")
+    for name, value in (("prompt", edit.prompt), ("target", edit.target), ("namespace", edit.namespace)):
+        if not isinstance(value, str):
+            raise InvalidEditError(f"{name} expected text, received {type(value).__name__} {value!r:.80}")
+    if edit.subject is not None and not isinstance(edit.subject, str):
+        raise InvalidEditError(f"subject expected text or None, received {type(edit.subject).__name__}")
     prompt, target = edit.prompt.strip(), edit.target.strip()
     subject = edit.subject.strip() if edit.subject else None
     record = EditRecord(
@@ -137,6 +140,8 @@ class EditWriter:
         one, each superseding the edits of its question, undone (retracted, the superseded restored,
         all in history) if one fails."""
         check_policy(policy)
+        if not prepared:
+            return []
         with self.lock:
             clash = self._first_clash(prepared)
             if policy == "keep_both" or clash is None:
