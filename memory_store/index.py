@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from memory_store.files import atomic_write
+from memory_store.files import atomic_write, atomic_write_json, file_sha256
 
 __all__ = ["HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "HNSW_M", "IndexKind", "VectorIndex", "single_thread"]
 
@@ -141,13 +142,24 @@ class VectorIndex:
 
     # ------------------------------------------------------------------ cache file
     def save(self, path: Path) -> None:
-        """Write the index atomically to `path` (used for HNSW, whose rebuild is slow)."""
+        """Write the index atomically to `path` (used for HNSW, whose rebuild is slow), then its sha256
+        beside it (`<path>.sha256.json`): `load` refuses a file whose bytes changed since."""
         atomic_write(path, lambda tmp: faiss.write_index(self._index, str(tmp)))
+        atomic_write_json(_digest_path(path), {"sha256": file_sha256(path)})
 
     @classmethod
     def load(cls, path: Path, dim: int) -> VectorIndex | None:
         """Read a cache file written by `save`; None (and a log line) when it is missing or unusable."""
         if not path.exists():
+            return None
+        try:
+            recorded = json.loads(_digest_path(path).read_text(encoding="utf-8")).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded != file_sha256(path):  # altered, torn between the two writes, or from older code
+            log.warning(
+                "ignoring index cache %s: its sha256 is not the one recorded when it was written", path
+            )
             return None
         try:
             raw = faiss.read_index(str(path))
@@ -169,3 +181,7 @@ class VectorIndex:
             return None
         inner.hnsw.efSearch = HNSW_EF_SEARCH
         return cls(dim, "hnsw", index, kids)
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256.json")

@@ -1,15 +1,9 @@
-"""Content digests of files: what the model cache is keyed by and what an eval stamp records of its data."""
+"""Content digests of files: what the model cache is keyed by and checked against, what an artifact's
+training.json records of its files, and what an eval stamp records of its data. One sha256 for all:
+memory_store's (its index cache carries one too)."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+from memory_store.files import file_sha256
 
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["file_sha256"]

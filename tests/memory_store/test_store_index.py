@@ -74,11 +74,13 @@ def test_stale_cache_is_topped_up(
     keys = unit(rng, 150)
     with MemoryStore.open(path, dim=DIM, create=True, index="hnsw") as store:
         store.add_many([record(i) for i in range(100)], keys[:100])
-    shutil.copy(path / "index.faiss", tmp_path / "old.faiss")
+    for name in ("index.faiss", "index.faiss.sha256.json"):
+        shutil.copy(path / name, tmp_path / name)
     with MemoryStore.open(path, index="hnsw") as store:
         recs = store.add_many([record(i) for i in range(100, 150)], keys[100:])
     # As if the process had died before close() rewrote the cache: it covers only the first 100 keys.
-    shutil.copy(tmp_path / "old.faiss", path / "index.faiss")
+    for name in ("index.faiss", "index.faiss.sha256.json"):
+        shutil.copy(tmp_path / name, path / name)
     caplog.set_level(logging.INFO, logger="memory_store")
     with MemoryStore.open(path, index="hnsw") as store:
         store.verify()
@@ -86,7 +88,7 @@ def test_stale_cache_is_topped_up(
     assert "index cache covered 100 of 150 keys; added 50" in caplog.text
 
 
-@pytest.mark.parametrize("damage", ["garbage", "other memory"])
+@pytest.mark.parametrize("damage", ["garbage", "other memory", "two altered vectors", "no digest"])
 def test_unusable_cache_is_rebuilt(
     tmp_path: Path, rng: np.random.Generator, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
@@ -94,12 +96,23 @@ def test_unusable_cache_is_rebuilt(
     keys = unit(rng, 100)
     with MemoryStore.open(path, dim=DIM, create=True, index="hnsw") as store:
         recs = store.add_many([record(i) for i in range(100)], keys)
+    cache = path / "index.faiss"
     if damage == "garbage":
-        (path / "index.faiss").write_bytes(b"not a faiss index" * 10)
-    else:  # same dim and row count, other vectors: only the spot checks can tell
+        cache.write_bytes(b"not a faiss index" * 10)
+    elif damage == "two altered vectors":  # same length, readable: only the recorded sha256 can tell
+        data = bytearray(cache.read_bytes())
+        for row in (3, 60):
+            at = bytes(data).find(np.asarray(keys[row], dtype=np.float32).tobytes())
+            assert at > 0
+            data[at : at + 8] = np.asarray([0.5, -0.5], dtype=np.float32).tobytes()
+        cache.write_bytes(bytes(data))
+    elif damage == "no digest":  # a cache from before digests, or torn between its two writes
+        (path / "index.faiss.sha256.json").unlink()
+    else:  # same dim and row count, other vectors, its own valid digest: only the spot checks can tell
         with MemoryStore.open(tmp_path / "other", dim=DIM, create=True, index="hnsw") as other:
             other.add_many([record(i) for i in range(100)], unit(np.random.default_rng(99), 100))
-        shutil.copy(tmp_path / "other" / "index.faiss", path / "index.faiss")
+        for name in ("index.faiss", "index.faiss.sha256.json"):
+            shutil.copy(tmp_path / "other" / name, path / name)
     caplog.set_level(logging.INFO, logger="memory_store")
     with MemoryStore.open(path, index="hnsw") as store:
         store.verify()
