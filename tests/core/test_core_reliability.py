@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from conftest import OpenMemory
+from safetensors import safe_open
 
 from memory_store import EditNotFoundError, MemoryNotFoundError, ReadOnlyStoreError, StoreLockedError
 from recall import build
@@ -509,3 +512,28 @@ def test_11_the_cli_lists_a_memory_it_cannot_write(
     assert "jane doe" in capsys.readouterr().out
     assert main(["edit", "who wrote the novel ?", "john smith", "--memory", str(path)]) != 0
     assert _snapshot(path) == before
+
+
+def test_8_swapped_recipe_prompt_cache_entries_are_remade(open_memory: OpenMemory) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from recall.backends.recipe.backend import PROMPTS_FILE, RecipeBackend
+
+    memory = open_memory("recipe", "memory")
+    first = memory.add("who is the ceo of acme ?", "jane doe")
+    second = memory.add("what is the capital of france ?", "lyon")
+    memory.close()
+    file = memory.store.path / "backend" / PROMPTS_FILE
+    prompts = load_file(str(file))
+    with safe_open(str(file), framework="pt") as handle:
+        metadata = handle.metadata()
+    a, b = first.edit_id, second.edit_id
+    assert not torch.equal(prompts[a], prompts[b])
+    save_file({a: prompts[b], b: prompts[a]}, str(file), metadata=metadata)  # the ids keep their places
+    again = open_memory("recipe", "memory", reopen=True)
+    backend = again.backend
+    assert isinstance(backend, RecipeBackend)
+    for edit_id, swapped in ((a, prompts[b]), (b, prompts[a])):
+        fresh = backend._make_prompts([again.get(edit_id)])[0]  # a batch of one: float noise apart
+        assert torch.allclose(backend._prompts[edit_id], fresh, atol=1e-5)
+        assert not torch.allclose(backend._prompts[edit_id], swapped, atol=1e-5)

@@ -6,6 +6,7 @@ probe, the frozen model reads an admitted edit as text beside the question and m
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -100,26 +101,42 @@ class RecipeBackend(RetrievalBackend):
                 f"{self.knowledge.settings.llm_hidden}, but {lm.model_id} has hidden size {hidden}"
             )
         self._prompts: dict[str, torch.Tensor] = {}  # edit_id -> (L_p, d)
+        self._digests: dict[str, str] = {}  # edit_id -> prompt_digest(statement, prompt)
         self.probe = load_probe(config.relevance, lm) if config.relevance else None
 
     def edit(self, records: Sequence[EditRecord]) -> None:
         """One knowledge-model pass per batch: statement -> r_k -> MLP_P -> prompt."""
         if records:
             prompts = self._make_prompts(records)
-            self._prompts.update({r.edit_id: p for r, p in zip(records, prompts, strict=True)})
+            for record, prompt in zip(records, prompts, strict=True):
+                self._prompts[record.edit_id] = prompt
+                self._digests[record.edit_id] = prompt_digest(record.statement, prompt)
 
     def forget(self, edit_ids: Sequence[str]) -> None:
         for edit_id in edit_ids:
             self._prompts.pop(edit_id, None)
+            self._digests.pop(edit_id, None)
 
     def sync(self, active: Sequence[EditRecord]) -> None:
-        """Keep the cached prompts of the active edits, make the missing ones, drop the rest."""
-        wanted = {r.edit_id for r in active}
-        self._prompts = {k: v for k, v in self._prompts.items() if k in wanted}
-        self.edit([r for r in active if r.edit_id not in self._prompts])
+        """Keep the cached prompts of the active edits whose digest still matches their statement, make
+        the missing ones, drop the rest (an altered or swapped cache entry is remade, never used)."""
+        kept = {
+            r.edit_id
+            for r in active
+            if r.edit_id in self._prompts
+            and self._digests.get(r.edit_id) == prompt_digest(r.statement, self._prompts[r.edit_id])
+        }
+        if len(kept) < sum(r.edit_id in self._prompts for r in active):
+            logger.warning(
+                "the RECIPE prompt cache holds prompts that do not match their edits; remaking them"
+            )
+        self._prompts = {k: v for k, v in self._prompts.items() if k in kept}
+        self._digests = {k: v for k, v in self._digests.items() if k in kept}
+        self.edit([r for r in active if r.edit_id not in kept])
 
     def clear(self) -> None:
         self._prompts.clear()
+        self._digests.clear()
 
     def describe(self) -> dict[str, str]:
         # Hashed here, when a report stamps it, not on every open (13 MB for the shipped model).
@@ -138,11 +155,12 @@ class RecipeBackend(RetrievalBackend):
         path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.contiguous() for k, v in self._prompts.items()}
         # Atomic and fsynced: a crash keeps the previous cache, and `sync` refills what it lacks.
-        atomic_write(path / PROMPTS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+        digests = {k: self._digests[k] for k in tensors}
+        atomic_write(path / PROMPTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=digests))
 
     def load(self, path: Path) -> None:
         """Read the prompt cache; a missing one is fine (prompts are recomputed from the statements)."""
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         file = path / PROMPTS_FILE
@@ -150,10 +168,12 @@ class RecipeBackend(RetrievalBackend):
             return
         try:
             self._prompts = dict(load_file(str(file)))
+            with safe_open(str(file), framework="pt") as handle:
+                self._digests = dict(handle.metadata() or {})  # checked against the statements by `sync`
         except (SafetensorError, OSError) as exc:
             # A cache, not the truth: start empty and let `sync` remake the prompts from the store.
             logger.warning("ignoring the unreadable RECIPE prompt cache %s (%s); remaking it", file, exc)
-            self._prompts = {}
+            self._prompts, self._digests = {}, {}
 
     def review(
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
@@ -209,3 +229,10 @@ class RecipeBackend(RetrievalBackend):
             facts = [(r.prompt, r.target) for r in records[start : start + _PROMPT_BATCH]]
             out.extend(p.float().cpu() for p in fact_prompts(self.knowledge, self.lm, facts))
         return out
+
+
+def prompt_digest(statement: str, prompt: torch.Tensor) -> str:
+    """sha256 of an edit's statement and its prompt's bytes: what binds a cached prompt to its edit."""
+    digest = hashlib.sha256(statement.encode("utf-8"))
+    digest.update(prompt.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
