@@ -2,7 +2,8 @@
 content, so every virtualenv and every reinstall of the same package shares one copy.
 
 Layout under `paths.cache_dir() / "models"`:
-- `<name>-<sha256[:12]>/`: the dequantized model, with `recall_cache.json` (format, source, sha256);
+- `<name>-<sha256[:12]>/`: the dequantized model, with `recall_cache.json` (format, source, sha256, and
+  the sha256 of each file, checked on every load: a damaged copy is dequantized again);
 - `.sources/<stamp>`: the GGUF's sha256, for one (path, size, mtime) stamp, so that a load hashes the
   ~100 MB file only the first time it sees it at that path (hashing takes ~0.3 s; reading the stamp
   does not).
@@ -33,12 +34,17 @@ META_FILE = "recall_cache.json"
 
 
 def cached_gguf_folder(name: str, gguf: Path) -> Path:
-    """The safetensors folder of `gguf`, dequantizing it first if no copy of these weights exists."""
+    """The safetensors folder of `gguf`, dequantizing it first if no copy of these weights exists, or
+    again if the copy's files are not the ones it recorded (altered, truncated: see `check_files`)."""
     models = cache_dir() / "models"
     digest = content_digest(gguf, models / ".sources")
     folder = models / f"{name}-{digest[:12]}"
     if (folder / META_FILE).is_file():
-        return folder  # the usual load: one stat, one small read
+        problem = check_files(folder)
+        if problem is None:
+            return folder  # the usual load: the files' sha256 (~0.5 s for SmolLM2's 540 MB)
+        logger.warning("the cached model %s is damaged (%s); dequantizing it again", folder, problem)
+        shutil.rmtree(folder, ignore_errors=True)
     if not _take_over_copy(name, digest, folder):
         _build(name, gguf, digest, folder)
     _remove_copies(name, digest, folder)  # once, when the folder first appears
@@ -66,7 +72,12 @@ def _build(name: str, gguf: Path, digest: str, folder: Path) -> None:
     tmp = staging_dir(folder.parent, f".{name}-")
     try:
         dequantize(gguf, tmp)
-        meta: dict[str, Any] = {"format": CACHE_FORMAT, "source": str(gguf), "sha256": digest}
+        meta: dict[str, Any] = {
+            "format": CACHE_FORMAT,
+            "source": str(gguf),
+            "sha256": digest,
+            "files": file_digests(tmp),
+        }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         if folder.exists():  # another process finished first: keep its copy
             shutil.rmtree(tmp)
@@ -75,6 +86,33 @@ def _build(name: str, gguf: Path, digest: str, folder: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a cache folder but its metadata, by name."""
+    return {f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.is_file() and f.name != META_FILE}
+
+
+def check_files(folder: Path) -> str | None:
+    """What is wrong with a cache folder's files against the digests its metadata recorded, or None. A
+    folder from before digests were recorded gets them now (its files are trusted once, as they were)."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable {META_FILE}: {exc}"
+    recorded = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(recorded, dict):
+        if not isinstance(meta, dict):
+            return f"{META_FILE} is not an object"
+        _write_atomically(folder / META_FILE, json.dumps({**meta, "files": file_digests(folder)}, indent=2))
+        return None
+    for name, expected in recorded.items():
+        file = folder / str(name)
+        if not file.is_file():
+            return f"{name} is missing"
+        if file_sha256(file) != expected:
+            return f"{name} is not the file that was written (sha256 differs)"
+    return None
 
 
 def dequantize(gguf: Path, into: Path) -> None:

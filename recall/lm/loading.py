@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from recall.errors import ModelNotAvailableError
@@ -102,7 +103,13 @@ def load_lm(
             )
         model_id = str(folder.resolve())
     target = resolve_device(device)
-    model, tokenizer = _load_folder(folder, dtype)
+    try:
+        model, tokenizer = _load_folder(folder, dtype)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # truncated or damaged files
+        raise ModelNotAvailableError(
+            f"cannot load the model in {str(folder)!r}: {type(exc).__name__}: {str(exc)[:300]}; "
+            "its files are damaged or incomplete (copy the model again)"
+        ) from exc
     if target.type != "cpu":
         cast(Any, model).to(target)  # transformers types .to() too narrowly
     return LanguageModel(model, tokenizer, model_id, _fingerprint(folder))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from recall.digests import file_sha256
+from recall.errors import ModelNotAvailableError
 from recall.lm import cache as model_cache
 from recall.lm.cache import CACHE_FORMAT, META_FILE, cached_gguf_folder
+from recall.lm.loading import load_lm
 
 
 @pytest.fixture
@@ -62,7 +65,9 @@ def test_a_known_file_is_not_hashed_again(
     folder = cached_gguf_folder("m", gguf)
 
     def no_hashing(path: Path) -> str:
-        raise AssertionError(f"hashed {path} again")
+        if Path(path) == gguf:  # the cache's own files are checked on every load; the source is not
+            raise AssertionError(f"hashed {path} again")
+        return file_sha256(path)
 
     monkeypatch.setattr(model_cache, "file_sha256", no_hashing)
     assert cached_gguf_folder("m", gguf) == folder
@@ -99,3 +104,41 @@ def test_a_failed_dequantization_leaves_nothing_behind(
         cached_gguf_folder("m", _gguf(tmp_path / "m.gguf", b"weights"))
     models = tmp_path / "cache" / "models"
     assert sorted(p.name for p in models.iterdir()) == [".sources"]
+
+
+@pytest.mark.parametrize("damage", ["altered", "truncated", "missing"])
+def test_a_damaged_cache_is_dequantized_again(tmp_path: Path, builds: list[Path], damage: str) -> None:
+    """Issue #33.8: a cache whose files changed after they were written loaded and answered wrongly."""
+    gguf = _gguf(tmp_path / "m.gguf", b"weights of the model")
+    folder = cached_gguf_folder("m", gguf)
+    weights = folder / "model.safetensors"
+    if damage == "altered":
+        weights.write_bytes(b"weightS of the model")  # same size
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:7])
+    else:
+        weights.unlink()
+    assert cached_gguf_folder("m", gguf) == folder
+    assert weights.read_bytes() == b"weights of the model"
+    assert len(builds) == 2
+
+
+def test_a_cache_from_before_digests_gets_them_once(tmp_path: Path, builds: list[Path]) -> None:
+    gguf = _gguf(tmp_path / "m.gguf", b"weights")
+    folder = cached_gguf_folder("m", gguf)
+    meta = json.loads((folder / META_FILE).read_text())
+    assert meta["files"] == {"model.safetensors": file_sha256(folder / "model.safetensors")}
+    del meta["files"]
+    (folder / META_FILE).write_text(json.dumps(meta))
+    assert cached_gguf_folder("m", gguf) == folder
+    assert "files" in json.loads((folder / META_FILE).read_text())
+    assert len(builds) == 1
+
+
+def test_a_damaged_model_folder_names_itself(tmp_path: Path, tiny_model_dir: Path) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    with pytest.raises(ModelNotAvailableError, match=r"cannot load the model in .*damaged or incomplete"):
+        load_lm(str(broken))
