@@ -4,7 +4,8 @@ or directory, and read its training.json.
 A bundled artifact lives in `recall/adapters/<name>/`, recognised by its marker file
 (adapter_config.json for a LoRA adapter, recipe_config.json for a RECIPE knowledge model), beside
 `training.json`: the model it was trained for, the resolved training config, the command that rebuilt
-it and its validation numbers.
+it, its validation numbers and the sha256 of each of its files (`files`), checked whenever it is read:
+a damaged artifact raises ArtifactError naming the file, never loads and answers wrongly.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from recall.digests import file_sha256
 from recall.errors import ConfigError
 
 BUNDLED_DIR = Path(__file__).parent / "adapters"
 TRAINING_FILE = "training.json"
+README_FILE = "README.md"
+FILES_KEY = "files"  # training.json's {file name: sha256}
 
 
 class ArtifactError(ConfigError):
@@ -46,7 +50,8 @@ def resolve_artifact(name_or_path: str, marker: str, what: str, command: str) ->
 
 
 def artifact_info(path: Path) -> dict[str, Any]:
-    """The artifact's training.json ({} when absent, e.g. an adapter trained elsewhere)."""
+    """The artifact's training.json ({} when absent, e.g. an adapter trained elsewhere), after checking
+    the files it records (ArtifactError naming the first that differs)."""
     file = path / TRAINING_FILE
     if not file.is_file():
         return {}
@@ -54,7 +59,30 @@ def artifact_info(path: Path) -> dict[str, Any]:
         info = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"cannot read {file}: {exc}") from exc
-    return info if isinstance(info, dict) else {}
+    if not isinstance(info, dict):
+        return {}
+    recorded = info.get(FILES_KEY, {})
+    for name, expected in recorded.items() if isinstance(recorded, dict) else ():
+        member = path / str(name)
+        if not member.is_file() or file_sha256(member) != expected:
+            what = "missing" if not member.is_file() else "not the file its training.json records"
+            raise ArtifactError(
+                f"{member} is {what} (sha256 {str(expected)[:16]}...): the artifact is damaged; reinstall "
+                "recall (a bundled one) or train it again"
+            )
+    return info
+
+
+def write_training_info(path: Path, info: dict[str, Any]) -> None:
+    """Write `info` as the artifact's training.json, with the sha256 of every other file but README.md
+    (written from training.json afterwards): call it once the artifact's files are all written."""
+    files = {
+        f.name: file_sha256(f)
+        for f in sorted(path.iterdir())
+        if f.is_file() and f.name not in (TRAINING_FILE, README_FILE)
+    }
+    text = json.dumps({**info, FILES_KEY: files}, indent=2) + "\n"
+    (path / TRAINING_FILE).write_text(text, encoding="utf-8")
 
 
 def check_trained_for(name: str, info: dict[str, Any], model_id: str, fingerprint: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from peft import LoraConfig, get_peft_model
 
+from recall.artifacts import write_training_info
 from recall.build import load_encoder
 from recall.lm.loading import LanguageModel
 from recall.lm.lora import TRAINING_FILE
@@ -223,7 +224,7 @@ def run(config: LteTrainConfig, *, fresh: bool = False, command: str = COMMAND) 
         "total_seconds_this_process": round(time.perf_counter() - began, 1),
         "validation": state.log,
     }
-    (adapter_dir / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_training_info(adapter_dir, info)
     describe_adapter(adapter_dir, config.model)
     bundle(adapter_dir, config.bundle_as)
     print(f"adapter: {adapter_dir} ({state.step} steps, {state.seconds / 60:.1f} min of training)")

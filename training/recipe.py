@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.nn.functional import cross_entropy, normalize
 
-from recall.artifacts import TRAINING_FILE
+from recall.artifacts import write_training_info
 from recall.backends.recipe.files import edit_prompts, fact_prompts, new_knowledge_model, save_knowledge
 from recall.backends.recipe.model import KnowledgeModel, KnowledgeSettings
 from recall.lm.loading import LanguageModel
@@ -313,7 +313,7 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False, command: str = COMMAN
         "validation": state.log,
         "sentinel": gate,
     }
-    (artifact / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_training_info(artifact, info)
     describe(artifact, info)
     bundle(artifact, config.bundle_as)
     size = (artifact / "recipe.safetensors").stat().st_size / 2**20

@@ -15,7 +15,6 @@ An artifact is a folder with `relevance.safetensors` (weight (d,), bias (1,)) an
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,13 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from memory_store import SearchHit
-from recall.artifacts import TRAINING_FILE, ArtifactError, artifact_info, check_trained_for, resolve_artifact
+from recall.artifacts import (
+    ArtifactError,
+    artifact_info,
+    check_trained_for,
+    resolve_artifact,
+    write_training_info,
+)
 from recall.digests import file_sha256
 from recall.lm.hooks import StopForward, decoder_layers, stop_after
 from recall.lm.loading import LanguageModel
@@ -59,8 +64,7 @@ class RelevanceProbe:
             {"weight": self.weight.contiguous().float(), "bias": torch.tensor([self.bias])},
             str(folder / PROBE_FILE),
         )
-        text = json.dumps({**info, "probe": self.settings()}, indent=2) + "\n"
-        (folder / TRAINING_FILE).write_text(text, encoding="utf-8")
+        write_training_info(folder, {**info, "probe": self.settings()})
 
 
 def resolve_probe(name_or_path: str) -> Path:

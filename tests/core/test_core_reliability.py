@@ -537,3 +537,33 @@ def test_8_swapped_recipe_prompt_cache_entries_are_remade(open_memory: OpenMemor
         fresh = backend._make_prompts([again.get(edit_id)])[0]  # a batch of one: float noise apart
         assert torch.allclose(backend._prompts[edit_id], fresh, atol=1e-5)
         assert not torch.allclose(backend._prompts[edit_id], swapped, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("artifact", "member"),
+    [
+        ("relevance-smollm2-135m", "relevance.safetensors"),
+        ("lte-smollm2-135m", "adapter_model.safetensors"),
+        ("recipe-smollm2-135m", "recipe.safetensors"),
+    ],
+)
+def test_8_a_damaged_artifact_raises_naming_the_file(
+    tmp_path: Path, tiny_lm: LanguageModel, artifact: str, member: str
+) -> None:
+    from recall.artifacts import BUNDLED_DIR, ArtifactError
+    from recall.backends.recipe.files import load_knowledge
+    from recall.backends.review import load_probe
+    from recall.lm.lora import load_adapted
+
+    copy = tmp_path / artifact
+    shutil.copytree(BUNDLED_DIR / artifact, copy)
+    data = bytearray((copy / member).read_bytes())
+    data[-10] ^= 0xFF  # one flipped byte: the file still loads
+    (copy / member).write_bytes(bytes(data))
+    loads: dict[str, Callable[[], object]] = {
+        "relevance": lambda: load_probe(str(copy), tiny_lm),
+        "lte": lambda: load_adapted(tiny_lm, str(copy)),
+        "recipe": lambda: load_knowledge(str(copy), tiny_lm),
+    }
+    with pytest.raises(ArtifactError, match=f"{member} is not the file its training.json records"):
+        loads[artifact.split("-")[0]]()
