@@ -36,8 +36,8 @@ import torch
 from tqdm import tqdm
 
 from memory_store import EditRecord, InvalidEditError, SearchHit
-from memory_store.files import atomic_write
 from recall.backends.base import BackendSwitch, Capability, Generation, GenerationConfig, ScoreRequest
+from recall.backends.state_files import read_state, write_state
 from recall.errors import ArchitectureError
 from recall.lm.hooks import resolve_module
 from recall.lm.loading import LanguageModel
@@ -200,9 +200,10 @@ class WeightEditor(BackendSwitch):
             journal[unit[0].edit_id] = Entry(_ids(unit), last, entry.change)
         if last != self._snapshot[0]:
             return False
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(self._snapshot[1]))
+        state = read_state(self._snapshot[1])
+        if state is None:
+            return False
+        tensors = state[0]
         with torch.no_grad():
             for path, weight in self.weights.items():
                 weight.copy_(tensors.pop(path))
@@ -248,13 +249,10 @@ class WeightEditor(BackendSwitch):
         """Every change was written when it was made; the edited weights too, for a fast reopen."""
         if not self.journal:
             return
-        from safetensors.torch import save_file
-
-        tensors = {p: w.detach().cpu().contiguous() for p, w in self.weights.items()}
-        tensors.update((k, v.contiguous()) for k, v in self.memo().items())
+        tensors = {p: w.detach().cpu() for p, w in self.weights.items()}
+        tensors.update(self.memo())
         chain = next(reversed(self.journal.values())).chain
-        file = path / f"{self.name}-weights.safetensors"
-        atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata={"chain": chain}))
+        write_state(path / f"{self.name}-weights.safetensors", tensors, {"chain": chain})
 
     def load(self, path: Path) -> None:
         """Note the entries stored under `path` (`sync` applies those whose chain still matches)."""
@@ -281,24 +279,22 @@ class WeightEditor(BackendSwitch):
     def _write(self, unit: Sequence[EditRecord], chain: str, change: Change) -> None:
         if self.folder is None:
             return
-        from safetensors.torch import save_file
-
         tensors = {}
         for delta in change.deltas:
-            tensors[f"{delta.path}:left"] = delta.left.contiguous()
+            tensors[f"{delta.path}:left"] = delta.left
             if delta.right is not None:
-                tensors[f"{delta.path}:right"] = delta.right.contiguous()
-        tensors.update((f"{p}:keys", k.contiguous()) for p, k in change.keys.items())
+                tensors[f"{delta.path}:right"] = delta.right
+        tensors.update((f"{p}:keys", k) for p, k in change.keys.items())
         meta = {"chain": chain, "edits": ",".join(_ids(unit))}
-        file = self.folder / f"{unit[0].edit_id}.safetensors"
-        atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        write_state(self.folder / f"{unit[0].edit_id}.safetensors", tensors, meta)
 
     def _read(self, key: str) -> Change | None:
         if self.folder is None or not (file := self.folder / f"{key}.safetensors").is_file():
             return None
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(file))
+        state = read_state(file)  # None when damaged: the unit is computed again
+        if state is None:
+            return None
+        tensors = state[0]
         deltas = [
             WeightDelta(p, tensors[f"{p}:left"], tensors.get(f"{p}:right"))
             for p in self.paths

@@ -22,6 +22,8 @@ from safetensors import safe_open
 
 from memory_store import EditNotFoundError, MemoryNotFoundError, ReadOnlyStoreError, StoreLockedError
 from recall import build
+from recall.backends.state_files import read_state
+from recall.backends.weight_editor import WeightEditor
 from recall.cli.main import main
 from recall.cli.memory import run_memory_command
 from recall.config import RecallConfig, load_config
@@ -567,3 +569,46 @@ def test_8_a_damaged_artifact_raises_naming_the_file(
     }
     with pytest.raises(ArtifactError, match=f"{member} is not the file its training.json records"):
         loads[artifact.split("-")[0]]()
+
+
+def _flip_last_byte(file: Path) -> None:
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0x01  # a tensor's last byte: the file still loads, with another value
+    file.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damaged", ["snapshot", "delta"])
+def test_8_a_damaged_weight_editor_file_is_recomputed_not_used(
+    open_memory: OpenMemory, damaged: str, tmp_path: Path
+) -> None:
+    memory = open_memory("rome", "memory")
+    memory.add("who is the ceo of acme ?", "jane doe", subject="acme")
+    memory.add("what is the capital of france ?", "lyon", subject="france")
+    memory.close()
+    folder = memory.store.path / "backend"
+    snapshot = folder / "rome-weights.safetensors"
+    if damaged == "snapshot":
+        _flip_last_byte(snapshot)
+    else:
+        snapshot.unlink()  # so that the deltas are read
+        _flip_last_byte(sorted((folder / "rome").glob("*.safetensors"))[0])
+    again = open_memory("rome", "memory", reopen=True)
+    fresh = open_memory("rome", "fresh")
+    fresh.add("who is the ceo of acme ?", "jane doe", subject="acme")
+    fresh.add("what is the capital of france ?", "lyon", subject="france")
+    assert isinstance(again.backend, WeightEditor)
+    assert isinstance(fresh.backend, WeightEditor)
+    for path, weight in again.backend.weights.items():
+        assert torch.allclose(weight, fresh.backend.weights[path], atol=1e-6), path
+
+
+def test_8_a_damaged_grace_entry_is_retrained_not_used(open_memory: OpenMemory) -> None:
+    memory = open_memory("grace", "memory")
+    added = memory.add("who is the ceo of acme ?", "jane doe")
+    memory.close()
+    entry = next((memory.store.path / "backend").rglob(f"{added.edit_id}.safetensors"))
+    _flip_last_byte(entry)
+    assert read_state(entry) is None
+    again = open_memory("grace", "memory", reopen=True)
+    assert read_state(entry) is not None  # written again by the retraining
+    assert added.edit_id in again.ask("who is the ceo of acme ?", max_new_tokens=2).used

@@ -24,7 +24,6 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from memory_store import EditRecord, SearchHit
-from memory_store.files import atomic_write
 from recall.backends.base import (
     BackendConfig,
     BackendSwitch,
@@ -35,6 +34,7 @@ from recall.backends.base import (
 )
 from recall.backends.grace.codebook import Codebook, Entry, build
 from recall.backends.grace.training import Steps, ValueTask, train_values
+from recall.backends.state_files import read_state, write_state
 from recall.errors import ConfigError, InvalidEditError
 from recall.lm.hooks import edited_module, resolve_module
 from recall.lm.loading import LanguageModel
@@ -213,17 +213,15 @@ class GraceBackend(BackendSwitch):
 
     def load(self, path: Path) -> None:
         """Read the entries written under `path` (their order comes from the store, in `sync`)."""
-        from safetensors.torch import load_file
-
         self.folder = path / ENTRY_DIR
         self.folder.mkdir(parents=True, exist_ok=True)
         # In the order they were written, until `sync` puts them in the store's order.
         for file in sorted(self.folder.glob("*.safetensors"), key=lambda f: (f.stat().st_mtime_ns, f.name)):
-            try:
-                tensors = load_file(str(file))
-            except (OSError, ValueError, RuntimeError):
-                file.unlink()  # a torn write; `sync` retrains the edit if the store holds it
+            state = read_state(file)
+            if state is None:
+                file.unlink()  # torn or damaged; `sync` retrains the edit if the store holds it
                 continue
+            tensors = state[0]
             label = tuple(int(i) for i in tensors["label"].tolist())
             self.entries[file.stem] = Entry(file.stem, tensors["key"], tensors["value"], label)
         self.codebook = build(list(self.entries.values()), self.config.eps_init)
@@ -293,14 +291,12 @@ class GraceBackend(BackendSwitch):
     def _write(self, entry: Entry) -> None:
         if self.folder is None:
             return
-        from safetensors.torch import save_file
-
         tensors = {
-            "key": entry.key.contiguous(),
-            "value": entry.value.contiguous(),
+            "key": entry.key,
+            "value": entry.value,
             "label": torch.tensor(entry.label, dtype=torch.long),
         }
-        atomic_write(self.folder / f"{entry.edit_id}.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+        write_state(self.folder / f"{entry.edit_id}.safetensors", tensors)
 
 
 def _seed(record: EditRecord) -> int:

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import torch
 
 from memory_store import EditRecord, SearchHit
-from memory_store.files import atomic_write
 from recall.backends.base import (
     BackendConfig,
     Capability,
@@ -29,6 +28,7 @@ from recall.backends.base import (
 from recall.backends.recipe.encoder import load_recipe_encoder
 from recall.backends.recipe.files import WEIGHTS_FILE, fact_prompts, load_knowledge, resolve_knowledge
 from recall.backends.review import load_probe, probe_digest, review_hits
+from recall.backends.state_files import read_state, write_state
 from recall.digests import file_sha256
 from recall.errors import ConfigError
 from recall.lm.loading import LanguageModel
@@ -150,30 +150,16 @@ class RecipeBackend(RetrievalBackend):
         return out
 
     def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
         path.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self._prompts.items()}
         # Atomic and fsynced: a crash keeps the previous cache, and `sync` refills what it lacks.
-        digests = {k: self._digests[k] for k in tensors}
-        atomic_write(path / PROMPTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=digests))
+        write_state(path / PROMPTS_FILE, self._prompts, {k: self._digests[k] for k in self._prompts})
 
     def load(self, path: Path) -> None:
         """Read the prompt cache; a missing one is fine (prompts are recomputed from the statements)."""
-        from safetensors import SafetensorError, safe_open
-        from safetensors.torch import load_file
-
         file = path / PROMPTS_FILE
-        if not file.is_file():
-            return
-        try:
-            self._prompts = dict(load_file(str(file)))
-            with safe_open(str(file), framework="pt") as handle:
-                self._digests = dict(handle.metadata() or {})  # checked against the statements by `sync`
-        except (SafetensorError, OSError) as exc:
-            # A cache, not the truth: start empty and let `sync` remake the prompts from the store.
-            logger.warning("ignoring the unreadable RECIPE prompt cache %s (%s); remaking it", file, exc)
-            self._prompts, self._digests = {}, {}
+        state = read_state(file) if file.is_file() else None  # None: `sync` remakes every prompt
+        # Each prompt's digest of its statement is checked against the store's records by `sync`.
+        self._prompts, self._digests = state if state is not None else ({}, {})
 
     def review(
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
