@@ -14,6 +14,7 @@ __all__ = [
     "InvalidVectorError",
     "MemoryNotFoundError",
     "ReadOnlyStoreError",
+    "StorageError",
     "StoreClosedError",
     "StoreError",
     "StoreLockedError",
@@ -78,3 +79,7 @@ class StoreClosedError(StoreError):
 
 class ReadOnlyStoreError(StoreError):
     """A write to a memory opened read-only (or on storage that cannot be written)."""
+
+
+class StorageError(StoreError, OSError):
+    """The storage refused a read or write (disk full, I/O error, no permission); nothing was committed."""

@@ -17,6 +17,7 @@ from memory_store.errors import (
     DuplicateEditError,
     IncompatibleArtifactError,
     ReadOnlyStoreError,
+    StorageError,
 )
 from memory_store.records import EditRecord, EventKind, HistoryEvent, Status
 from memory_store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, record_of_row
@@ -152,8 +153,9 @@ class EditDatabase:
                     f"{str(path)!r} holds commits in its write-ahead log that read-only access cannot "
                     f"read ({exc}); open the memory once on writable storage, then close it"
                 ) from exc
-            raise CorruptStoreError(
-                f"{str(path)!r} expected an SQLite database, received an error: {exc}"
+            raise StorageError(
+                f"cannot open {str(path)!r} ({exc}): the storage is full, failing or not writable; free "
+                "space or check it (the memory itself is not known to be damaged)"
             ) from exc
         except sqlite3.DatabaseError as exc:  # "file is not a database"
             raise CorruptStoreError(
@@ -208,25 +210,40 @@ class EditDatabase:
     # ----------------------------------------------------------------- writes
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """BEGIN IMMEDIATE ... COMMIT; any exception rolls everything back and propagates."""
+        """BEGIN IMMEDIATE ... COMMIT; any exception rolls everything back and propagates (SQLite's
+        operational errors, such as a full disk, as StorageError)."""
         if self.read_only:
             raise ReadOnlyStoreError(
                 f"{str(self.path.parent)!r} is open read-only; open it without read_only to change it"
             )
-        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            self._writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._storage_error(exc) from exc
         try:
             yield Transaction(self._writer)
-        except BaseException:
-            self._writer.execute("ROLLBACK")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself (disk full)
+                self._writer.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._storage_error(exc) from exc
             raise
         try:
             self._writer.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             # A failed COMMIT (disk full, I/O error) can leave the transaction open; end it so the next
             # write does not inherit it. If SQLite already rolled back, ROLLBACK itself errors: ignore that.
             with contextlib.suppress(sqlite3.Error):
                 self._writer.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._storage_error(exc) from exc
             raise
+
+    def _storage_error(self, exc: sqlite3.OperationalError) -> StorageError:
+        return StorageError(
+            f"the memory at {str(self.path.parent)!r} could not be written ({exc}); nothing was changed: "
+            "free disk space or check the storage, then try again"
+        )
 
     # ----------------------------------------------------------------- reads
     @contextlib.contextmanager

@@ -8,6 +8,7 @@ same way when the memory is next opened (EditMemory.open)."""
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast, get_args
@@ -15,7 +16,15 @@ from typing import TypeVar, cast, get_args
 import numpy as np
 from tqdm import tqdm
 
-from memory_store import EditRecord, MemoryStore, ReadOnlyStoreError, validate_namespace, validate_record
+from memory_store import (
+    EditRecord,
+    MemoryStore,
+    ReadOnlyStoreError,
+    StorageError,
+    StoreError,
+    validate_namespace,
+    validate_record,
+)
 from recall.backends import Capability, EditBackend
 from recall.config import ConflictConfig, ConflictPolicy, RecallConfig
 from recall.errors import (
@@ -35,6 +44,7 @@ from recall.retrieval.encoder import Encoder
 from recall.retrieval.identifiers import name_other_things
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 POLICIES: tuple[str, ...] = get_args(ConflictPolicy)
 
 
@@ -299,6 +309,16 @@ class EditWriter:
         try:
             backend_step()
             return store_step()
-        except BaseException:
-            self.sync()  # undo what the backend took that the store did not commit
+        except BaseException as error:
+            try:
+                self.sync()  # undo what the backend took that the store did not commit
+            except Exception as repair:  # the first error is the one to report
+                logger.warning(
+                    "could not bring the backend back to the store (%s); the next open will", repair
+                )
+            if isinstance(error, OSError) and not isinstance(error, StoreError):
+                raise StorageError(
+                    f"the {self.backend.name} backend could not write its files ({error}); nothing was "
+                    "changed: free disk space or check the storage, then try again"
+                ) from error
             raise

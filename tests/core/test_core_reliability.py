@@ -20,7 +20,13 @@ import torch
 from conftest import OpenMemory
 from safetensors import safe_open
 
-from memory_store import EditNotFoundError, MemoryNotFoundError, ReadOnlyStoreError, StoreLockedError
+from memory_store import (
+    EditNotFoundError,
+    MemoryNotFoundError,
+    ReadOnlyStoreError,
+    StorageError,
+    StoreLockedError,
+)
 from recall import build
 from recall.backends.state_files import read_state
 from recall.backends.weight_editor import WeightEditor
@@ -612,3 +618,37 @@ def test_8_a_damaged_grace_entry_is_retrained_not_used(open_memory: OpenMemory) 
     again = open_memory("grace", "memory", reopen=True)
     assert read_state(entry) is not None  # written again by the retraining
     assert added.edit_id in again.ask("who is the ceo of acme ?", max_new_tokens=2).used
+
+
+def test_9_a_full_disk_is_a_storage_error_and_changes_nothing(make_memory: MakeMemory) -> None:
+    memory = make_memory()
+    kept = memory.add("who is the ceo of acme ?", "jane doe")
+    writer = memory.store._db._writer  # SQLite's own limit stands in for a full disk: SQLITE_FULL
+    pages = writer.execute("PRAGMA page_count").fetchone()[0]
+    writer.execute(f"PRAGMA max_page_count = {pages}")
+    big = "lyon " * 1500  # needs new pages
+    with pytest.raises(StorageError, match=r"could not be written .*full.*nothing was changed"):
+        memory.add("what is the capital of france ?", big)
+    with pytest.raises(StorageError):
+        memory.add_many([("what is the capital of france ?", big), ("who wrote the novel ?", big)])
+    assert [r.edit_id for r in memory.list()] == [kept.edit_id]
+    assert memory.ask("what is the capital of france ?", max_new_tokens=2).used == ()
+    writer.execute(f"PRAGMA max_page_count = {pages * 100}")  # space freed
+    assert memory.add("what is the capital of france ?", big).record.target == big.strip()
+
+
+def test_9_a_backend_that_cannot_write_its_files_is_a_storage_error(
+    open_memory: OpenMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = open_memory("rome", "memory")
+    kept = memory.add("who is the ceo of acme ?", "jane doe", subject="acme")
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("recall.backends.weight_editor.write_state", disk_full)
+    with pytest.raises(StorageError, match="rome backend could not write its files"):
+        memory.add("what is the capital of france ?", "lyon", subject="france")
+    assert [r.edit_id for r in memory.list()] == [kept.edit_id]
+    assert isinstance(memory.backend, WeightEditor)
+    assert list(memory.backend.records) == [kept.edit_id]
