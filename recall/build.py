@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memory_store import FixedSentinel, LearnedSentinel, MemoryStore, Sentinel, StoreError, load_sentinel
+from memory_store import (
+    CorruptStoreError,
+    FixedSentinel,
+    LearnedSentinel,
+    MemoryStore,
+    Sentinel,
+    StoreError,
+    load_sentinel,
+)
 from memory_store.files import fsync_dir
 from memory_store.manifest import MANIFEST_NAME, read_manifest
 from recall._version import __version__
@@ -174,7 +182,7 @@ def open_parts(
     """The parts of an existing memory, with the model, config and store settings it was created with;
     the backend has loaded what it saved (the caller syncs it with the store). `encoder` and `backend`
     are the ones create_parts just made; `read_only` opens a store that writes no file."""
-    config = config_from_dict(_saved_extra(Path(path)).get("config", {}))
+    config = _saved_config(Path(path))
     store = MemoryStore.open(
         path,
         index=config.store.index,
@@ -207,13 +215,21 @@ def open_parts(
     return MemoryParts(store, lm, encoder, sentinel, backend, config)
 
 
-def _saved_extra(path: Path) -> dict[str, Any]:
-    """The manifest's `extra` (model, config), read before the store opens so that its settings apply;
-    the store's own open reports a missing or damaged manifest."""
+def _saved_config(path: Path) -> RecallConfig:
+    """The config in the manifest's `extra`, read before the store opens so that its settings apply (the
+    store's own open reports a missing or damaged manifest). A manifest without one is not opened with
+    defaults: it is a store made without recall, or damaged."""
     try:
-        return dict(read_manifest(path).get("extra", {}))
+        extra = read_manifest(path).get("extra", {})
     except StoreError:
-        return {}
+        return config_from_dict({})
+    saved = extra.get("config") if isinstance(extra, dict) else None
+    if not isinstance(saved, dict):
+        raise CorruptStoreError(
+            f"{str(path / MANIFEST_NAME)!r} holds no recall config (received {saved!r:.80}): a store made "
+            "without recall, or a damaged manifest; create a new memory"
+        )
+    return config_from_dict(saved)
 
 
 def memory_info(parts: MemoryParts) -> dict[str, Any]:

@@ -197,7 +197,10 @@ _SECTIONS = ("encoder", "store", "retrieval", "sentinel", "conflict")
 def config_from_dict(data: Mapping[str, Any]) -> RecallConfig:
     """Strictly convert a plain mapping (YAML or a manifest) into a RecallConfig."""
     data = dict(data)
-    backend_data = dict(data.pop("backend", {}) or {})
+    backend_raw = data.pop("backend", {}) or {}
+    if not isinstance(backend_raw, Mapping):
+        raise ConfigError(f"backend must be a mapping, got {backend_raw!r:.80}")
+    backend_data = dict(backend_raw)
     spec = get_backend(str(backend_data.get("name", BackendConfig.name)))
     config = build_dataclass(RecallConfig, data, "")
     backend_config = build_dataclass(spec.config_cls, backend_data, "backend.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -21,8 +22,10 @@ from conftest import OpenMemory
 from safetensors import safe_open
 
 from memory_store import (
+    CorruptStoreError,
     EditNotFoundError,
     MemoryNotFoundError,
+    MemoryStore,
     ReadOnlyStoreError,
     StorageError,
     StoreLockedError,
@@ -652,3 +655,26 @@ def test_9_a_backend_that_cannot_write_its_files_is_a_storage_error(
     assert [r.edit_id for r in memory.list()] == [kept.edit_id]
     assert isinstance(memory.backend, WeightEditor)
     assert list(memory.backend.records) == [kept.edit_id]
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        ({"config": "x"}, CorruptStoreError),
+        ({"config": None}, CorruptStoreError),
+        ({"config": {"backend": "x"}}, ConfigError),
+        ({"config": {"retrieval": {"top_k": -1}}}, ConfigError),
+        ({"config": {"backend": {"name": "nope"}}}, ConfigError),
+    ],
+)
+def test_9_a_damaged_manifest_config_is_a_typed_error(
+    tmp_path: Path, tiny_lm: LanguageModel, tiny_config: RecallConfig, damage: dict[str, object], error: type
+) -> None:
+    path = tmp_path / "memory"
+    EditMemory.create(path, tiny_config, lm=tiny_lm, encoder=HashingEncoder()).close()
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["extra"].update(damage)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(error):
+        EditMemory.open(path, lm=tiny_lm)
+    MemoryStore.open(path).close()  # the failed open left nothing locked
