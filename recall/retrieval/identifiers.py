@@ -15,26 +15,27 @@ import unicodedata
 _WORD = re.compile(r"\w+(?:[-./_]\w+)*")
 
 
-def identifiers(question: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(codes, names) of `question`, casefolded: codes hold a digit ("101", "sku-1234", "3.5"); names
-    start with a capital letter anywhere but at the start of the question ("Acme", "CEO")."""
+def identifiers(question: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(codes, names) of `question`, casefolded: codes hold a digit ("101", "sku-1234", "3.5"), in their
+    order ("room 12 on floor 3" is not "room 3 on floor 12"); names start with a capital letter anywhere
+    but at the start of the question ("Acme", "CEO"), in any order (rewording moves them)."""
     text = unicodedata.normalize("NFKC", question)
-    codes: set[str] = set()
+    codes: list[str] = []
     names: set[str] = set()
     for index, match in enumerate(_WORD.finditer(text)):
         word = match.group()
         if any(c.isdigit() for c in word):
-            codes.add(word.casefold())
+            codes.append(word.casefold())
         elif index > 0 and word[0].isupper():
             names.add(word.casefold())
-    return frozenset(codes), frozenset(names)
+    return tuple(codes), frozenset(names)
 
 
 def name_other_things(a: str, b: str) -> bool:
-    """True when questions `a` and `b` cannot be the same question: a code of one is missing from the
-    other (a number or code added, dropped or changed), or each names something the other does not (a
-    name changed). A name only one side has is allowed: rewording adds some ("the CEO of Acme" and "who
-    runs Acme"). Words are compared casefolded, so case alone never separates two questions."""
+    """True when questions `a` and `b` cannot be the same question: their codes differ (a number or code
+    added, dropped, changed or moved), or each names something the other does not (a name changed). A
+    name only one side has is allowed: rewording adds some ("the CEO of Acme" and "who runs Acme").
+    Words are compared casefolded, so case alone never separates two questions."""
     codes_a, names_a = identifiers(a)
     codes_b, names_b = identifiers(b)
     if codes_a != codes_b:
