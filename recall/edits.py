@@ -107,7 +107,7 @@ def in_namespace(record: EditRecord, namespace: str | None) -> EditRecord:
 
 def check_policy(policy: object) -> ConflictPolicy:
     """`policy` if it is a conflict policy; ConfigError (never a silent keep_both) otherwise."""
-    if policy not in POLICIES:
+    if not isinstance(policy, str) or policy not in POLICIES:
         raise ConfigError(f"policy expected one of {POLICIES}, received {policy!r}")
     return cast(ConflictPolicy, policy)
 
@@ -121,10 +121,13 @@ class EditWriter:
         # threads adding one question would both supersede the same old edit.
         self.lock = threading.RLock()
 
-    def add_with_policy(self, record: EditRecord, keys: np.ndarray, policy: ConflictPolicy) -> EditResult:
-        """Add one record under the conflict policy: an active edit of the same question is superseded
-        ('supersede'), refused ('reject': ConflictError) or kept beside it ('keep_both')."""
-        check_policy(policy)
+    def add_with_policy(
+        self, record: EditRecord, keys: np.ndarray, policy: ConflictPolicy | None = None
+    ) -> EditResult:
+        """Add one record under the conflict policy (None: conflict.policy): an active edit of the same
+        question is superseded ('supersede'), refused ('reject': ConflictError) or kept beside it
+        ('keep_both')."""
+        policy = check_policy(self.rule.policy if policy is None else policy)
         with self.lock:
             return self._add_with_policy(record, keys, policy)
 
@@ -143,13 +146,16 @@ class EditWriter:
         return EditResult(stored, conflicts=tuple(conflicts), similar=similar)
 
     def add_many(
-        self, prepared: Sequence[tuple[EditRecord, np.ndarray]], policy: ConflictPolicy, progress: bool
+        self,
+        prepared: Sequence[tuple[EditRecord, np.ndarray]],
+        policy: ConflictPolicy | None,
+        progress: bool,
     ) -> list[EditResult]:
         """All or nothing: one batch with 'keep_both' or when no record meets an active edit of its
         question (nor another of the batch); else ConflictError before any write ('reject'), or one by
         one, each superseding the edits of its question, undone (retracted, the superseded restored,
         all in history) if one fails."""
-        check_policy(policy)
+        policy = check_policy(self.rule.policy if policy is None else policy)
         if not prepared:
             return []
         with self.lock:

@@ -117,7 +117,7 @@ class EditMemory:
         """Teach one fact; durable when this returns. An edit of an already-edited question supersedes it
         (policy 'supersede', the default), raises ConflictError ('reject') or sits beside it ('keep_both')."""
         record, keys = prepare(Edit(prompt, target, subject, namespace), self.encoder, self.config, self.lm)
-        return self.writer.add_with_policy(record, keys, policy or self.config.conflict.policy)
+        return self.writer.add_with_policy(record, keys, policy)
 
     def add_many(
         self,
@@ -131,7 +131,7 @@ class EditMemory:
         of the batch), else one by one under the policy (EditWriter.add_many)."""
         items = [Edit.of(item, index) for index, item in enumerate(edits)]  # all checked before any add
         prepared = [prepare(e, self.encoder, self.config, self.lm) for e in items]
-        return self.writer.add_many(prepared, policy or self.config.conflict.policy, progress)
+        return self.writer.add_many(prepared, policy, progress)
 
     def forget(self, edit_id: str, namespace: str | None = None) -> EditRecord:
         """Retract one edit (kept in history; EditNotFoundError unless in `namespace`, when given); the

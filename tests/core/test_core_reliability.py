@@ -358,6 +358,8 @@ def test_12_an_unknown_policy_is_an_error(make_memory: MakeMemory) -> None:
         memory.add("who is the ceo of acme ?", "jane doe", policy="overwrite")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="policy expected one of"):
         memory.add_many([("who is the ceo of acme ?", "jane doe")], policy="Supersede")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="policy expected one of"):
+        memory.add("who is the ceo of acme ?", "jane doe", policy="")  # type: ignore[arg-type]
     assert memory.list() == []
 
 
