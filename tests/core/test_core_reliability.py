@@ -1,5 +1,5 @@
 """Issue #33, what a hostile or careless user tried through the public API: each numbered item of the
-issue has its test here (the real-model ones are in test_core_reliability_real.py)."""
+issue has its test here (the real-model ones are at the end of test_core_real.py)."""
 
 from __future__ import annotations
 
