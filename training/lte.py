@@ -120,13 +120,16 @@ def validate(lm: LanguageModel, examples: Sequence[Example], adapter_off: Adapte
     return metrics
 
 
-def describe_adapter(adapter_dir: Path, model: str) -> None:
-    """Replace peft's blank model card with one built from training.json, and name the base model by
-    its recall name rather than this machine's cache path."""
+def name_base_model(adapter_dir: Path, model: str) -> None:
+    """Name the base model in adapter_config.json by its recall name, not this machine's cache path."""
     config_file = adapter_dir / "adapter_config.json"
     adapter_config = json.loads(config_file.read_text())
     adapter_config["base_model_name_or_path"] = model
     config_file.write_text(json.dumps(adapter_config, indent=2) + "\n")
+
+
+def describe_adapter(adapter_dir: Path, model: str) -> None:
+    """Replace peft's blank model card with one built from training.json."""
     info = json.loads((adapter_dir / TRAINING_FILE).read_text())
     final = info["validation"][-1] if info["validation"] else {}
     rows = ", ".join(f"{n} {k}" for k, n in info["data"]["rows"].items())
@@ -212,6 +215,7 @@ def run(config: LteTrainConfig, *, fresh: bool = False, command: str = COMMAND) 
 
     adapter_dir = run_dir / "adapter"
     peft_model.save_pretrained(str(adapter_dir))
+    name_base_model(adapter_dir, config.model)  # before training.json records the files' digests
     info = {
         "model": config.model,
         "model_fingerprint": lm.fingerprint,
