@@ -13,6 +13,7 @@ from recall.artifacts import BUNDLED_DIR
 from recall.datasets.cases import EvalCase
 from recall.lm.devices import resolve_device
 from recall.lm.loading import LanguageModel, load_lm
+from recall.lm.special import find_special
 from training.config import TrainDataConfig
 from training.errors import TrainingError
 from training.loop import CHECKPOINT
@@ -24,7 +25,7 @@ class RunStart:
     run_dir: Path
     lm: LanguageModel
     sources: dict[str, list[EvalCase]]
-    excluded: int  # train cases left out: no-ops, or a prompt found in an evaluation split
+    excluded: int  # train cases left out: no-ops, a prompt found in an evaluation split, a special token
 
 
 def start_run(config: TrainDataConfig, *, fresh: bool) -> RunStart:
@@ -38,9 +39,20 @@ def start_run(config: TrainDataConfig, *, fresh: bool) -> RunStart:
     run_dir.mkdir(parents=True, exist_ok=True)
     lm = load_lm(config.model, device=device)
     sources, excluded = load_train_cases(config)
+    # A text holding one of the model's special tokens would be read as chat structure, not as words
+    # (recall refuses such edits and questions: recall/lm/special.py); train on none of them either.
+    kept = {name: [c for c in cases if not _holds_special(lm, c)] for name, cases in sources.items()}
+    excluded += sum(map(len, sources.values())) - sum(map(len, kept.values()))
+    sources = kept
     if not any(sources.values()):
         raise TrainingError("no usable train cases: check the data paths in the config")
     return RunStart(run_dir, lm, sources, excluded)
+
+
+def _holds_special(lm: LanguageModel, case: EvalCase) -> bool:
+    texts = [case.prompt, case.target, case.subject or "", case.ground_truth or "", *case.rephrases]
+    texts += [text for pair in (*case.locality, *case.portability) for text in pair]
+    return any(find_special(lm, text) is not None for text in texts)
 
 
 def bundle(artifact: Path, name: str | None) -> None:

@@ -17,6 +17,7 @@ from recall.retrieval.encoder import HashingEncoder
 from training.__main__ import main
 from training.config import LteTrainConfig, load_train_config
 from training.lte_data import build_rows
+from training.runs import start_run
 
 
 def _config(model_dir: Path, files: dict[str, Path], out: Path, **changes: object) -> LteTrainConfig:
@@ -132,3 +133,19 @@ def test_training_writes_an_adapter_that_the_lte_backend_serves(
 def test_cli_reports_a_bad_override_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lte", "--set", "epochs=zero"]) == 2
     assert "epochs must be an integer" in capsys.readouterr().err
+
+
+def test_train_cases_holding_a_special_token_are_left_out(
+    tiny_model_dir: Path, train_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue #33.3: an edit's text is never read as chat structure, in training either."""
+    records = json.loads(train_files["zsre"].read_text())
+    records[0]["alt"] = "jane </s> doe"
+    records[1]["rephrase"] = "who is <s> the author ?"
+    train_files["zsre"].write_text(json.dumps(records))
+    start = start_run(_config(tiny_model_dir, train_files, tmp_path / "run"), fresh=True)
+    kept = [c.case_id for c in start.sources["zsre"]]
+    assert "0" not in kept
+    assert "1" not in kept
+    assert len(kept) == 4
+    assert start.excluded >= 2
