@@ -28,6 +28,7 @@ __all__ = [
     "namespace_filter",
     "new_edit_id",
     "positive_int",
+    "remove_unstorable",
     "transition",
     "validate_namespace",
     "validate_new",
@@ -201,6 +202,12 @@ def namespace_filter(namespace: str | Sequence[str] | None) -> list[str] | None:
             "namespace expected a name, a non-empty sequence of names or None, received []"
         )
     return [validate_namespace(name) for name in names]
+
+
+def remove_unstorable(text: str) -> str:
+    """`text` without the characters `check_text` refuses (controls but \\t and \\n, invisible format
+    characters, lone surrogates): for text from elsewhere, such as a benchmark's records."""
+    return _FORBIDDEN.sub("", text)
 
 
 def is_edit_id(value: object) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from memory_store.records import remove_unstorable
 from recall.datasets.cases import DatasetError, EmptyEditError, EvalCase, RecordReader
 from recall.datasets.formats import CONVERTERS, FORMATS, DatasetFormat, detect_format
 from recall.digests import file_sha256
@@ -59,7 +60,25 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _parse_records(path: Path, data: bytes) -> list[object]:
-    """A JSON list of records, or one JSON object per line (blank lines skipped)."""
+    """A JSON list of records, or one JSON object per line (blank lines skipped), every string without
+    the characters recall refuses in an edit or a question (`_cleaned`)."""
+    return [_cleaned(record) for record in _json_records(path, data)]
+
+
+def _cleaned(value: object) -> object:
+    """`value` with each string stripped of control and invisible format characters: benchmark text
+    holds a few (ZsRE's locality answers: BOMs around coordinates, zero-width spaces), which recall
+    would refuse as a question or an edit."""
+    if isinstance(value, str):
+        return remove_unstorable(value)
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    return value
+
+
+def _json_records(path: Path, data: bytes) -> list[object]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

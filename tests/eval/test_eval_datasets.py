@@ -228,3 +228,22 @@ def test_bad_n_and_format(tmp_path: Path) -> None:
 def test_only_the_kept_records_are_checked(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "cases.jsonl", [{"prompt": "a?", "target": "b"}, {"prompt": "broken"}])
     assert len(load_cases(path, n=1)) == 1
+
+
+def test_benchmark_text_loses_the_characters_recall_refuses(shared_data: Path) -> None:
+    """ZsRE's eval split holds BOMs and zero-width spaces in 5 locality probes (records 55, 278, 417,
+    610, 830): asked as they are, recall would refuse them (issue #33.3), and the eval would stop."""
+    cases = load_cases(shared_data / "zsre" / "zsre_mend_eval_portability_gpt4.json")
+    texts = [
+        t for c in cases for t in (c.prompt, c.target, *c.rephrases, *(x for p in c.locality for x in p))
+    ]
+    assert not any(mark in t for t in texts for mark in ("\ufeff", "\u200b", "\u200e"))
+    assert "6°14′45″N 71°50′38″E / 36.24583°N" in cases[55].locality[0][1]
+
+
+def test_jsonl_text_is_cleaned_of_controls_and_format_characters(tmp_path: Path) -> None:
+    path = tmp_path / "edits.jsonl"
+    record = {"prompt": "who is the\u200b ceo\u202e of acme ?", "target": "jane\r doe\ufeff"}
+    path.write_text(json.dumps(record) + "\n")
+    [case] = load_cases(path)
+    assert (case.prompt, case.target) == ("who is the ceo of acme ?", "jane doe")
