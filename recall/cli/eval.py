@@ -128,6 +128,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="cap on generated tokens (default: the memory's)",
     )
     parser.add_argument(
+        "--long-form",
+        action="store_true",
+        help="score generated answers as long text too: ROUGE-L recall and MiniLM similarity against the "
+        "target, for the question and its rephrase, with an answer budget that follows the target's length "
+        "(on by default for UnKEBench)",
+    )
+    parser.add_argument(
         "--no-es-ps-ns",
         action="store_true",
         help="skip scoring the original answers, which CounterFact ES/PS/NS need",
@@ -158,6 +165,7 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
         generation=not args.no_generation,
         max_new_tokens=args.max_new_tokens,
         compare_probabilities=not args.no_es_ps_ns,
+        long_form=args.long_form,
     )
 
 
@@ -179,6 +187,8 @@ def run_eval_command(args: argparse.Namespace, make_memory: MakeMemory) -> int:
         return _fail(str(exc), 2)
     if not dataset.cases:
         return _fail(f"{dataset.path}: no usable records (every one was skipped)", 2)
+    if dataset.format == "unke" and settings.generation and not settings.long_form:
+        settings = dataclasses.replace(settings, long_form=True)  # UnKEBench is scored on long answers
     if settings.n is not None:
         # --n counted records; the protocol tests every case they gave (more than n for MQuAKE)
         settings = dataclasses.replace(settings, n=len(dataset.cases))

@@ -1,4 +1,5 @@
-"""Record-form converters (zsRE, CounterFact, KnowEdit, MQuAKE, jsonl) to EvalCase, and form detection.
+"""Record-form converters (zsRE, CounterFact, KnowEdit, MQuAKE, UnKEBench, jsonl) to EvalCase, and form
+detection.
 
 Choices that change scores, made once here so every report means the same thing:
 - Targets are stripped (zsRE `alt` sometimes carries a leading or trailing space).
@@ -22,8 +23,8 @@ from recall.datasets.cases import EmptyEditError, EvalCase, RecordReader, normal
 
 logger = logging.getLogger(__name__)
 
-DatasetFormat = Literal["zsre", "counterfact", "knowedit", "mquake", "jsonl"]
-FORMATS: tuple[DatasetFormat, ...] = ("zsre", "counterfact", "knowedit", "mquake", "jsonl")
+DatasetFormat = Literal["zsre", "counterfact", "knowedit", "mquake", "unke", "jsonl"]
+FORMATS: tuple[DatasetFormat, ...] = ("zsre", "counterfact", "knowedit", "mquake", "unke", "jsonl")
 
 _NQ_PREFIX = "nq question: "
 
@@ -31,7 +32,6 @@ _NQ_PREFIX = "nq question: "
 # a confusing "missing key" error.
 _UNSUPPORTED_FORMS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"concept", "labels", "text"}), "KnowEdit WikiBio (long-form text completion)"),
-    (frozenset({"question", "para_question", "answer"}), "UnKE (unstructured long answers)"),
 )
 
 
@@ -43,6 +43,8 @@ def detect_format(reader: RecordReader) -> DatasetFormat:
             raise reader.error(f"{name} records are not supported by recall eval")
     if {"requested_rewrite", "questions", "new_answer"} <= keys:
         return "mquake"
+    if {"question", "para_question", "answer"} <= keys:
+        return "unke"
     if "requested_rewrite" in keys or {"target_new", "locality_prompt"} <= keys:
         return "counterfact"
     if {"src", "alt"} <= keys:
@@ -281,6 +283,26 @@ def from_mquake(reader: RecordReader) -> tuple[EvalCase, ...]:
     return tuple(cases)
 
 
+def from_unke(reader: RecordReader) -> EvalCase:
+    """UnKEBench (question / para_question / answer, sub_question / sub_answer): the edit teaches the
+    whole long `answer` (91 words on average, up to 220) to `question`; `para_question` is the rephrase;
+    the sub-questions and their answers, facts the answer states, are portability pairs. UnKEBench has
+    no locality probes (its papers measure locality on other data)."""
+    questions, answers = reader.texts("sub_question"), reader.texts("sub_answer")
+    if len(questions) != len(answers):
+        raise reader.error("keys 'sub_question' and 'sub_answer' should be lists of the same length")
+    return _case(
+        reader,
+        reader.case_id("id"),
+        reader.text("question"),
+        reader.text("answer"),
+        rephrases=tuple(r for r in reader.texts("para_question") if r.strip()),
+        portability=tuple(
+            (q, a.strip()) for q, a in zip(questions, answers, strict=True) if q.strip() and a.strip()
+        ),
+    )
+
+
 def _single(convert: Callable[[RecordReader], EvalCase]) -> Callable[[RecordReader], Sequence[EvalCase]]:
     return lambda reader: (convert(reader),)
 
@@ -291,5 +313,6 @@ CONVERTERS: dict[DatasetFormat, Callable[[RecordReader], Sequence[EvalCase]]] = 
     "counterfact": _single(from_counterfact),
     "knowedit": _single(from_knowedit),
     "mquake": from_mquake,
+    "unke": _single(from_unke),
     "jsonl": _single(from_jsonl),
 }

@@ -6,8 +6,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from recall.build import shared_encoder
 from recall.errors import RecallError
-from recall.eval import metrics
+from recall.eval import longform, metrics
 
 if TYPE_CHECKING:
     from recall.datasets.cases import EvalCase
@@ -57,6 +58,11 @@ class CaseRow:
     shared_subject: bool | None = None
     # the backend reports it applied this case's edit to the generated answer (Answer.used): the
     # provenance of what was generated, for in-model backends too (admitted_* describe the gate)
+    # long-form scores of the generated answers (settings.long_form; recall/eval/longform.py), in [0, 1]
+    rouge_l_prompt: float | None = None
+    rouge_l_rephrase: float | None = None
+    similarity_prompt: float | None = None
+    similarity_rephrase: float | None = None
     used_own_prompt: bool | None = None
     used_own_rephrase: bool | None = None
 
@@ -171,16 +177,31 @@ class _Generation:
     latency_ms: float | None = None
     used_prompt: tuple[str, ...] | None = None  # edit ids the backend reports it applied
     used_rephrase: tuple[str, ...] | None = None
+    rouge_l: tuple[float | None, float | None] = (None, None)  # prompt, rephrase
+    similarity: tuple[float | None, float | None] = (None, None)
 
 
 def _generate(memory: MemoryInterface, case: EvalCase, settings: EvalSettings) -> _Generation:
     if not settings.generation:
         return _Generation()
-    answer = memory.ask(case.prompt, settings.namespace, max_new_tokens=settings.max_new_tokens)
+    budget = settings.max_new_tokens
+    if settings.long_form:
+        budget = max(budget or 0, longform.answer_tokens(case.target))
+    answer = memory.ask(case.prompt, settings.namespace, max_new_tokens=budget)
     rephrase_text, rephrase_used = None, None
     if case.rephrases:
-        rephrase = memory.ask(case.rephrases[0], settings.namespace, max_new_tokens=settings.max_new_tokens)
+        rephrase = memory.ask(case.rephrases[0], settings.namespace, max_new_tokens=budget)
         rephrase_text, rephrase_used = rephrase.text, rephrase.used
+    rouge_l: tuple[float | None, float | None] = (None, None)
+    similarity: tuple[float | None, float | None] = (None, None)
+    if settings.long_form:
+        texts = [answer.text] if rephrase_text is None else [answer.text, rephrase_text]
+        scores = longform.similarities(
+            shared_encoder(settings.similarity_encoder, 64), texts, [case.target] * len(texts)
+        )
+        rouge = [longform.rouge_l_recall(text, case.target) for text in texts]
+        rouge_l = (rouge[0], rouge[1] if len(rouge) > 1 else None)
+        similarity = (scores[0], scores[1] if len(scores) > 1 else None)
     return _Generation(
         prompt_text=answer.text,
         rephrase_text=rephrase_text,
@@ -193,6 +214,8 @@ def _generate(memory: MemoryInterface, case: EvalCase, settings: EvalSettings) -
         latency_ms=answer.latency_s * 1000.0,
         used_prompt=answer.used,
         used_rephrase=rephrase_used,
+        rouge_l=rouge_l,
+        similarity=similarity,
     )
 
 
@@ -253,6 +276,10 @@ def probe_cases(
                 em_rephrase=generation.em_rephrase,
                 contains_rephrase=generation.contains_rephrase,
                 ask_latency_ms=generation.latency_ms,
+                rouge_l_prompt=generation.rouge_l[0],
+                rouge_l_rephrase=generation.rouge_l[1],
+                similarity_prompt=generation.similarity[0],
+                similarity_rephrase=generation.similarity[1],
                 used_own_prompt=None if generation.used_prompt is None else edit_id in generation.used_prompt,
                 used_own_rephrase=None
                 if generation.used_rephrase is None

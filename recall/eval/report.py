@@ -22,6 +22,8 @@ from recall.eval.summary import SUBSETS, SUMMARY_KEYS, Summary
 REPORT_FORMAT_VERSION = 1
 
 _HEADLINE = ("n", "Rel", "Gen", "Loc", "Port", "ES", "PS", "NS", "gen_em", "fluency")
+# A long-form run's headline adds its four scores (UnKEBench: question and paraphrase).
+_LONG_FORM = ("lf_rouge_l", "lf_rouge_l_rephrase", "lf_similarity", "lf_similarity_rephrase")
 _COUNTS = {"n", "n_noop"}
 # The subset table: the headline accuracies, then where retrieval and the gate lose a rephrase's own edit.
 _SUBSET_COLUMNS = (
@@ -134,12 +136,13 @@ def format_markdown(result: EvalResult, stamp: Mapping[str, Any], *, brief: bool
     settings = result.settings
     title = f"recall eval: {Path(str(data.get('path', '?'))).name} ({data.get('format', '?')})"
     batch = f", batch size {settings.batch_size}" if settings.protocol != "single" else ""
+    headline = _HEADLINE + (_LONG_FORM if summary.get("lf_rouge_l") is not None else ())
     lines = [
         f"## {title}, {settings.protocol}{batch}, n={summary.get('n')}",
         "",
-        "| " + " | ".join(_HEADLINE) + " |",
-        "|" + "---:|" * len(_HEADLINE),
-        "| " + " | ".join(_format_value(k, summary.get(k)) for k in _HEADLINE) + " |",
+        "| " + " | ".join(headline) + " |",
+        "|" + "---:|" * len(headline),
+        "| " + " | ".join(_format_value(k, summary.get(k)) for k in headline) + " |",
     ]
     if not brief:
         lines += ["", "| metric | value | meaning |", "|---|---:|---|"]

@@ -27,6 +27,10 @@ class EvalSettings:
         max_new_tokens: passed to memory.ask; None lets the memory choose.
         compare_probabilities: also score the original answer to get CounterFact ES/PS/NS.
         namespace: where the edits go and where every probe looks.
+        long_form: also score each generated answer as long text (recall/eval/longform.py: ROUGE-L
+            recall and sentence similarity against the target, question and rephrase), with an answer
+            budget that follows the target's length (at least max_new_tokens). Needs generation.
+        similarity_encoder: the encoder of that similarity (the bundled MiniLM, as UnKEBench uses).
     """
 
     protocol: ProtocolName = "sequential"
@@ -37,6 +41,8 @@ class EvalSettings:
     max_new_tokens: int | None = None
     compare_probabilities: bool = True
     namespace: str = "default"
+    long_form: bool = False
+    similarity_encoder: str = "all-minilm-l6-v2"
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -50,5 +56,9 @@ class EvalSettings:
             )
         if self.n is not None and self.n < 1:
             raise ConfigError(f"n must be at least 1, got {self.n}")
+        if self.long_form and not self.generation:
+            raise ConfigError(
+                "long-form scoring reads generated answers: it needs generation (drop --no-generation)"
+            )
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")

@@ -29,6 +29,12 @@ SUMMARY_KEYS: dict[str, str] = {
     "gen_contains": "generated answer to the edit prompt contains the target, %",
     "gen_em_rephrase": "exact match on the first rephrase, %",
     "gen_contains_rephrase": "contains match on the first rephrase, %",
+    "lf_rouge_l": "long form: ROUGE-L recall of the target by the generated answer to the edit prompt "
+    "(the `rouge` package, as UnKEBench/AnyEdit), %",
+    "lf_rouge_l_rephrase": "the same for the answer to the first rephrase, %",
+    "lf_similarity": "long form: cosine of the answer's and the target's MiniLM sentence embeddings "
+    '(UnKEBench\'s "BERT Score"), %',
+    "lf_similarity_rephrase": "the same for the answer to the first rephrase, %",
     "fluency": "n-gram entropy ×100 of the edit-prompt answers (METHODS 6.3; short answers score far "
     "below the ~600 of ROME's 100-token generations)",
     "retrieval_top1_prompt": "top-1 hit is the case's own record, for the edit prompt, %",
@@ -87,6 +93,10 @@ def summarize(rows: Sequence[CaseRow]) -> Summary:
         "gen_contains": _rate(rows, lambda r: r.contains_prompt),
         "gen_em_rephrase": _rate(rows, lambda r: r.em_rephrase),
         "gen_contains_rephrase": _rate(rows, lambda r: r.contains_rephrase),
+        "lf_rouge_l": _rate(rows, lambda r: r.rouge_l_prompt),
+        "lf_rouge_l_rephrase": _rate(rows, lambda r: r.rouge_l_rephrase),
+        "lf_similarity": _rate(rows, lambda r: r.similarity_prompt),
+        "lf_similarity_rephrase": _rate(rows, lambda r: r.similarity_rephrase),
         "fluency": None if entropy is None else 100.0 * entropy,
         "retrieval_top1_prompt": _rate(rows, lambda r: r.top1_prompt),
         "retrieval_top1_rephrase": _rate(rows, lambda r: r.top1_rephrase),

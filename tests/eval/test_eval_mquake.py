@@ -249,7 +249,7 @@ def test_help_says_n_counts_records(capsys: pytest.CaptureFixture[str]) -> None:
         parse("--help")
     text = " ".join(capsys.readouterr().out.split())
     assert "use the first N records" in text
-    assert "--format {auto,zsre,counterfact,knowedit,mquake,jsonl}" in text
+    assert "--format {auto,zsre,counterfact,knowedit,mquake,unke,jsonl}" in text
 
 
 def test_real_mquake_subset(shared_data: Path) -> None:
