@@ -170,10 +170,11 @@ class EditMemory:
         use_memory: bool = True,
     ) -> Answer:
         """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would.
-        InvalidQueryError: not text, control characters, or no room in the model's context."""
+        The answer may take model.max_new_tokens, or as many as an admitted edit's target needs."""
         start = time.perf_counter()
-        query, length = self.check.ask(query, namespace, max_new_tokens)
+        query, explicit = self.check.ask(query, namespace, max_new_tokens)
         retrieval = self.gate.for_backend([query], namespace, check_flag("use_memory", use_memory))[0]
+        length = self.check.answer_length(query, explicit, retrieval.admitted)  # a long edit comes back whole
         with self._model(use_memory):
             out = self.backend.generate(query, retrieval.admitted, GenerationConfig(length))
         elapsed = time.perf_counter() - start

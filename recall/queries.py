@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memory_store import InvalidEditError, check_text, validate_namespace
+from memory_store import InvalidEditError, SearchHit, check_text, validate_namespace
 from recall.errors import InvalidQueryError
 from recall.lm.loading import LanguageModel
 from recall.lm.special import find_special, special_message
 
-# The default length of an answer when the model's config does not say its context length.
+# The context length when the model's config does not say it.
 FALLBACK_CONTEXT = 2048
+# Tokens an answer may take beyond its edit's target: an end of turn, a closing word or two.
+END_ROOM = 8
 
 
 def context_length(lm: LanguageModel) -> int:
@@ -74,10 +76,23 @@ class QueryCheck:
             self.lm, query, namespace, max_chars=self.max_chars, new_tokens=new_tokens, name=name
         )
 
-    def ask(self, query: object, namespace: object, max_new_tokens: object) -> tuple[str, int]:
-        """(query, answer length) for `ask`."""
-        length = check_answer_length(max_new_tokens) or self.default_length
-        return self.query(query, namespace, length), length
+    def ask(self, query: object, namespace: object, max_new_tokens: object) -> tuple[str, int | None]:
+        """(query, the caller's answer length or None) for `ask`; the query must fit the context with
+        the caller's length, or the default one."""
+        explicit = check_answer_length(max_new_tokens)
+        return self.query(query, namespace, explicit or self.default_length), explicit
+
+    def answer_length(self, query: str, explicit: int | None, admitted: Sequence[SearchHit]) -> int:
+        """The caller's length; else the default, raised to let the longest admitted edit's target come
+        back whole (its tokens + END_ROOM), within what the context leaves after the question."""
+        if explicit is not None:
+            return explicit
+        longest = max((len(self._tokens(h.record.target)) + END_ROOM for h in admitted), default=0)
+        room = context_length(self.lm) - len(self._tokens(query))
+        return max(self.default_length, min(longest, room))
+
+    def _tokens(self, text: str) -> list[int]:
+        return list(self.lm.tokenizer(text, add_special_tokens=False).input_ids)
 
     def pairs(self, pairs: Sequence[tuple[object, object]], namespace: object) -> list[tuple[str, str]]:
         """(query, target) pairs for `score_many`: both texts, and each pair fits the context."""
