@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from conftest import OpenMemory
 
 from recall.backends import GenerationConfig
 from recall.memory import EditMemory
@@ -51,3 +52,24 @@ def test_the_answer_length_stays_within_the_context(
     query = "who is the ceo of acme ?"
     memory.ask(query)
     assert seen[-1] == 256 - len(memory.lm.tokenizer(query, add_special_tokens=False).input_ids)
+
+
+def test_a_recipe_prompt_holds_the_whole_edit_unless_capped(open_memory: OpenMemory) -> None:
+    from recall.backends.recipe.backend import RecipeBackend
+    from recall.lm.prompts import exchange_text
+
+    memory = open_memory("recipe", "whole")
+    added = memory.add("who is the ceo of acme ?", LONG)
+    backend = memory.backend
+    assert isinstance(backend, RecipeBackend)
+    learned = backend.knowledge.settings.prompt_tokens
+    exchange = exchange_text(memory.lm, "who is the ceo of acme ?", LONG)
+    whole = len(memory.lm.tokenizer(exchange, add_special_tokens=False).input_ids)
+    assert backend._prompts[added.edit_id].shape[0] == learned + whole  # not cut at the trained 3
+    capped = open_memory("recipe", "capped", text_tokens=0)  # 0: the artifact's own cap
+    again = capped.add("who is the ceo of acme ?", LONG)
+    assert isinstance(capped.backend, RecipeBackend)
+    assert (
+        capped.backend._prompts[again.edit_id].shape[0]
+        == learned + backend.knowledge.settings.statement_tokens
+    )

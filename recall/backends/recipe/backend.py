@@ -57,6 +57,10 @@ class RecipeConfig(BackendConfig):
     # configs/train/relevance.yaml`; a bundled name or a directory): it declines an admitted edit the
     # model, reading it as an earlier exchange, would not use. None = off.
     relevance: str | None = None
+    # The edit's own tokens in its prompt (after the learned vectors): the knowledge model was trained
+    # on its first `statement_tokens` (64); a long answer cut there came back cut. None: the whole
+    # exchange (a prompt then costs its length in every ask that admits it); 0 or N: the artifact's cap.
+    text_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_prompts < 1:
@@ -110,7 +114,7 @@ class RecipeBackend(RetrievalBackend):
             prompts = self._make_prompts(records)
             for record, prompt in zip(records, prompts, strict=True):
                 self._prompts[record.edit_id] = prompt
-                self._digests[record.edit_id] = prompt_digest(record.statement, prompt)
+                self._digests[record.edit_id] = prompt_digest(self._bound(record), prompt)
 
     def forget(self, edit_ids: Sequence[str]) -> None:
         for edit_id in edit_ids:
@@ -124,7 +128,7 @@ class RecipeBackend(RetrievalBackend):
             r.edit_id
             for r in active
             if r.edit_id in self._prompts
-            and self._digests.get(r.edit_id) == prompt_digest(r.statement, self._prompts[r.edit_id])
+            and self._digests.get(r.edit_id) == prompt_digest(self._bound(r), self._prompts[r.edit_id])
         }
         if len(kept) < sum(r.edit_id in self._prompts for r in active):
             logger.warning(
@@ -209,11 +213,25 @@ class RecipeBackend(RetrievalBackend):
         return render(self.lm, question, use_chat_template=self.config.use_chat_template)
 
     @torch.inference_mode()
+    def _bound(self, record: EditRecord) -> str:
+        """What a cached prompt is bound to: its edit's statement and how many of its tokens it holds (a
+        prompt made under another `text_tokens` is remade)."""
+        return f"{self._text_limit()}|{record.statement}"
+
+    def _text_limit(self) -> int | None:
+        """How many of an edit's tokens its prompt holds (None: all): an artifact that feeds none (0)
+        keeps feeding none; else `text_tokens`, or the artifact's cap when set to 0."""
+        trained = self.knowledge.settings.statement_tokens
+        if trained == 0 or self.config.text_tokens == 0:
+            return trained
+        return self.config.text_tokens
+
     def _make_prompts(self, records: Sequence[EditRecord]) -> list[torch.Tensor]:
         out: list[torch.Tensor] = []
         for start in range(0, len(records), _PROMPT_BATCH):
             facts = [(r.prompt, r.target) for r in records[start : start + _PROMPT_BATCH]]
-            out.extend(p.float().cpu() for p in fact_prompts(self.knowledge, self.lm, facts))
+            prompts = fact_prompts(self.knowledge, self.lm, facts, limit=self._text_limit())
+            out.extend(p.float().cpu() for p in prompts)
         return out
 
 

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -80,18 +80,23 @@ def new_knowledge_model(settings: KnowledgeSettings, lm: LanguageModel) -> Knowl
 
 
 def edit_prompts(
-    model: KnowledgeModel, lm: LanguageModel, facts: Sequence[Fact], keys: torch.Tensor
+    model: KnowledgeModel,
+    lm: LanguageModel,
+    facts: Sequence[Fact],
+    keys: torch.Tensor,
+    limit: int | Literal["trained"] | None = "trained",
 ) -> list[torch.Tensor]:
     """Each edit's prompt (L_p + n_i, d): MLP_P(r_k) from its raw key (B, R), then the LLM's token
-    embeddings of the first `statement_tokens` tokens of the edit (its statement, or its exchange in
-    the chat template: `statement_form`; none when `statement_tokens` is 0). `facts` are the edits as
-    (prompt, target).
+    embeddings of the first `limit` tokens of the edit (its statement, or its exchange in the chat
+    template: `statement_form`; "trained": the artifact's `statement_tokens`, none when it is 0; None:
+    every token). `facts` are the edits as (prompt, target).
 
     Training and the recipe backend both build prompts here; gradients reach MLP_P only (the LLM's
     embedding table is frozen).
     """
     learned = model.prompts(keys)  # (B, L_p, d)
-    limit = model.settings.statement_tokens
+    if limit == "trained":
+        limit = model.settings.statement_tokens
     if limit == 0:
         return list(learned)
     embed: Any = lm.model.get_input_embeddings()
@@ -107,12 +112,17 @@ def edit_prompts(
     return out
 
 
-def fact_prompts(model: KnowledgeModel, lm: LanguageModel, facts: Sequence[Fact]) -> list[torch.Tensor]:
+def fact_prompts(
+    model: KnowledgeModel,
+    lm: LanguageModel,
+    facts: Sequence[Fact],
+    limit: int | Literal["trained"] | None = "trained",
+) -> list[torch.Tensor]:
     """`edit_prompts` for edits given as (prompt, target) alone: their keys come from their statements,
     encoded without gradient (the editing losses train MLP_P only)."""
     with torch.no_grad():
         keys = model.encode([statement(p, t) for p, t in facts], "key")  # (B, R)
-    return edit_prompts(model, lm, facts, keys)
+    return edit_prompts(model, lm, facts, keys, limit)
 
 
 def save_knowledge(model: KnowledgeModel, directory: Path) -> None:
