@@ -122,11 +122,11 @@ def test_dialog_statement_tokens_are_the_edit_as_a_chat_exchange(
 def test_generation_with_a_prompt_is_greedy_over_the_prefixed_input(
     tiny_lm: LanguageModel, tiny_recipe_dir: Path
 ) -> None:
-    backend = RecipeBackend(RecipeConfig(checkpoint=str(tiny_recipe_dir)), tiny_lm)
+    backend = RecipeBackend(RecipeConfig(checkpoint=str(tiny_recipe_dir), text_tokens=0), tiny_lm)
     hit = SearchHit(record=RECORD, score=0.9, rank=0)
     prefix = backend.prefix((hit,))
     assert prefix is not None
-    assert prefix.shape == (2 + 3, 64)  # L_p learned vectors + the statement's first 3 tokens
+    assert prefix.shape == (2 + 3, 64)  # L_p learned vectors + the statement's first 3 (the trained cap)
     ids = prompt_ids(tiny_lm, RECORD.prompt)
     produced: list[int] = []
     with torch.inference_mode():  # greedy by hand: one full forward per token, no cache

@@ -548,7 +548,8 @@ def test_8_swapped_recipe_prompt_cache_entries_are_remade(open_memory: OpenMemor
     for edit_id, swapped in ((a, prompts[b]), (b, prompts[a])):
         fresh = backend._make_prompts([again.get(edit_id)])[0]  # a batch of one: float noise apart
         assert torch.allclose(backend._prompts[edit_id], fresh, atol=1e-5)
-        assert not torch.allclose(backend._prompts[edit_id], swapped, atol=1e-5)
+        current = backend._prompts[edit_id]
+        assert current.shape != swapped.shape or not torch.allclose(current, swapped, atol=1e-5)
 
 
 @pytest.mark.parametrize(
