@@ -1,6 +1,7 @@
 """The ask flow's input checks: a question gets the same validation as an edit's text (a str, not
 empty, no control or format characters, at most store.max_text_chars), and a question plus its answer
-must fit in the model's context, so no call can run for minutes or exhaust memory on a huge question."""
+must fit in the model's context, so no call can run for minutes or exhaust memory on a huge question.
+And the answer's length: the caller's, else long enough for the longest admitted edit's target."""
 
 from __future__ import annotations
 
