@@ -19,7 +19,7 @@ from memory_store.errors import (
     ReadOnlyStoreError,
     StorageError,
 )
-from memory_store.records import EditRecord, EventKind, HistoryEvent, Status
+from memory_store.records import EditRecord, EventKind, HistoryEvent, Status, is_edit_id
 from memory_store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, record_of_row
 
 __all__ = ["SCHEMA_VERSION", "EditDatabase", "KeyRows", "Transaction"]
@@ -74,6 +74,8 @@ class Transaction:
         self._conn = conn
 
     def lookup(self, edit_id: str) -> tuple[int, EditRecord] | None:
+        if not is_edit_id(edit_id):  # what no edit can have (SQLite cannot even encode a lone surrogate)
+            return None
         row = self._conn.execute(
             f"SELECT rid, {COLUMNS} FROM records WHERE edit_id = ?", (edit_id,)
         ).fetchone()
@@ -218,26 +220,17 @@ class EditDatabase:
             )
         try:
             self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._writer)
+                self._writer.execute("COMMIT")
+            except BaseException:
+                # A failed body or COMMIT (disk full, I/O error) must not leave the transaction open for
+                # the next write. If SQLite already rolled back, ROLLBACK itself errors: ignore that.
+                with contextlib.suppress(sqlite3.Error):
+                    self._writer.execute("ROLLBACK")
+                raise
         except sqlite3.OperationalError as exc:
             raise self._storage_error(exc) from exc
-        try:
-            yield Transaction(self._writer)
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself (disk full)
-                self._writer.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):
-                raise self._storage_error(exc) from exc
-            raise
-        try:
-            self._writer.execute("COMMIT")
-        except BaseException as exc:
-            # A failed COMMIT (disk full, I/O error) can leave the transaction open; end it so the next
-            # write does not inherit it. If SQLite already rolled back, ROLLBACK itself errors: ignore that.
-            with contextlib.suppress(sqlite3.Error):
-                self._writer.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):
-                raise self._storage_error(exc) from exc
-            raise
 
     def _storage_error(self, exc: sqlite3.OperationalError) -> StorageError:
         return StorageError(

@@ -99,8 +99,7 @@ class MemoryStore:
         self._index: VectorIndex = state.index
         self._catalog: Catalog = state.catalog
         self._cached_rows = state.cached_rows
-        behind = self._index.ntotal - self._cached_rows
-        if kind == "hnsw" and not self.read_only and behind > max(10_000, self._index.ntotal // 10):
+        if kind == "hnsw" and self._index.ntotal - self._cached_rows > max(10_000, self._index.ntotal // 10):
             self._save_index_cache()  # an expensive rebuild: keep it, even if this process later crashes
 
     # ------------------------------------------------------------------ open / close
@@ -145,11 +144,7 @@ class MemoryStore:
                 return
             self._closed = True
             try:
-                if (
-                    self._index.kind == "hnsw"
-                    and self._index.ntotal != self._cached_rows
-                    and not self.read_only
-                ):
+                if self._index.kind == "hnsw" and self._index.ntotal != self._cached_rows:
                     self._save_index_cache()
             finally:
                 self._db.close()
@@ -168,6 +163,8 @@ class MemoryStore:
         return f"MemoryStore({str(self.path)!r}, dim={self.dim}, {state})"
 
     def _save_index_cache(self) -> None:
+        if self.read_only:
+            return  # writes no file; the next writable open rebuilds or tops up the cache
         try:
             self._index.save(self.path / INDEX_CACHE_NAME)
             self._cached_rows = self._index.ntotal
@@ -238,8 +235,6 @@ class MemoryStore:
         """Replace an active edit in one transaction: the old one becomes superseded, `new_record` is
         added (active, with supersedes=old_id) and both get a history event."""
         self._check_open("supersede")
-        if not is_edit_id(old_id):
-            raise self._not_found(old_id)
         check_text("reason", reason, max_chars=self.max_text_chars, required=False)
         validate_new(new_record, self.max_text_chars)
         keys = key_array(vector, self.dim)
@@ -268,8 +263,6 @@ class MemoryStore:
 
     def _change_status(self, edit_id: str, operation: EventKind, reason: str) -> EditRecord:
         self._check_open(operation)
-        if not is_edit_id(edit_id):
-            raise self._not_found(edit_id)
         check_text("reason", reason, max_chars=self.max_text_chars, required=False)
         with self._write_lock:
             self._check_open(operation)
