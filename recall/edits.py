@@ -53,7 +53,7 @@ def prepare(
 ) -> tuple[EditRecord, np.ndarray]:
     """The record an edit becomes (text stripped, statement built, validated, free of `lm`'s special
     tokens) and its keys (n_keys, dim)."""
-    for name, value in (("prompt", edit.prompt), ("target", edit.target), ("namespace", edit.namespace)):
+    for name, value in (("prompt", edit.prompt), ("target", edit.target)):  # stripped below
         if not isinstance(value, str):
             raise InvalidEditError(f"{name} expected text, received {type(value).__name__} {value!r:.80}")
     if edit.subject is not None and not isinstance(edit.subject, str):
@@ -87,8 +87,6 @@ def find_edit(store: MemoryStore, id_prefix: str, namespace: str | None = None) 
             f"an edit id prefix needs at least {MIN_ID_PREFIX} characters, received {id_prefix!r}; "
             "`list` shows the ids"
         )
-    if namespace is not None:
-        validate_namespace(namespace)
     matches = [r for r in store.list(namespace=namespace, status=None) if r.edit_id.startswith(prefix)]
     where = "" if namespace is None else f" in namespace {namespace!r}"
     if not matches:

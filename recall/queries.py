@@ -88,6 +88,8 @@ class QueryCheck:
         back whole (its tokens + END_ROOM), within what the context leaves after the question."""
         if explicit is not None:
             return explicit
+        if not admitted:
+            return self.default_length  # the usual ask: nothing to tokenize
         longest = max((len(self._tokens(h.record.target)) + END_ROOM for h in admitted), default=0)
         room = context_length(self.lm) - len(self._tokens(query))
         return max(self.default_length, min(longest, room))
@@ -100,7 +102,7 @@ class QueryCheck:
         checked = []
         for query, target in pairs:
             target = self.query(target, namespace, name="target")
-            answer = len(self.lm.tokenizer(target, add_special_tokens=False).input_ids)
+            answer = len(self._tokens(target))
             checked.append((self.query(query, namespace, answer), target))
         return checked
 

@@ -287,40 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-READING = ("ask", "list", "conflicts", "history")  # commands that never change a memory
-
-
-def _open(args: argparse.Namespace) -> EditMemory:
-    from memory_store import MemoryNotFoundError, ReadOnlyStoreError
-    from recall.config import load_config
-    from recall.errors import ConfigError
-    from recall.memory import EditMemory
-
-    backend = getattr(args, "backend", None)  # `recall edit --backend` chooses a new memory's backend
-    if args.memory is not None and args.command != "edit" and not (args.memory / "manifest.json").is_file():
-        # A mistyped --memory must not answer from a new, empty memory: only `edit` creates one.
-        raise MemoryNotFoundError(
-            f"no memory at {str(args.memory)!r}; check the path, or create one with "
-            f"`recall edit PROMPT TARGET --memory {args.memory}`"
-        )
-    path = args.memory or default_memory_dir()
-    if (path / "manifest.json").is_file() and not os.access(path, os.W_OK):  # read-only storage
-        if args.command in READING:
-            return EditMemory.open(path, device=args.device, read_only=True)
-        raise ReadOnlyStoreError(
-            f"cannot change the memory at {str(path)!r}: its folder is not writable (read-only storage, or "
-            f"another user's); `recall {'|'.join(READING)}` still read it"
-        )
-    memory = EditMemory.open_or_create(path, backend=backend, device=args.device)
-    if backend is not None and load_config(backend=backend).backend.name != memory.backend.name:
-        memory.close()
-        raise ConfigError(
-            f"this memory uses the {memory.backend.name} backend; --backend only chooses the backend of a "
-            "new memory (give another --memory)"
-        )
-    return memory
-
-
 def _make_eval_memory(backend: str, overrides: list[str], device: str) -> EditMemory:
     from recall.config import load_config
     from recall.memory import EditMemory
@@ -385,9 +351,9 @@ def _run(args: argparse.Namespace) -> int:
         return run_calibrate(
             args.data, n=args.n, target_false_accept=args.target_false_accept, device=args.device
         )
-    from recall.cli.memory import run_memory_command
+    from recall.cli.memory import open_for_command, run_memory_command
 
-    with _open(args) as memory:
+    with open_for_command(args) as memory:
         return run_memory_command(memory, args)
 
 

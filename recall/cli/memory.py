@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 
-from memory_store import EditRecord
+from memory_store import EditRecord, MemoryNotFoundError, ReadOnlyStoreError
+from recall.config import load_config
 from recall.display import fact, one_line
+from recall.errors import ConfigError
 from recall.memory import EditMemory
+from recall.paths import default_memory_dir
 from recall.results import Answer, EditResult, id_list
 
 
@@ -60,6 +64,37 @@ def _print_neighbours(result: EditResult) -> None:
 def _scope(args: argparse.Namespace) -> str | None:
     """Where forget/restore/history look for the id: --namespace, or any with --every-namespace."""
     return None if args.every_namespace else str(args.namespace)
+
+
+READING = ("ask", "list", "conflicts", "history")  # commands that never change a memory
+
+
+def open_for_command(args: argparse.Namespace) -> EditMemory:
+    """The memory a one-shot command works on: --memory, or the user's; only `edit` creates one, and a
+    folder that cannot be written is opened read-only for the commands that only read."""
+    backend = getattr(args, "backend", None)  # `recall edit --backend` chooses a new memory's backend
+    if args.memory is not None and args.command != "edit" and not (args.memory / "manifest.json").is_file():
+        # A mistyped --memory must not answer from a new, empty memory: only `edit` creates one.
+        raise MemoryNotFoundError(
+            f"no memory at {str(args.memory)!r}; check the path, or create one with "
+            f"`recall edit PROMPT TARGET --memory {args.memory}`"
+        )
+    path = args.memory or default_memory_dir()
+    if (path / "manifest.json").is_file() and not os.access(path, os.W_OK):  # read-only storage
+        if args.command in READING:
+            return EditMemory.open(path, device=args.device, read_only=True)
+        raise ReadOnlyStoreError(
+            f"cannot change the memory at {str(path)!r}: its folder is not writable (read-only storage, or "
+            f"another user's); `recall {'|'.join(READING)}` still read it"
+        )
+    memory = EditMemory.open_or_create(path, backend=backend, device=args.device)
+    if backend is not None and load_config(backend=backend).backend.name != memory.backend.name:
+        memory.close()
+        raise ConfigError(
+            f"this memory uses the {memory.backend.name} backend; --backend only chooses the backend of a "
+            "new memory (give another --memory)"
+        )
+    return memory
 
 
 def run_memory_command(memory: EditMemory, args: argparse.Namespace) -> int:

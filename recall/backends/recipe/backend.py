@@ -28,7 +28,7 @@ from recall.backends.base import (
 from recall.backends.recipe.encoder import load_recipe_encoder
 from recall.backends.recipe.files import WEIGHTS_FILE, fact_prompts, load_knowledge, resolve_knowledge
 from recall.backends.review import load_probe, probe_digest, review_hits
-from recall.backends.state_files import read_state, write_state
+from recall.backends.state_files import read_state, tensors_sha256, write_state
 from recall.digests import file_sha256
 from recall.errors import ConfigError
 from recall.lm.loading import LanguageModel
@@ -236,7 +236,5 @@ class RecipeBackend(RetrievalBackend):
 
 
 def prompt_digest(statement: str, prompt: torch.Tensor) -> str:
-    """sha256 of an edit's statement and its prompt's bytes: what binds a cached prompt to its edit."""
-    digest = hashlib.sha256(statement.encode("utf-8"))
-    digest.update(prompt.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    """sha256 of an edit's statement and its prompt's tensors: what binds a cached prompt to its edit."""
+    return hashlib.sha256(f"{statement}|{tensors_sha256({'prompt': prompt})}".encode()).hexdigest()
