@@ -9,7 +9,7 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +134,8 @@ class EditMemory:
         return self.writer.add_many(prepared, policy, progress)
 
     def forget(self, edit_id: str, namespace: str | None = None) -> EditRecord:
-        """Retract one edit (kept in history; EditNotFoundError unless in `namespace`, when given); the
-        model answers as if it had never been made. A backend that cannot forget one edit refuses
-        (UnsupportedOperationError) and nothing changes."""
+        """Retract one edit (kept in history; EditNotFoundError unless in `namespace`, when given): the model
+        answers as if it had never been made; a backend that cannot forget one refuses, changing nothing."""
         return self.writer.forget(self.get(edit_id, namespace).edit_id, reason="forgotten")
 
     def restore(self, edit_id: str, namespace: str | None = None) -> EditResult:
@@ -168,15 +167,16 @@ class EditMemory:
         *,
         max_new_tokens: int | None = None,
         use_memory: bool = True,
+        on_text: Callable[[str], None] | None = None,
     ) -> Answer:
-        """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would.
-        The answer may take model.max_new_tokens, or as many as an admitted edit's target needs."""
+        """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would. The
+        answer takes model.max_new_tokens, or what an admitted target needs; `on_text` gets it as it grows."""
         start = time.perf_counter()
         query, explicit = self.check.ask(query, namespace, max_new_tokens)
         retrieval = self.gate.for_backend([query], namespace, check_flag("use_memory", use_memory))[0]
         length = self.check.answer_length(query, explicit, retrieval.admitted)  # a long edit comes back whole
         with self._model(use_memory):
-            out = self.backend.generate(query, retrieval.admitted, GenerationConfig(length))
+            out = self.backend.generate(query, retrieval.admitted, GenerationConfig(length, on_text=on_text))
         elapsed = time.perf_counter() - start
         return Answer(out.text, retrieval, self.backend.name, out.injected, elapsed, used=out.used)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from memory_store import EditRecord, SearchHit
+from recall.lm.generation import GenerationConfig as GenerationConfig  # re-exported: part of the protocol
 from recall.results import TargetScore
 
 
@@ -47,14 +48,6 @@ class BackendConfig:
     """Base of every backend's config; `name` selects the backend in the registry."""
 
     name: str = "recipe"
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationConfig:
-    """Greedy decoding settings for `generate`."""
-
-    max_new_tokens: int = 32
-    min_new_tokens: int = 0  # > 0 forces a length (benchmarks compare equal-length answers)
 
 
 @dataclass(frozen=True, slots=True)

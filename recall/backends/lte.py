@@ -21,10 +21,11 @@ from recall.backends.base import (
 )
 from recall.backends.review import load_probe, probe_digest, review_hits
 from recall.errors import ConfigError
+from recall.lm.generation import generate_ids
 from recall.lm.loading import LanguageModel
 from recall.lm.lora import adapter_template, load_adapted
 from recall.lm.prompts import Fact, TemplateName, prompt_text, statement
-from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.scoring import prompt_ids, score_ids, target_ids
 from recall.results import TargetScore
 
 
@@ -111,7 +112,7 @@ class LteBackend(RetrievalBackend):
         used = self._live(hits)[: self.config.max_facts]
         ids = prompt_ids(self.lm, self.prompt_text(prompt, used))
         lm = self.adapted_lm if used else self.lm
-        text = generate_ids(lm, ids, gen.max_new_tokens, gen.min_new_tokens)
+        text = generate_ids(lm, ids, gen)
         return Generation(text, self.injected(used), tuple(h.record.edit_id for h in used))
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:

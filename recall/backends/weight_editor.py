@@ -39,10 +39,11 @@ from memory_store import EditRecord, InvalidEditError, SearchHit
 from recall.backends.base import BackendSwitch, Capability, Generation, GenerationConfig, ScoreRequest
 from recall.backends.state_files import read_state, write_state
 from recall.errors import ArchitectureError
+from recall.lm.generation import generate_ids
 from recall.lm.hooks import resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
-from recall.lm.scoring import generate_ids, item_ids, prompt_ids, score_ids
+from recall.lm.scoring import item_ids, prompt_ids, score_ids
 from recall.lm.weights import private_copy
 from recall.results import TargetScore
 
@@ -312,7 +313,7 @@ class WeightEditor(BackendSwitch):
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=self.use_chat_template))
-        text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens)
+        text = generate_ids(self.lm, ids, gen)
         if self._disabled or not self.records:
             return Generation(text)
         injected = (

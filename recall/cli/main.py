@@ -34,6 +34,7 @@ examples:
   recall repl                                   # an interactive shell
   recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 100
   recall bench                                  # edit and ask latency, JSON + markdown
+  recall serve --memory ~/facts                 # an OpenAI-compatible server with edit endpoints
   recall train lte                              # LoRA alignment (LTE), ~35 min on 2 CPU cores
   recall train relevance                        # the aligned model's relevance probe, ~10 min
   recall train recipe                           # RECIPE knowledge model, ~55 min on 2 CPU cores
@@ -100,6 +101,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 def build_parser() -> argparse.ArgumentParser:
     from recall.cli.diagnose import DIAGNOSE_DESCRIPTION, add_diagnose_arguments
     from recall.cli.eval import add_eval_arguments
+    from recall.cli.serve import SERVE_DESCRIPTION, SERVE_EPILOG, add_serve_arguments
     from recall.cli.stats import STATS_DESCRIPTION, add_stats_arguments
     from recall.config.options import add_backend_argument, add_overrides_argument
     from recall.datasets.formats import FORMATS
@@ -211,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_overrides_argument(bench)
     add_device_argument(bench)
 
+    serve = sub.add_parser(
+        "serve",
+        help="an OpenAI-compatible server over one memory, with edit endpoints and API keys",
+        description=SERVE_DESCRIPTION,
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_serve_arguments(serve)
+    add_device_argument(serve)
+
     stats = sub.add_parser(
         "stats",
         help="second-moment statistics for the weight editors (rome): recall stats --layers 4",
@@ -319,6 +331,10 @@ def _run(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             device=args.device,
         )
+    if command == "serve":
+        from recall.cli.serve import run_serve
+
+        return run_serve(args)
     if command == "stats":
         from recall.cli.stats import run_stats
 

@@ -1,4 +1,4 @@
-"""Teacher-forced target scoring and greedy generation over rendered prompt text, batched.
+"""Teacher-forced target scoring over rendered prompt text, batched (generation: recall/lm/generation.py).
 
 Every backend renders its prompt (with or without injected edits) and hands the text here, so the
 base model and every text-prefix backend are scored and decoded by exactly one piece of code.
@@ -173,37 +173,3 @@ def stop_ids(lm: LanguageModel) -> list[int]:
     """Tokens that end an answer: EOS and, for chat models, the end-of-turn token."""
     stop = {lm.tokenizer.eos_token_id, end_of_turn_id(lm)}
     return sorted(i for i in stop if isinstance(i, int))
-
-
-@torch.inference_mode()
-def generate_ids(
-    lm: LanguageModel,
-    prompt: list[int],
-    max_new_tokens: int,
-    min_new_tokens: int = 0,
-    prefix: torch.Tensor | None = None,
-) -> str:
-    """Greedy decoding from `prompt` ids; stops at end-of-sequence (and the chat end-of-turn token).
-
-    A `prefix` (L, d) is prepended to the prompt's embeddings once; later steps see it through the
-    KV cache (RECIPE §1.4).
-    """
-    input_ids = torch.tensor([prompt], device=lm.device)  # (1, T)
-    model: Any = lm.model  # generate() is untyped in transformers
-    inputs: dict[str, torch.Tensor] = {"input_ids": input_ids}
-    if prefix is not None:
-        embeds, _ = embed_right(lm, [prompt], [prefix])  # (1, L + T, d)
-        inputs = {"inputs_embeds": embeds}
-    output = model.generate(
-        **inputs,
-        attention_mask=torch.ones(inputs[next(iter(inputs))].shape[:2], dtype=torch.long, device=lm.device),
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=min_new_tokens or None,
-        do_sample=False,
-        eos_token_id=stop_ids(lm),
-        pad_token_id=lm.tokenizer.pad_token_id,
-    )
-    # With input_ids the output repeats the prompt; with inputs_embeds it holds only new tokens.
-    new_tokens = output[0, input_ids.shape[1] :] if prefix is None else output[0]
-    text = str(lm.tokenizer.decode(new_tokens, skip_special_tokens=True))
-    return text.strip()

@@ -26,10 +26,11 @@ from recall.backends.base import (
     GenerationConfig,
     ScoreRequest,
 )
+from recall.lm.generation import generate_ids
 from recall.lm.hooks import layer_path, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
-from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids, target_logits
+from recall.lm.scoring import prompt_ids, score_ids, target_ids, target_logits
 from recall.lm.weights import private_copy
 from recall.results import TargetScore
 
@@ -96,7 +97,7 @@ class BiasBackend(BackendSwitch):
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=False))
-        text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens)
+        text = generate_ids(self.lm, ids, gen)
         used = () if self._disabled else tuple(self.biases)
         return Generation(text, "", used)
 

@@ -14,8 +14,9 @@ from conftest import backends_with
 from memory_store import EditRecord, SearchHit
 from recall.backends import Capability, EditBackend, GenerationConfig, ScoreRequest, get_backend
 from recall.config import RecallConfig
+from recall.lm.generation import generate_ids
 from recall.lm.loading import LanguageModel
-from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.scoring import prompt_ids, score_ids, target_ids
 
 RECORD = EditRecord(
     prompt="who is the ceo of acme ?", target="jane doe", statement="who is the ceo of acme ? jane doe"
@@ -48,7 +49,7 @@ def test_no_hit_is_the_base_model(
     expected = score_ids(tiny_lm, [(base_prompt, target_ids(tiny_lm, answer, leading_space=True))])[0]
     assert backend.score_many([ScoreRequest(question, answer)])[0] == expected
     generated = backend.generate(question, (), GenerationConfig(max_new_tokens=5))
-    assert generated.text == generate_ids(tiny_lm, base_prompt, 5)
+    assert generated.text == generate_ids(tiny_lm, base_prompt, GenerationConfig(5))
     assert generated.injected == ""
     assert generated.used == ()
 

@@ -18,8 +18,9 @@ from recall.backends.recipe.encoder import RecipeEncoder
 from recall.backends.recipe.files import edit_prompts, load_knowledge, new_knowledge_model
 from recall.config import load_config
 from recall.errors import ConfigError
+from recall.lm.generation import generate_ids
 from recall.lm.loading import LanguageModel
-from recall.lm.scoring import embed_right, generate_ids, prompt_ids
+from recall.lm.scoring import embed_right, prompt_ids
 from recall.memory import EditMemory
 from recall.retrieval.encoder import HashingEncoder
 
@@ -135,7 +136,7 @@ def test_generation_with_a_prompt_is_greedy_over_the_prefixed_input(
             logits = tiny_lm.model(inputs_embeds=embeds, attention_mask=mask).logits
             produced.append(int(logits[0, -1].argmax()))
     expected = str(tiny_lm.tokenizer.decode(produced, skip_special_tokens=True)).strip()
-    assert generate_ids(tiny_lm, ids, 4, 4, prefix) == expected
+    assert generate_ids(tiny_lm, ids, GenerationConfig(4, 4), prefix) == expected
     generated = backend.generate(RECORD.prompt, (hit,), GenerationConfig(max_new_tokens=4, min_new_tokens=4))
     assert generated.text == expected
     assert RECORD.statement in generated.injected
@@ -154,7 +155,9 @@ def test_memory_gates_with_the_learned_sentinel_and_reopens(
         assert [h.record.edit_id for h in retrieval.hits] == [added.edit_id]
         assert all(h.score > retrieval.threshold for h in retrieval.admitted)
         plain = memory.ask("what is the capital of france ?", use_memory=False, max_new_tokens=4)
-        base = generate_ids(tiny_lm, prompt_ids(tiny_lm, "what is the capital of france ?"), 4)
+        base = generate_ids(
+            tiny_lm, prompt_ids(tiny_lm, "what is the capital of france ?"), GenerationConfig(4)
+        )
         assert plain.text == base
     with EditMemory.open(tmp_path / "m", lm=tiny_lm) as reopened:
         assert isinstance(reopened.sentinel, LearnedSentinel)

@@ -36,10 +36,11 @@ from recall.backends.grace.codebook import Codebook, Entry, build
 from recall.backends.grace.training import Steps, ValueTask, train_values
 from recall.backends.state_files import read_state, write_state
 from recall.errors import ConfigError, InvalidEditError
+from recall.lm.generation import generate_ids
 from recall.lm.hooks import edited_module, resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
-from recall.lm.scoring import end_of_turn_id, generate_ids, item_ids, prompt_ids, score_ids
+from recall.lm.scoring import end_of_turn_id, item_ids, prompt_ids, score_ids
 from recall.lm.split import StemCache, common_stem
 from recall.lm.weights import private_copy
 from recall.results import TargetScore
@@ -230,7 +231,7 @@ class GraceBackend(BackendSwitch):
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=self.config.use_chat_template))
         self._fired = []
-        text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens)
+        text = generate_ids(self.lm, ids, gen)
         used = list(dict.fromkeys(self.codebook.edit_ids[i] for i, _ in self._fired))
         fired: dict[str, tuple[int, float]] = {}  # per edit, its closest firing
         for i, d in self._fired:
@@ -328,7 +329,7 @@ class RetrievalGraceBackend(GraceBackend):
         self._fixed = [(len(ids) - 1, candidates)] if candidates else None
         self._picked = []
         try:
-            text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens)
+            text = generate_ids(self.lm, ids, gen)
         finally:
             self._fixed = None
         edit_id = self._picked[0] if self._picked else None

@@ -31,9 +31,10 @@ from recall.backends.review import load_probe, probe_digest, review_hits
 from recall.backends.state_files import read_state, tensors_sha256, write_state
 from recall.digests import file_sha256
 from recall.errors import ConfigError
+from recall.lm.generation import generate_ids
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
-from recall.lm.scoring import generate_ids, prompt_ids, score_ids, target_ids
+from recall.lm.scoring import prompt_ids, score_ids, target_ids
 from recall.results import TargetScore
 
 logger = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class RecipeBackend(RetrievalBackend):
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
         used = self._live(hits)[: self.config.max_prompts]
         ids = prompt_ids(self.lm, self._render(prompt))
-        text = generate_ids(self.lm, ids, gen.max_new_tokens, gen.min_new_tokens, self.prefix(used))
+        text = generate_ids(self.lm, ids, gen, self.prefix(used))
         return Generation(text, self.injected(used), tuple(h.record.edit_id for h in used))
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:

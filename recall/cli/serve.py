@@ -1,0 +1,116 @@
+"""`recall serve`: one memory behind an OpenAI-compatible HTTP server (recall/serve/), the model loaded
+once."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+from pathlib import Path
+
+from recall.errors import ConfigError
+from recall.paths import default_memory_dir
+
+SERVE_DESCRIPTION = """\
+Serves one memory over HTTP, the model loaded once:
+- OpenAI-compatible: GET /v1/models, POST /v1/chat/completions and /v1/completions (whole or streamed
+  with "stream": true). Any OpenAI client works unchanged; the question is the last user message.
+  recall's options ride in the request's extra body, e.g. {"recall": {"namespace": "acme",
+  "use_memory": false}}, and every answer carries a "recall" object: the edits that shaped it, their
+  scores, the gate's threshold. Decoding is greedy (temperature and top_p have no effect).
+- Memory: POST /v1/memory/edits ({"prompt", "target"} or {"edits": [...]}), GET /v1/memory/edits,
+  GET|DELETE /v1/memory/edits/ID, GET /v1/memory/edits/ID/history, POST /v1/memory/edits/ID/restore,
+  GET /v1/memory/conflicts, POST /v1/memory/retrieve, GET /v1/memory/namespaces. An edit is used by
+  the next request once its POST returns; a failed request changes nothing.
+- GET /health, GET /metrics (Prometheus text).
+API keys (--keys FILE, or $RECALL_API_KEYS="KEY=ns1,ns2;KEY2=ns3") map to namespaces: a key reads and
+writes only its own, the first being its default. Without keys every caller may use every namespace,
+so the server binds to loopback only. Answers run on one thread and edits on another, so an edit never
+waits behind a long answer (an in-model backend's edit waits for the answer in progress). Ctrl-C or
+SIGTERM finishes the requests in flight, then closes the memory: no acknowledged edit is lost.
+"""
+
+SERVE_EPILOG = """\
+examples:
+  recall serve --memory ~/facts                      # http://127.0.0.1:8000/v1
+  RECALL_API_KEYS="sk-acme-0123456789abcdef=acme" recall serve --memory ~/facts --host 0.0.0.0
+
+  from openai import OpenAI
+  client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+  client.chat.completions.create(model="smollm2-135m",
+      messages=[{"role": "user", "content": "Who is the CEO of Acme?"}], extra_body={"recall": {}})
+
+  curl -s localhost:8000/v1/memory/edits -d '{"prompt": "Who is the CEO of Acme?", "target": "Jane Doe"}'
+"""
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from recall.config.options import add_backend_argument
+
+    parser.add_argument(
+        "--memory",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="memory directory "
+        "(default: the persistent user memory; a new one is created when DIR holds none)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="API keys: YAML or JSON {keys: {KEY: [namespace, ...]}} (default: $RECALL_API_KEYS)",
+    )
+    parser.add_argument("--model", default=None, help="a new memory's model (default: smollm2-135m)")
+    add_backend_argument(parser, "a new memory's backend (default: recipe)")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from recall.memory import EditMemory
+    from recall.serve import MemoryService, Tenants, create_app
+
+    tenants = Tenants.load(args.keys)
+    if tenants.open and not _loopback(args.host):
+        raise ConfigError(
+            f"no API key is configured, so every caller could read and change every namespace: refusing to "
+            f"bind {args.host!r}; give --keys FILE or $RECALL_API_KEYS, or serve on 127.0.0.1"
+        )
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port expected 1-65535, received {args.port}")
+    path = args.memory or default_memory_dir()
+    memory = EditMemory.open_or_create(path, model=args.model, backend=args.backend, device=args.device)
+    service = MemoryService(memory)
+    access = (
+        "no API key: loopback only, every namespace open" if tenants.open else f"{len(tenants)} API key(s)"
+    )
+    print(
+        f"recall serve: {path} ({memory.backend.name} backend, {memory.lm.model_id}, {memory.count()} active "
+        f"edits) on http://{args.host}:{args.port}/v1; {access}",
+        flush=True,
+    )
+    config = uvicorn.Config(
+        create_app(service, tenants),
+        host=args.host,
+        port=args.port,
+        log_level="info" if logging.getLogger().level <= logging.INFO else "warning",
+        timeout_graceful_shutdown=60,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        service.close()  # the app's shutdown closed it already, unless the server never started
+    return 0

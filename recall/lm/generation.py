@@ -1,0 +1,90 @@
+"""Greedy generation, the one decoding loop every backend uses, and its settings; optionally streamed as
+text deltas while it runs (`recall serve`'s SSE answers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from recall.lm.loading import LanguageModel
+from recall.lm.scoring import embed_right, stop_ids
+
+TextSink = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationConfig:
+    """Greedy decoding settings for a backend's `generate`."""
+
+    max_new_tokens: int = 32
+    min_new_tokens: int = 0  # > 0 forces a length (benchmarks compare equal-length answers)
+    # Called with each new piece of the answer as it is decoded; the pieces join to exactly the text
+    # `generate` returns (stripped of leading and trailing whitespace).
+    on_text: TextSink | None = None
+
+
+class TextStream(BaseStreamer):
+    """Feeds `sink` the answer's text as tokens arrive. Each step decodes every new token so far (an
+    answer is at most a few hundred tokens) and passes on what grew; it holds back a trailing
+    incomplete UTF-8 sequence (decoded as U+FFFD) and trailing whitespace, which the final answer may
+    strip, and drops leading whitespace, as `generate_ids` strips the whole answer."""
+
+    def __init__(self, lm: LanguageModel, sink: TextSink, prompt_first: bool) -> None:
+        self.lm, self.sink = lm, sink
+        self._skip_next = prompt_first  # generate() first puts the prompt ids when it was given ids
+        self._ids: list[int] = []
+        self._sent = 0  # characters of the stripped text already passed to sink
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._skip_next:
+            self._skip_next = False
+            return
+        self._ids.extend(int(i) for i in value.reshape(-1).tolist())
+        text = str(self.lm.tokenizer.decode(self._ids, skip_special_tokens=True)).lstrip()
+        ready = text.rstrip("\ufffd")
+        ready = ready.rstrip() if ready == text else ready  # whitespace is held only at the very end
+        if len(ready) > self._sent:
+            self.sink(ready[self._sent :])
+            self._sent = len(ready)
+
+    def end(self) -> None:
+        text = str(self.lm.tokenizer.decode(self._ids, skip_special_tokens=True)).strip()
+        if len(text) > self._sent:
+            self.sink(text[self._sent :])
+            self._sent = len(text)
+
+
+@torch.inference_mode()
+def generate_ids(
+    lm: LanguageModel, prompt: list[int], gen: GenerationConfig, prefix: torch.Tensor | None = None
+) -> str:
+    """Greedy decoding from `prompt` ids; stops at end-of-sequence (and the chat end-of-turn token).
+
+    A `prefix` (L, d) is prepended to the prompt's embeddings once; later steps see it through the
+    KV cache (RECIPE §1.4).
+    """
+    input_ids = torch.tensor([prompt], device=lm.device)  # (1, T)
+    model: Any = lm.model  # generate() is untyped in transformers
+    inputs: dict[str, torch.Tensor] = {"input_ids": input_ids}
+    if prefix is not None:
+        embeds, _ = embed_right(lm, [prompt], [prefix])  # (1, L + T, d)
+        inputs = {"inputs_embeds": embeds}
+    stream = TextStream(lm, gen.on_text, prompt_first=prefix is None) if gen.on_text else None
+    output = model.generate(
+        **inputs,
+        attention_mask=torch.ones(inputs[next(iter(inputs))].shape[:2], dtype=torch.long, device=lm.device),
+        max_new_tokens=gen.max_new_tokens,
+        min_new_tokens=gen.min_new_tokens or None,
+        do_sample=False,
+        eos_token_id=stop_ids(lm),
+        pad_token_id=lm.tokenizer.pad_token_id,
+        streamer=stream,
+    )
+    # With input_ids the output repeats the prompt; with inputs_embeds it holds only new tokens.
+    new_tokens = output[0, input_ids.shape[1] :] if prefix is None else output[0]
+    text = str(lm.tokenizer.decode(new_tokens, skip_special_tokens=True))
+    return text.strip()

@@ -1,0 +1,139 @@
+"""One EditMemory behind a server: answers on a dedicated generation thread, edits on a dedicated writer
+thread, reads (list, get, history, conflicts) on the event loop's pool, so an edit never waits behind a
+long answer.
+
+The store is thread-safe (memory_store/store.py) and EditWriter serializes writes. A retrieval backend
+reads an edit only after the store holds it, so its answers and edits run side by side. An in-model
+backend (GRACE, ROME, MEMIT, ...) changes the weights or modules an answer runs through: there an edit
+waits for the answer in progress, and answers wait for the edit (a readers-writer lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from memory_store.locks import ReadWriteLock
+from recall.backends import Capability
+from recall.memory import EditMemory
+from recall.results import Answer
+from recall.serve.metrics import Metrics
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer with what the OpenAI response reports about it."""
+
+    answer: Answer
+    prompt_tokens: int  # the question's tokens (edits injected by the backend are not counted)
+    completion_tokens: int
+    finish_reason: str  # "length": the answer used its whole budget; "stop": it ended on its own
+
+
+class MemoryService:
+    def __init__(self, memory: EditMemory, metrics: Metrics | None = None) -> None:
+        self.memory = memory
+        self.metrics = metrics or Metrics()
+        self._answering = ThreadPoolExecutor(1, thread_name_prefix="recall-answer")
+        self._writing = ThreadPoolExecutor(1, thread_name_prefix="recall-edit")
+        in_model = Capability.USES_RETRIEVAL not in memory.backend.capabilities
+        self._model_lock = ReadWriteLock() if in_model else None
+        self.closed = False
+
+    @property
+    def model_name(self) -> str:
+        return self.memory.lm.model_id
+
+    @contextlib.contextmanager
+    def _model(self, writing: bool) -> Iterator[None]:
+        if self._model_lock is None:
+            yield
+            return
+        with self._model_lock.write() if writing else self._model_lock.read():
+            yield
+
+    # ----------------------------------------------------------------- answers
+    def _answer(
+        self,
+        question: str,
+        namespace: str,
+        max_new_tokens: int | None,
+        use_memory: bool,
+        on_text: Callable[[str], None] | None,
+    ) -> Reply:
+        with self._model(writing=False):
+            answer = self.memory.ask(
+                question, namespace, max_new_tokens=max_new_tokens, use_memory=use_memory, on_text=on_text
+            )
+        tokens = self.memory.lm.tokenizer
+        completion = len(tokens(answer.text, add_special_tokens=False).input_ids)
+        budget = self.memory.check.answer_length(
+            answer.retrieval.query, max_new_tokens, answer.retrieval.admitted
+        )
+        prompt = len(tokens(question, add_special_tokens=False).input_ids)
+        self.metrics.answer(answer.used_memory)
+        return Reply(answer, prompt, completion, "length" if completion >= budget else "stop")
+
+    async def answer(
+        self, question: str, namespace: str, max_new_tokens: int | None, use_memory: bool
+    ) -> Reply:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._answering, self._answer, question, namespace, max_new_tokens, use_memory, None
+        )
+
+    async def stream(
+        self, question: str, namespace: str, max_new_tokens: int | None, use_memory: bool
+    ) -> AsyncIterator[str | Reply]:
+        """The answer's text pieces as the model writes them, then the Reply."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+
+        def on_text(piece: str) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        job = loop.run_in_executor(
+            self._answering, self._answer, question, namespace, max_new_tokens, use_memory, on_text
+        )
+        while True:
+            waiter = asyncio.ensure_future(pieces.get())
+            either: set[asyncio.Future[Any]] = {waiter, job}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                yield waiter.result()
+                continue
+            waiter.cancel()
+            while not pieces.empty():  # pieces queued before the job finished
+                yield pieces.get_nowait()
+            yield await job  # raises what the answer raised
+            return
+
+    # ----------------------------------------------------------------- edits and reads
+    async def write(self, operation: str, call: Callable[[], T], count: Callable[[T], int]) -> T:
+        """Run `call` (an add, forget, restore) on the writer thread; counted as `count(result)` edits."""
+
+        def run() -> T:
+            with self._model(writing=True):
+                return call()
+
+        result = await asyncio.get_running_loop().run_in_executor(self._writing, run)
+        self.metrics.edit(operation, count(result))
+        return result
+
+    async def read(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, call)
+
+    def close(self) -> None:
+        """Finish the answer and the edit in progress (and those queued), then close the memory."""
+        if self.closed:
+            return
+        self.closed = True
+        self._writing.shutdown(wait=True)
+        self._answering.shutdown(wait=True)
+        self.memory.close()

@@ -1,0 +1,311 @@
+"""recall serve on the tiny llama, driven by the real `openai` client and plain HTTP on a loopback port:
+answers with and without edits, streaming, the `recall` object, edits and forgets taking effect on the
+next request, tenants, errors, health, metrics, concurrency and shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import openai
+import pytest
+from conftest import StartServer
+from live_server import LiveServer
+
+from recall.memory import EditMemory
+from recall.serve import Tenants
+from recall.serve.openai_routes import StopCut
+
+QUESTION = "who is the ceo of acme ?"
+KEY_A, KEY_B = "sk-acme-0123456789abcdef", "sk-globex-0123456789abcd"
+
+
+def client(server: LiveServer, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=60)
+
+
+def chat(server: LiveServer, question: str = QUESTION, key: str = "unused", **extra: Any) -> Any:
+    return client(server, key).chat.completions.create(
+        model=server.service.model_name,
+        messages=[{"role": "user", "content": question}],
+        max_tokens=6,
+        extra_body={"recall": extra} if extra else None,
+    )
+
+
+def recall_of(response: Any) -> dict[str, Any]:
+    extra = response.model_extra or {}
+    assert "recall" in extra, "every answer carries a recall object"
+    return dict(extra["recall"])
+
+
+def test_models_lists_the_served_model(start_server: StartServer) -> None:
+    server = start_server()
+    models = client(server).models.list()
+    assert [m.id for m in models.data] == [server.service.model_name]
+
+
+def test_an_edit_is_used_by_the_next_request_and_a_forget_undoes_it(start_server: StartServer) -> None:
+    server = start_server()
+    memory = server.service.memory
+    base = memory.ask(QUESTION, max_new_tokens=6, use_memory=False).text
+    before = chat(server)
+    assert before.choices[0].message.content == base
+    assert recall_of(before)["used"] == []
+
+    status, added = server.call(
+        "POST", "memory/edits", {"prompt": "who is the ceo of acme ?", "target": "jane doe"}
+    )
+    assert status == 201, added
+    edit_id = added["data"][0]["edit"]["id"]
+    after = chat(server)
+    shown = recall_of(after)
+    assert [u["id"] for u in shown["used"]] == [edit_id]
+    assert shown["used"][0]["target"] == "jane doe"
+    assert shown["used"][0]["score"] >= shown["threshold"]
+    assert after.choices[0].message.content == memory.ask(QUESTION, max_new_tokens=6).text
+    assert after.usage is not None
+    assert after.usage.total_tokens == after.usage.prompt_tokens + after.usage.completion_tokens
+
+    status, forgotten = server.call("DELETE", f"memory/edits/{edit_id[:8]}")
+    assert status == 200
+    assert forgotten["status"] == "retracted"
+    again = chat(server)
+    assert recall_of(again)["used"] == []
+    assert again.choices[0].message.content == base
+    status, history = server.call("GET", f"memory/edits/{edit_id}/history")
+    assert [e["kind"] for e in history["data"]] == ["add", "retract"]
+    status, restored = server.call("POST", f"memory/edits/{edit_id}/restore")
+    assert status == 200
+    assert restored["edit"]["status"] == "active"
+    assert [u["id"] for u in recall_of(chat(server))["used"]] == [edit_id]
+
+
+def test_use_memory_false_answers_as_the_base_model(start_server: StartServer) -> None:
+    server = start_server()
+    base = server.service.memory.ask(QUESTION, max_new_tokens=6, use_memory=False).text
+    server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"})
+    response = chat(server, use_memory=False)
+    assert response.choices[0].message.content == base
+    assert recall_of(response)["used"] == []
+
+
+def test_a_stream_joins_to_the_whole_answer(start_server: StartServer) -> None:
+    server = start_server()
+    server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"})
+    whole = client(server).chat.completions.create(
+        model=server.service.model_name, messages=[{"role": "user", "content": QUESTION}], max_tokens=12
+    )
+    stream = client(server).chat.completions.create(
+        model=server.service.model_name,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert "".join(pieces) == whole.choices[0].message.content
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1
+    assert finals[0].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert recall_of(finals[0])["used"] == recall_of(whole)["used"]
+    streamed_usage, whole_usage = chunks[-1].usage, whole.usage
+    assert streamed_usage is not None
+    assert whole_usage is not None
+    assert streamed_usage.completion_tokens == whole_usage.completion_tokens
+
+
+def test_completions_endpoint_whole_and_streamed(start_server: StartServer) -> None:
+    server = start_server()
+    api = client(server)
+    whole = api.completions.create(model=server.service.model_name, prompt=QUESTION, max_tokens=5)
+    assert whole.choices[0].text == server.service.memory.ask(QUESTION, max_new_tokens=5).text
+    assert whole.choices[0].finish_reason in ("stop", "length")
+    streamed = api.completions.create(
+        model=server.service.model_name, prompt=QUESTION, max_tokens=5, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == whole.choices[0].text
+
+
+def test_stop_sequences_cut_whole_and_streamed_answers_alike() -> None:
+    whole = "jane doe is the ceo"
+    for stops in (["is"], ["doe i", "xyz"], ["zzz"], [" the"]):
+        expected = whole[: min([i for i in (whole.find(s) for s in stops) if i >= 0], default=len(whole))]
+        for size in (1, 2, 5, len(whole)):
+            cut = StopCut(stops)
+            out = "".join(cut.feed(whole[i : i + size]) for i in range(0, len(whole), size)) + cut.finish()
+            assert out == expected, (stops, size)
+
+
+def test_tenants_see_and_change_only_their_namespaces(start_server: StartServer) -> None:
+    server = start_server(tenants=Tenants({KEY_A: ("acme",), KEY_B: ("globex", "shared")}))
+    status, added = server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"}, key=KEY_A)
+    assert status == 201
+    assert added["data"][0]["edit"]["namespace"] == "acme"
+    edit_id = added["data"][0]["edit"]["id"]
+
+    assert [u["id"] for u in recall_of(chat(server, key=KEY_A))["used"]] == [edit_id]
+    assert recall_of(chat(server, key=KEY_B))["used"] == []  # globex has no edit
+    assert server.call("GET", "memory/edits", key=KEY_B)[1]["data"] == []
+    assert server.call("GET", f"memory/edits/{edit_id}", key=KEY_B)[0] == 404
+    assert server.call("DELETE", f"memory/edits/{edit_id}", key=KEY_B)[0] == 404
+    assert server.call("GET", "memory/edits?namespace=acme", key=KEY_B)[0] == 403
+    assert (
+        server.call("POST", "memory/edits", {"prompt": "x", "target": "y", "namespace": "acme"}, key=KEY_B)[0]
+        == 403
+    )
+    with pytest.raises(openai.PermissionDeniedError):
+        chat(server, key=KEY_B, namespace="acme")
+    with pytest.raises(openai.AuthenticationError):
+        chat(server, key="sk-wrong-0123456789abcdef")
+    assert server.call("GET", "memory/edits")[0] == 401  # no key at all
+    assert server.call("GET", "/health")[0] == 200  # health needs none
+    status, listed = server.call("GET", "memory/edits", key=KEY_A)
+    assert [r["id"] for r in listed["data"]] == [edit_id]
+    assert server.call("GET", "memory/namespaces", key=KEY_B)[1]["data"] == []
+
+
+def test_bad_input_is_a_4xx_with_a_json_error(start_server: StartServer) -> None:
+    server = start_server()
+    api, model = client(server), server.service.model_name
+    cases: list[tuple[dict[str, Any], type[openai.APIStatusError]]] = [
+        ({"messages": []}, openai.BadRequestError),
+        ({"messages": [{"role": "user", "content": "who\x00 is"}]}, openai.BadRequestError),
+        ({"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 0}, openai.BadRequestError),
+        ({"messages": [{"role": "user", "content": QUESTION}], "n": 2}, openai.BadRequestError),
+        ({"messages": [{"role": "assistant", "content": QUESTION}]}, openai.BadRequestError),
+        ({"messages": [{"role": "user", "content": QUESTION}], "model": "gpt-4o"}, openai.NotFoundError),
+        (
+            {"messages": [{"role": "user", "content": QUESTION}], "extra_body": {"recall": {"nope": 1}}},
+            openai.BadRequestError,
+        ),
+        (
+            {
+                "messages": [{"role": "user", "content": QUESTION}],
+                "extra_body": {"recall": {"namespace": "Acme"}},
+            },
+            openai.BadRequestError,
+        ),
+    ]
+    for fields, error in cases:
+        with pytest.raises(error) as raised:
+            api.chat.completions.create(**({"model": model} | fields))
+        body = raised.value.body
+        assert isinstance(body, dict), fields
+        assert body.get("message"), fields
+        assert body.get("type"), fields
+        assert "Traceback" not in str(body)
+    for body in (
+        {"prompt": "who", "target": ""},
+        {"prompt": "who", "target": "x\x07"},
+        {"prompt": "who"},
+        {"edits": []},
+        {"prompt": "a", "target": "b", "edits": [{"prompt": "c", "target": "d"}]},
+        {"prompt": "a", "target": "b", "policy": "sometimes"},
+    ):
+        status, answer = server.call("POST", "memory/edits", body)
+        assert status == 400, (body, answer)
+        assert answer["error"]["type"] == "invalid_request_error"
+        assert answer["error"]["message"]
+    assert server.call("GET", "memory/edits/abc")[0] == 400  # a prefix under 4 characters
+    assert server.call("GET", "memory/edits/abcdef12")[0] == 404
+    assert server.call("GET", "nowhere")[1]["error"]["type"] == "not_found_error"
+
+
+def test_a_failed_batch_changes_nothing(start_server: StartServer) -> None:
+    server = start_server()
+    batch = {
+        "edits": [
+            {"prompt": QUESTION, "target": "jane doe"},
+            {"prompt": "what is the capital of france ?", "target": ""},
+        ]
+    }
+    status, _ = server.call("POST", "memory/edits", batch)
+    assert status == 400
+    assert server.call("GET", "memory/edits")[1]["data"] == []
+    good = {
+        "edits": [
+            {"prompt": QUESTION, "target": "jane doe"},
+            {"prompt": "what is the capital of france ?", "target": "lyon"},
+        ]
+    }
+    status, added = server.call("POST", "memory/edits", good)
+    assert status == 201
+    assert len(added["data"]) == 2
+    assert len(server.call("GET", "memory/edits")[1]["data"]) == 2
+
+
+def test_health_and_metrics(start_server: StartServer) -> None:
+    server = start_server()
+    server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"})
+    chat(server)
+    status, health = server.call("GET", "/health")
+    assert status == 200
+    assert health["status"] == "ok"
+    assert health["active_edits"] == 1
+    status, text = server.call("GET", "/metrics")
+    assert status == 200
+    assert isinstance(text, str)
+    assert 'recall_requests_total{route="/v1/chat/completions",status="200"} 1' in text
+    assert 'recall_edits_total{operation="add"} 1' in text
+    assert "recall_answers_with_edit_total 1" in text
+    assert "recall_active_edits 1" in text
+    assert 'recall_request_seconds_bucket{route="/v1/chat/completions",le="+Inf"} 1' in text
+
+
+def test_an_edit_is_not_blocked_behind_an_answer(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer that cannot finish until an edit has been acknowledged: if edits waited behind
+    answers, this would never end (the test times out instead)."""
+    server = start_server()
+    memory = server.service.memory
+    edit_done, answering = threading.Event(), threading.Event()
+    real_ask = EditMemory.ask
+
+    def slow_ask(self: EditMemory, *args: Any, **kwargs: Any) -> Any:
+        answering.set()
+        assert edit_done.wait(30), "the edit waited behind the answer"
+        return real_ask(self, *args, **kwargs)
+
+    monkeypatch.setattr(EditMemory, "ask", slow_ask)
+    result: list[Any] = []
+    asker = threading.Thread(target=lambda: result.append(chat(server)))
+    asker.start()
+    assert answering.wait(30)
+    status, _ = server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"})
+    assert status == 201
+    edit_done.set()
+    asker.join(60)
+    assert result
+    assert memory.count() == 1
+    assert recall_of(result[0])["used"], "the answer, finished after the edit, used it"
+
+
+def test_shutdown_keeps_every_acknowledged_edit(
+    start_server: StartServer, tmp_path: Any, tiny_lm: Any
+) -> None:
+    server = start_server(folder="durable")
+    acknowledged: list[str] = []
+
+    def add(i: int) -> None:
+        status, body = server.call(
+            "POST", "memory/edits", {"prompt": f"who wrote book {i} ?", "target": "john smith"}
+        )
+        if status == 201:
+            acknowledged.append(body["data"][0]["edit"]["id"])
+
+    writers = [threading.Thread(target=add, args=(i,)) for i in range(6)]
+    for writer in writers:
+        writer.start()
+    time.sleep(0.05)
+    server.stop()  # while edits may be in flight
+    for writer in writers:
+        writer.join(60)
+    assert server.service.closed
+    with EditMemory.open(tmp_path / "durable", lm=tiny_lm) as reopened:
+        stored = {r.edit_id for r in reopened.list()}
+    assert acknowledged
+    assert set(acknowledged) <= stored
