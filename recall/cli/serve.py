@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import signal
 from pathlib import Path
 
 from recall.errors import ConfigError
@@ -109,8 +110,12 @@ def run_serve(args: argparse.Namespace) -> int:
         log_level="info" if logging.getLogger().level <= logging.INFO else "warning",
         timeout_graceful_shutdown=60,
     )
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again: this handler makes that last step
+    # a clean exit (status 0, after the message below) instead of a kill.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         uvicorn.Server(config).run()
     finally:
         service.close()  # the app's shutdown closed it already, unless the server never started
+    print(f"recall serve: stopped; the memory at {path} is closed, every acknowledged edit in it", flush=True)
     return 0
