@@ -15,6 +15,7 @@ import torch
 from recall.backends import Capability, GenerationConfig, get_backend
 from recall.config import load_config
 from recall.datasets.loading import SAMPLE, load_cases
+from recall.datasets.synthetic import synthetic_edits
 from recall.errors import ConfigError
 from recall.memory import EditMemory
 
@@ -29,18 +30,6 @@ def _ms(values: list[float]) -> dict[str, float]:
         "p99_ms": float(np.percentile(array, 99)),
         "mean_ms": float(array.mean()),
     }
-
-
-def _synthetic_edits(n: int) -> list[tuple[str, str, str | None]]:
-    colours = ["red", "blue", "green", "amber", "violet", "teal", "ochre", "silver"]
-    return [
-        (
-            f"What is the favourite colour of employee number {i} at Zorblax?",
-            colours[i % 8],
-            f"employee number {i}",
-        )
-        for i in range(n)
-    ]
 
 
 def _time_forgets(memory: EditMemory, edit_ids: list[str]) -> dict[str, Any]:
@@ -113,7 +102,7 @@ def run_bench(
         results["overrides"] = list(overrides)
         cases = load_cases(SAMPLE, "zsre")
         pairs = [(c.prompt, c.target, c.subject) for c in cases]
-        pairs += _synthetic_edits(max(0, num_edits - len(cases)))
+        pairs += synthetic_edits(max(0, num_edits - len(cases)))
         edit_ids = [memory.add(*pairs[0]).edit_id]  # warm-up: first encoder call and first SQLite write
         edit_times = []
         for prompt, target, subject in pairs[1:num_edits]:

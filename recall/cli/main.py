@@ -82,6 +82,9 @@ Times the two operations a user waits for, on the embedded model, in a throw-awa
 answer, when it uses an edit and when it does not. Writes bench-<time>.json and .md under --out. A busy
 machine moves timings by a few percent between runs, and the base model's own speed moves the shares:
 run it twice, and compare the milliseconds too.
+`recall bench serve` load-tests `recall serve` on loopback instead: one client alone, then --clients
+asking and --editors editing for --seconds; p50/p99, throughput, errors, and every acknowledged edit
+checked afterwards (JSON, markdown and a latency PNG).
 """
 
 
@@ -99,6 +102,7 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recall.cli.bench_serve import add_load_arguments
     from recall.cli.diagnose import DIAGNOSE_DESCRIPTION, add_diagnose_arguments
     from recall.cli.eval import add_eval_arguments
     from recall.cli.serve import SERVE_DESCRIPTION, SERVE_EPILOG, add_serve_arguments
@@ -197,10 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="edit and ask latency on the embedded model (JSON + markdown)",
+        help="edit and ask latency on the embedded model; `recall bench serve`: a server load test",
         description=BENCH_DESCRIPTION,
-        epilog="example: recall bench --backend recipe --out reports/bench",
+        epilog="examples:\n  recall bench --backend recipe --out reports/bench\n"
+        "  recall bench serve --clients 20 --editors 8 --seconds 60   # JSON, markdown and a PNG",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "what",
+        nargs="?",
+        choices=("memory", "serve"),
+        default="memory",
+        help="memory: edit and ask latency (default); serve: a load test of `recall serve`",
     )
     bench.add_argument("--edits", type=int, default=200, help="edits in the timed memory (default: 200)")
     bench.add_argument(
@@ -209,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--out", type=Path, default=Path("reports"), help="report directory (default: reports)"
     )
+    add_load_arguments(bench)
     add_backend_argument(bench)
     add_overrides_argument(bench)
     add_device_argument(bench)
@@ -320,6 +333,10 @@ def _run(args: argparse.Namespace) -> int:
         from recall.repl.entry import run_repl_command
 
         return run_repl_command(args)
+    if command == "bench" and args.what == "serve":
+        from recall.cli.bench_serve import run_bench_serve
+
+        return run_bench_serve(args)
     if command == "bench":
         from recall.cli.bench import run_bench
 

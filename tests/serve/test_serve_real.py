@@ -116,3 +116,28 @@ def test_recall_serve_edits_answers_streams_and_stops_cleanly(
         check=True,
     )
     assert edit_id[:8] in listed.stdout
+
+
+def test_bench_serve_writes_its_report_with_no_error_and_no_lost_edit(tmp_path: Path) -> None:
+    """A short `recall bench serve`: the report's three files, 0 errors, every acknowledged edit kept."""
+    out = tmp_path / "bench"
+    command = [sys.executable, "-m", "recall", "bench", "serve", "--clients", "2", "--editors", "1"]
+    command += ["--seconds", "4", "--out", str(out)]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (report,) = out.glob("bench-serve-*.json")
+    results = json.loads(report.read_text())
+    assert results["errors"] == 0
+    assert results["missing"] == 0
+    assert results["not_admitted"] == 0
+    assert results["acknowledged"] > 0
+    assert results["server_exit"] == 0
+    assert report.with_suffix(".md").read_text().startswith("recall bench serve")
+    assert report.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
