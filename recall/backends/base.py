@@ -41,6 +41,9 @@ class Capability(enum.Flag):
     # Edits what the model knows about a subject (ROME, MEMIT): an edit must name one that occurs in its
     # prompt; `check` refuses others, and the REPL's guided :edit asks for it as required.
     SUBJECT = enum.auto()
+    # Puts edits in front of the question as input embeddings (RECIPE's continuous prompts), not as text:
+    # a serving engine must take prompt_embeds for it (recall/lm/engine.py, kind "vllm").
+    PROMPT_EMBEDS = enum.auto()
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,15 @@ back), and the model answers as if it had never been made. What that costs depen
 """
 
 
+EXPORT_DESCRIPTION = """\
+Writes an embedded model as a plain Hugging Face folder: the dequantized float32 weights recall runs,
+the tokenizer and chat template, the config without the GGUF quantization entry, and a generation
+config that decodes greedily and stops where recall stops. Serving engines load it (`vllm serve DIR
+--enable-prompt-embeds`, `transformers serve`), and `recall serve --generator openai|vllm` then sends
+its generation there.
+"""
+
+
 # `recall bench --help` (recall.cli.bench is not imported here: it loads torch). Its numbers are
 # recall.cli.bench.SAMPLE_CASES and ANSWER_TOKENS; a test checks they agree.
 BENCH_DESCRIPTION = """\
@@ -103,12 +112,12 @@ def _add_memory_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     from recall.cli.bench_serve import add_load_arguments
+    from recall.cli.calibrate import CALIBRATE_DESCRIPTION, CALIBRATE_EPILOG, add_calibrate_arguments
     from recall.cli.diagnose import DIAGNOSE_DESCRIPTION, add_diagnose_arguments
     from recall.cli.eval import add_eval_arguments
     from recall.cli.serve import SERVE_DESCRIPTION, SERVE_EPILOG, add_serve_arguments
     from recall.cli.stats import STATS_DESCRIPTION, add_stats_arguments
     from recall.config.options import add_backend_argument, add_overrides_argument
-    from recall.datasets.formats import FORMATS
     from recall.repl.entry import add_repl_arguments
 
     parser = argparse.ArgumentParser(
@@ -269,46 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
         "calibrate",
         help="fit the sentinel's cosine threshold on a ZsRE file; with --review, tabulate a learned "
         "sentinel's margin against retrieval.review_within; with --conflicts, the conflict cut-offs",
-        description="Without --review: fit the fixed sentinel's cosine threshold (base.yaml) on ZsRE. With "
-        "--review: make the file's edits with --backend's preset (recipe), and print false rejects on "
-        "rephrases, false accepts on locality questions and the share reviewed for each margin and "
-        "review_within. With --conflicts: with --backend's encoder (lte: MiniLM), the share of question "
-        "pairs about the same fact, about the same subject, and of the nearest edit about another "
-        "subject at or above each cosine, to set conflict.min_cosine and conflict.similar_cosine. Use "
-        "train or val data, never an evaluation split.",
-        epilog="examples:\n"
-        "  recall calibrate --data ../shared/data/zsre/zsre_mend_train_1k.json\n"
-        "  recall calibrate --conflicts --data ../shared/data/knowedit/wiki_counterfact_train_cf.json\n"
-        "  recall calibrate --review --data ../shared/data/counterfact/counterfact-val.json",
+        description=CALIBRATE_DESCRIPTION,
+        epilog=CALIBRATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    calibrate.add_argument("--data", type=Path, required=True, help="a train or val file (never eval!)")
-    mode = calibrate.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--review", action="store_true", help="tabulate sentinel.margin x retrieval.review_within"
-    )
-    mode.add_argument(
-        "--conflicts", action="store_true", help="tabulate question-key cosines for the conflict cut-offs"
-    )
-    add_backend_argument(calibrate, "lte for the threshold and --conflicts, recipe with --review")
-    calibrate.add_argument(
-        "--format",
-        default="auto",
-        choices=("auto", *FORMATS),
-        help="with --review or --conflicts: the record form (default: auto)",
-    )
-    calibrate.add_argument(
-        "--sample", type=int, default=500, help="with --review: rephrases and locality questions each"
-    )
-    add_overrides_argument(calibrate)
-    calibrate.add_argument("--n", type=int, default=1000, help="records to use (default: %(default)s)")
-    calibrate.add_argument(
-        "--target-false-accept",
-        type=float,
-        default=0.01,
-        help="largest share of out-of-scope questions admitted (default: %(default)s)",
-    )
+    add_calibrate_arguments(calibrate)
     add_device_argument(calibrate)
+
+    export = sub.add_parser(
+        "export-model",
+        help="write an embedded model as a plain Hugging Face folder for vLLM or `transformers serve`",
+        description=EXPORT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("name", help="an embedded model: smollm2-135m or gemma3-270m")
+    export.add_argument("folder", type=Path, help="a new (or empty) folder")
     return parser
 
 
@@ -361,29 +345,15 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_diagnose(args)
     if command == "calibrate":
-        if args.conflicts:
-            from recall.cli.calibrate.conflicts import run_calibrate_conflicts
+        from recall.cli.calibrate import run_calibrate_command
 
-            return run_calibrate_conflicts(
-                args.backend or "lte", args.overrides, args.data, args.format, n=args.n, device=args.device
-            )
-        if args.review:
-            from recall.cli.calibrate.review import run_calibrate_review
+        return run_calibrate_command(args)
+    if command == "export-model":
+        from recall.lm.export import export_model
 
-            return run_calibrate_review(
-                args.backend or "recipe",
-                args.overrides,
-                args.data,
-                args.format,
-                n=args.n,
-                sample=args.sample,
-                device=args.device,
-            )
-        from recall.cli.calibrate.threshold import run_calibrate
-
-        return run_calibrate(
-            args.data, n=args.n, target_false_accept=args.target_false_accept, device=args.device
-        )
+        export_model(args.name, args.folder)
+        print(f"exported {args.name} to {args.folder}: vllm serve {args.folder} | transformers serve")
+        return 0
     from recall.cli.memory import open_for_command, run_memory_command
 
     with open_for_command(args) as memory:

@@ -66,6 +66,26 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="API keys: YAML or JSON {keys: {KEY: [namespace, ...]}} (default: $RECALL_API_KEYS)",
     )
     parser.add_argument("--model", default=None, help="a new memory's model (default: smollm2-135m)")
+    parser.add_argument(
+        "--generator",
+        choices=("local", "openai", "vllm"),
+        default="local",
+        help="where answers are generated: in this process (default), on an OpenAI-compatible "
+        "engine's /v1/completions (text prompts: lte backends), or on vLLM (token ids, and "
+        "prompt_embeds for recipe's continuous prompts)",
+    )
+    parser.add_argument(
+        "--engine-url",
+        default=None,
+        metavar="URL",
+        help="the engine's base URL, e.g. http://127.0.0.1:8001/v1",
+    )
+    parser.add_argument(
+        "--engine-model",
+        default=None,
+        metavar="NAME",
+        help="the engine's name for the model (default: the one `GET URL/models` lists first)",
+    )
     add_backend_argument(parser, "a new memory's backend (default: recipe)")
 
 
@@ -83,6 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from recall.memory import EditMemory
     from recall.serve import MemoryService, Tenants, create_app
+    from recall.serve.engines import connect_engine
 
     tenants = Tenants.load(args.keys)
     if tenants.open and not _loopback(args.host):
@@ -94,13 +115,22 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port expected 1-65535, received {args.port}")
     path = args.memory or default_memory_dir()
     memory = EditMemory.open_or_create(path, model=args.model, backend=args.backend, device=args.device)
+    if args.generator != "local":
+        try:
+            memory.lm.engine = connect_engine(memory, args.generator, args.engine_url, args.engine_model)
+        except BaseException:
+            memory.close()
+            raise
     service = MemoryService(memory)
+    where = (
+        "this process" if memory.lm.engine is None else f"the {args.generator} engine at {args.engine_url}"
+    )
     access = (
         "no API key: loopback only, every namespace open" if tenants.open else f"{len(tenants)} API key(s)"
     )
     print(
         f"recall serve: {path} ({memory.backend.name} backend, {memory.lm.model_id}, {memory.count()} active "
-        f"edits) on http://{args.host}:{args.port}/v1; {access}",
+        f"edits, generating in {where}) on http://{args.host}:{args.port}/v1; {access}",
         flush=True,
     )
     config = uvicorn.Config(

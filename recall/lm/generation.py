@@ -67,6 +67,11 @@ def generate_ids(
     A `prefix` (L, d) is prepended to the prompt's embeddings once; later steps see it through the
     KV cache (RECIPE §1.4).
     """
+    if lm.engine is not None:  # a serving engine decodes (it sends the whole answer at once)
+        text = lm.engine.complete(lm, prompt, gen.max_new_tokens, gen.min_new_tokens, prefix)
+        if gen.on_text and text:
+            gen.on_text(text)
+        return text
     input_ids = torch.tensor([prompt], device=lm.device)  # (1, T)
     model: Any = lm.model  # generate() is untyped in transformers
     inputs: dict[str, torch.Tensor] = {"input_ids": input_ids}

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 from safetensors import SafetensorError
@@ -28,14 +28,29 @@ from recall.paths import cache_dir
 logger = logging.getLogger(__name__)
 
 
+class Engine(Protocol):
+    """Where greedy generation runs instead of `model` (recall/lm/engine.py: a serving engine)."""
+
+    def complete(
+        self,
+        lm: LanguageModel,
+        prompt: list[int],
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+        prefix: torch.Tensor | None = None,
+    ) -> str: ...
+
+
 @dataclass
 class LanguageModel:
-    """A loaded causal LM with its tokenizer, id and a fingerprint of its weights."""
+    """A loaded causal LM with its tokenizer, id and a fingerprint of its weights; `engine`, when set,
+    generates in its place (the same weights served elsewhere; scoring stays here)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     model_id: str
     fingerprint: str
+    engine: Engine | None = None
 
     @property
     def has_chat_template(self) -> bool:

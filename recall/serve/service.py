@@ -42,7 +42,8 @@ class MemoryService:
         self.metrics = metrics or Metrics()
         self._answering = ThreadPoolExecutor(1, thread_name_prefix="recall-answer")
         self._writing = ThreadPoolExecutor(1, thread_name_prefix="recall-edit")
-        in_model = Capability.USES_RETRIEVAL not in memory.backend.capabilities
+        capabilities = memory.backend.capabilities
+        in_model = Capability.EDITS_WEIGHTS in capabilities or Capability.USES_RETRIEVAL not in capabilities
         self._model_lock = ReadWriteLock() if in_model else None
         self.closed = False
 

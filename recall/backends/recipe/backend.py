@@ -78,7 +78,7 @@ class RecipeBackend(RetrievalBackend):
     name: ClassVar[str] = "recipe"
     config_class: ClassVar[type[BackendConfig]] = RecipeConfig
     capabilities: ClassVar[Capability] = (
-        RetrievalBackend.capabilities | Capability.REVIEW | Capability.TRAINABLE
+        RetrievalBackend.capabilities | Capability.REVIEW | Capability.TRAINABLE | Capability.PROMPT_EMBEDS
     )
     # A knowledge model made for the tiny llama (tests/conftest.py), its own margin, no review: the
     # preset's probe and margin belong to the shipped SmolLM2 model.
