@@ -146,6 +146,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"model to edit (same as --set {MODEL_OVERRIDE_KEY}=NAME)",
     )
+    parser.add_argument(
+        "--target-words",
+        default=None,
+        metavar="LOW-HIGH",
+        help="only records whose targets have LOW..HIGH words, e.g. 5-25 (long answers); --n counts those",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars on stderr")
 
 
@@ -169,6 +175,18 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
     )
 
 
+def _word_range(text: str | None) -> tuple[int, int] | None:
+    """--target-words "5-25" as (5, 25)."""
+    if text is None:
+        return None
+    low, sep, high = text.partition("-")
+    if not (sep and low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high)):
+        raise ConfigError(
+            f"--target-words expected LOW-HIGH words with 1 <= LOW <= HIGH, e.g. 5-25, received {text!r}"
+        )
+    return int(low), int(high)
+
+
 def _command_line(argv: Sequence[str]) -> list[str]:
     return [Path(argv[0]).name if argv else "recall", *argv[1:]]
 
@@ -182,7 +200,8 @@ def run_eval_command(args: argparse.Namespace, make_memory: MakeMemory) -> int:
     try:
         settings = _settings(args)
         shuffle_seed = args.seed if args.shuffle else None
-        dataset = load_dataset(args.data, args.format, args.n, shuffle_seed=shuffle_seed)
+        words = _word_range(args.target_words)
+        dataset = load_dataset(args.data, args.format, args.n, shuffle_seed=shuffle_seed, target_words=words)
     except (DatasetError, ConfigError) as exc:
         return _fail(str(exc), 2)
     if not dataset.cases:

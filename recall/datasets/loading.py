@@ -46,6 +46,7 @@ class EvalDataset:
     cases: tuple[EvalCase, ...]
     skipped: tuple[int, ...] = ()  # indices of records with an empty prompt or target, passed over
     records_used: int | None = None  # records the cases came from (more cases than this for MQuAKE)
+    target_words: tuple[int, int] | None = None  # only records with targets of this many words
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -119,10 +120,16 @@ def _format_hint(path: Path, first: object, format: FormatName) -> str:
 
 
 def _convert(
-    path: Path, records: list[object], order: list[int], form: DatasetFormat, n: int | None
+    path: Path,
+    records: list[object],
+    order: list[int],
+    form: DatasetFormat,
+    n: int | None,
+    target_words: tuple[int, int] | None = None,
 ) -> tuple[list[EvalCase], list[int], int]:
     """Convert records in `order` until n have given cases; only those are checked, so a bad record past
     n does not stop a run. Records with an empty prompt or target cannot be edits: skipped and logged.
+    With `target_words` (low, high), records whose targets have another number of words are passed over.
     Returns the cases, the skipped indices and the number of records converted."""
     convert = CONVERTERS[form]
     cases: list[EvalCase] = []
@@ -132,7 +139,12 @@ def _convert(
         if n is not None and used >= n:
             break
         try:
-            cases.extend(convert(RecordReader(records[index], path, index)))
+            converted = convert(RecordReader(records[index], path, index))
+            if target_words and not all(
+                target_words[0] <= len(c.target.split()) <= target_words[1] for c in converted
+            ):
+                continue
+            cases.extend(converted)
             used += 1
         except EmptyEditError as exc:
             logger.warning("skipping %s", exc)
@@ -146,6 +158,7 @@ def load_dataset(
     n: int | None = None,
     *,
     shuffle_seed: int | None = None,
+    target_words: tuple[int, int] | None = None,
 ) -> EvalDataset:
     """Read a data file and convert its records to EvalCase.
 
@@ -158,6 +171,8 @@ def load_dataset(
             it is one case per edit, so n=100 MQuAKE records give more than 100 cases.
         shuffle_seed: shuffle all records with `random.Random(seed)` before taking n (RECIPE shuffles its
             eval set with seed 0); None keeps file order so "the first 1000" is reproducible by eye.
+        target_words: (low, high): only records whose targets have low..high words (long answers);
+            n counts those.
 
     Raises:
         DatasetError: the file is missing or malformed, or a kept record lacks a field; the message names
@@ -177,7 +192,7 @@ def load_dataset(
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(order)
     try:
-        cases, skipped, used = _convert(path, records, order, resolved, n)
+        cases, skipped, used = _convert(path, records, order, resolved, n, target_words)
     except DatasetError as exc:
         raise DatasetError(f"{exc}{_format_hint(path, records[0], format)}") from exc
     if n is not None and used < n:
@@ -190,6 +205,7 @@ def load_dataset(
         cases=tuple(cases),
         skipped=tuple(skipped),
         records_used=used,
+        target_words=target_words,
     )
 
 

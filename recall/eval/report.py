@@ -58,6 +58,7 @@ def build_stamp(
             "records_used": dataset.records_used,  # what the n cases came from (fewer, for MQuAKE)
             "shuffled": shuffle,
             "skipped_records": list(dataset.skipped),  # empty prompt or target
+            "target_words": list(dataset.target_words) if dataset.target_words else None,
         },
         "settings": dataclasses.asdict(settings),
         "protocol": settings.protocol,
