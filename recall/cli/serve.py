@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import logging
 import signal
+import socket
 from pathlib import Path
 
 from recall.errors import ConfigError
@@ -98,12 +99,18 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def _check_free(host: str, port: int) -> None:
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
+        ) from None
 
-    from recall.memory import EditMemory
-    from recall.serve import MemoryService, Tenants, create_app
-    from recall.serve.engines import connect_engine
+
+def run_serve(args: argparse.Namespace) -> int:
+    from recall.serve.tenants import Tenants  # light: the checks below fail before torch loads
 
     tenants = Tenants.load(args.keys)
     if tenants.open and not _loopback(args.host):
@@ -113,6 +120,14 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port expected 1-65535, received {args.port}")
+    _check_free(args.host, args.port)  # before the model loads: a taken port fails at once
+    import uvicorn
+
+    from recall.memory import EditMemory
+    from recall.serve.app import create_app
+    from recall.serve.engines import connect_engine
+    from recall.serve.service import MemoryService
+
     path = args.memory or default_memory_dir()
     memory = EditMemory.open_or_create(path, model=args.model, backend=args.backend, device=args.device)
     if args.generator != "local":

@@ -1,8 +1,4 @@
 """`recall serve`: one memory behind an OpenAI-compatible HTTP API, with memory endpoints, API keys
-mapped to namespaces, /health and /metrics (recall/serve/app.py)."""
-
-from recall.serve.app import create_app
-from recall.serve.service import MemoryService
-from recall.serve.tenants import Tenants
-
-__all__ = ["MemoryService", "Tenants", "create_app"]
+mapped to namespaces, /health and /metrics. app.py builds the application; service.py runs the memory;
+tenants.py holds the keys. Nothing is imported here, so the command can check its arguments before
+torch loads."""

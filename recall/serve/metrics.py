@@ -49,7 +49,9 @@ class Metrics:
             family("recall_requests_total", "counter", "HTTP requests by route and status code.")
             for (route, status), n in sorted(self._requests.items()):
                 lines.append(f'recall_requests_total{{route="{route}",status="{status}"}} {n}')
-            family("recall_request_seconds", "histogram", "Request latency by route (a stream: until it starts).")
+            family(
+                "recall_request_seconds", "histogram", "Request latency by route (a stream: until it starts)."
+            )
             for route, counts in sorted(self._latency.items()):
                 total = 0
                 for bound, n in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):

@@ -13,7 +13,7 @@ from recall.config import load_config
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.retrieval.encoder import HashingEncoder
-from recall.serve import Tenants
+from recall.serve.tenants import Tenants
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

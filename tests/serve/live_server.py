@@ -14,7 +14,9 @@ from typing import Any
 import uvicorn
 
 from recall.memory import EditMemory
-from recall.serve import MemoryService, Tenants, create_app
+from recall.serve.app import create_app
+from recall.serve.service import MemoryService
+from recall.serve.tenants import Tenants
 
 
 class LiveServer:

@@ -14,8 +14,8 @@ from conftest import StartServer
 from live_server import LiveServer
 
 from recall.memory import EditMemory
-from recall.serve import Tenants
 from recall.serve.openai_routes import StopCut
+from recall.serve.tenants import Tenants
 
 QUESTION = "who is the ceo of acme ?"
 KEY_A, KEY_B = "sk-acme-0123456789abcdef", "sk-globex-0123456789abcd"
