@@ -68,6 +68,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", default=None, help="a new memory's model (default: smollm2-135m)")
     parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=64,
+        metavar="N",
+        help="answers queued or running at most; more are refused with 503 (default: 64)",
+    )
+    parser.add_argument(
         "--generator",
         choices=("local", "openai", "vllm"),
         default="local",
@@ -118,6 +125,8 @@ def run_serve(args: argparse.Namespace) -> int:
             f"no API key is configured, so every caller could read and change every namespace: refusing to "
             f"bind {args.host!r}; give --keys FILE or $RECALL_API_KEYS, or serve on 127.0.0.1"
         )
+    if args.max_waiting < 1:
+        raise ConfigError(f"--max-waiting expected 1 or more, received {args.max_waiting}")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port expected 1-65535, received {args.port}")
     _check_free(args.host, args.port)  # before the model loads: a taken port fails at once
@@ -136,7 +145,7 @@ def run_serve(args: argparse.Namespace) -> int:
         except BaseException:
             memory.close()
             raise
-    service = MemoryService(memory)
+    service = MemoryService(memory, max_waiting=args.max_waiting)
     where = (
         "this process" if memory.lm.engine is None else f"the {args.generator} engine at {args.engine_url}"
     )

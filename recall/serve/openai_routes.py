@@ -105,6 +105,7 @@ async def _respond(request: Request, body: ChatRequest | CompletionRequest) -> A
     namespace, use = tenant.namespace(body.recall.namespace), body.recall.use_memory
     max_tokens = body.answer_tokens()
     service.memory.check.ask(question, namespace, max_tokens)  # a bad request fails before any stream
+    service.check_room()
     chat = isinstance(body, ChatRequest)
     head = {
         "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",

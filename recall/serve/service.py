@@ -21,6 +21,7 @@ from memory_store.locks import ReadWriteLock
 from recall.backends import Capability
 from recall.memory import EditMemory
 from recall.results import Answer
+from recall.serve.errors import ApiError
 from recall.serve.metrics import Metrics
 
 T = TypeVar("T")
@@ -37,9 +38,12 @@ class Reply:
 
 
 class MemoryService:
-    def __init__(self, memory: EditMemory, metrics: Metrics | None = None) -> None:
+    def __init__(self, memory: EditMemory, metrics: Metrics | None = None, max_waiting: int = 64) -> None:
         self.memory = memory
         self.metrics = metrics or Metrics()
+        # Answers queued or running at most; past it a request is refused at once (503) rather than
+        # waiting minutes: the client retries, or the operator adds servers.
+        self.max_waiting, self._waiting = max_waiting, 0
         self._answering = ThreadPoolExecutor(1, thread_name_prefix="recall-answer")
         self._writing = ThreadPoolExecutor(1, thread_name_prefix="recall-edit")
         capabilities = memory.backend.capabilities
@@ -81,13 +85,31 @@ class MemoryService:
         self.metrics.answer(answer.used_memory)
         return Reply(answer, prompt, completion, "length" if completion >= budget else "stop")
 
+    def check_room(self) -> None:
+        """503 when max_waiting answers are queued or running (the event loop is one thread: the count
+        needs no lock). Called before a response starts, so a stream is refused with a status."""
+        if self._waiting >= self.max_waiting:
+            message = f"{self._waiting} answers are waiting already; retry later"
+            raise ApiError(503, "overloaded_error", message)
+
+    @contextlib.contextmanager
+    def _queued(self) -> Iterator[None]:
+        """A place in the answer queue."""
+        self.check_room()
+        self._waiting += 1
+        try:
+            yield
+        finally:
+            self._waiting -= 1
+
     async def answer(
         self, question: str, namespace: str, max_new_tokens: int | None, use_memory: bool
     ) -> Reply:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._answering, self._answer, question, namespace, max_new_tokens, use_memory, None
-        )
+        with self._queued():
+            return await loop.run_in_executor(
+                self._answering, self._answer, question, namespace, max_new_tokens, use_memory, None
+            )
 
     async def stream(
         self, question: str, namespace: str, max_new_tokens: int | None, use_memory: bool
@@ -99,9 +121,17 @@ class MemoryService:
         def on_text(piece: str) -> None:
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-        job = loop.run_in_executor(
-            self._answering, self._answer, question, namespace, max_new_tokens, use_memory, on_text
-        )
+        with self._queued():
+            async for item in self._pieces(
+                pieces,
+                loop.run_in_executor(
+                    self._answering, self._answer, question, namespace, max_new_tokens, use_memory, on_text
+                ),
+            ):
+                yield item
+
+    @staticmethod
+    async def _pieces(pieces: asyncio.Queue[str], job: asyncio.Future[Reply]) -> AsyncIterator[str | Reply]:
         while True:
             waiter = asyncio.ensure_future(pieces.get())
             either: set[asyncio.Future[Any]] = {waiter, job}

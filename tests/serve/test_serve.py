@@ -309,3 +309,37 @@ def test_shutdown_keeps_every_acknowledged_edit(
         stored = {r.edit_id for r in reopened.list()}
     assert acknowledged
     assert set(acknowledged) <= stored
+
+
+def test_a_full_answer_queue_refuses_with_503_and_then_serves_again(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_server()
+    server.service.max_waiting = 1
+    release, answering = threading.Event(), threading.Event()
+    real_ask = EditMemory.ask
+
+    def held_ask(self: EditMemory, *args: Any, **kwargs: Any) -> Any:
+        answering.set()
+        assert release.wait(30)
+        return real_ask(self, *args, **kwargs)
+
+    monkeypatch.setattr(EditMemory, "ask", held_ask)
+    first: list[Any] = []
+    asker = threading.Thread(target=lambda: first.append(chat(server)))
+    asker.start()
+    assert answering.wait(30)
+    with pytest.raises(openai.InternalServerError) as refused:
+        chat(server)
+    assert refused.value.status_code == 503
+    with pytest.raises(openai.InternalServerError):
+        list(
+            client(server).chat.completions.create(
+                model=server.service.model_name, messages=[{"role": "user", "content": QUESTION}], stream=True
+            )
+        )
+    assert server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"})[0] == 201
+    release.set()
+    asker.join(60)
+    assert first
+    assert chat(server).choices  # room again
