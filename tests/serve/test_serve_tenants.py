@@ -60,3 +60,21 @@ def test_a_malformed_key_file_is_refused(tmp_path: Path) -> None:
         Tenants.load(path)
     with pytest.raises(ConfigError, match="cannot read"):
         Tenants.load(tmp_path / "missing.yaml")
+
+
+def test_recall_serve_refuses_an_open_server_off_loopback_and_a_taken_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both are refused before any model loads (main returns 2 with one line)."""
+    import socket
+
+    from recall.cli.main import main
+
+    monkeypatch.delenv("RECALL_API_KEYS", raising=False)
+    assert main(["serve", "--memory", str(tmp_path / "m"), "--host", "0.0.0.0"]) == 2
+    assert "refusing to bind '0.0.0.0'" in capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--memory", str(tmp_path / "m"), "--port", str(port)]) == 2
+    assert "choose another --port" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # nothing was created
