@@ -138,6 +138,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from recall.serve.service import MemoryService
 
     path = args.memory or default_memory_dir()
+    created = "" if (path / "manifest.json").is_file() else "new memory "  # a typo in DIR shows here
     memory = EditMemory.open_or_create(path, model=args.model, backend=args.backend, device=args.device)
     if args.generator != "local":
         try:
@@ -153,8 +154,9 @@ def run_serve(args: argparse.Namespace) -> int:
         "no API key: loopback only, every namespace open" if tenants.open else f"{len(tenants)} API key(s)"
     )
     print(
-        f"recall serve: {path} ({memory.backend.name} backend, {memory.lm.model_id}, {memory.count()} active "
-        f"edits, generating in {where}) on http://{args.host}:{args.port}/v1; {access}",
+        f"recall serve: {created}{path} ({memory.backend.name} backend, {memory.lm.model_id}, "
+        f"{memory.count()} active edits, generating in {where}) on http://{args.host}:{args.port}/v1; "
+        f"{access}",
         flush=True,
     )
     config = uvicorn.Config(
