@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from recall.serve.errors import ApiError
 from recall.serve.metrics import Metrics
 
 T = TypeVar("T")
+
+
+class StreamClosedError(Exception):
+    """Raised inside a streamed generation whose client has gone: it ends the decoding loop early."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +123,24 @@ class MemoryService:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str] = asyncio.Queue()
 
+        gone = threading.Event()  # the client left: the generation stops at its next token
+
         def on_text(piece: str) -> None:
+            if gone.is_set():
+                raise StreamClosedError("the client closed the stream")
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
         with self._queued():
-            async for item in self._pieces(
-                pieces,
-                loop.run_in_executor(
-                    self._answering, self._answer, question, namespace, max_new_tokens, use_memory, on_text
-                ),
-            ):
-                yield item
+            job = loop.run_in_executor(
+                self._answering, self._answer, question, namespace, max_new_tokens, use_memory, on_text
+            )
+            try:
+                async for item in self._pieces(pieces, job):
+                    yield item
+            finally:
+                if not job.done():  # closed or cancelled before the answer ended
+                    gone.set()
+                    job.add_done_callback(lambda done: done.exception())  # the abandonment is expected
 
     @staticmethod
     async def _pieces(pieces: asyncio.Queue[str], job: asyncio.Future[Reply]) -> AsyncIterator[str | Reply]:

@@ -343,3 +343,37 @@ def test_a_full_answer_queue_refuses_with_503_and_then_serves_again(
     asker.join(60)
     assert first
     assert chat(server).choices  # room again
+
+
+def test_a_closed_stream_stops_its_generation(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that leaves mid-answer frees the generation thread at the next token. The answer here is
+    a stand-in for a slow model (300 pieces, 10 ms each) that records when it was stopped."""
+    server = start_server()
+    emitted, stopped = [0], threading.Event()
+    real_ask = EditMemory.ask
+
+    def slow_ask(self: EditMemory, question: str, namespace: str = "default", **options: Any) -> Any:
+        on_text = options.pop("on_text", None)
+        try:
+            for _ in range(300):
+                time.sleep(0.01)
+                if on_text is not None:
+                    on_text("x ")
+                    emitted[0] += 1
+        except Exception:
+            stopped.set()
+            raise
+        return real_ask(self, question, namespace, **options)
+
+    monkeypatch.setattr(EditMemory, "ask", slow_ask)
+    stream = client(server).chat.completions.create(
+        model=server.service.model_name, messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    for _, _chunk in zip(range(3), stream, strict=False):
+        pass
+    stream.close()
+    assert stopped.wait(10), "the generation ran on after its client left"
+    assert emitted[0] < 300
+    assert chat(server).choices  # the generation thread is free again
