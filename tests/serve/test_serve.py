@@ -377,3 +377,32 @@ def test_a_closed_stream_stops_its_generation(
     assert stopped.wait(10), "the generation ran on after its client left"
     assert emitted[0] < 300
     assert chat(server).choices  # the generation thread is free again
+
+
+def test_text_parts_system_turns_and_completions_ask_the_same_question(start_server: StartServer) -> None:
+    server = start_server()
+    server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"})
+    api, model = client(server), server.service.model_name
+    plain = chat(server)
+    parts = api.chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "system", "content": "be brief ."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "who is the ceo "},
+                    {"type": "text", "text": "of acme ?"},
+                ],
+            },
+        ],
+        max_tokens=6,
+    )
+    assert parts.choices[0].message.content == plain.choices[0].message.content
+    assert recall_of(parts)["ignored_messages"] == 1
+    assert recall_of(parts)["used"] == recall_of(plain)["used"]
+    with pytest.raises(openai.BadRequestError, match="text parts only"):
+        api.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}],
+        )
