@@ -45,6 +45,13 @@ class Capability(enum.Flag):
     # a serving engine must take prompt_embeds for it (recall/lm/engine.py, kind "vllm").
     PROMPT_EMBEDS = enum.auto()
 
+    @property
+    def in_model(self) -> bool:
+        """Edits live in this process's model (weights, wrapped modules), not only in retrieved hits: an
+        answer must not run while one is applied, and a serving engine holding the base weights cannot
+        answer with them."""
+        return Capability.EDITS_WEIGHTS in self or Capability.USES_RETRIEVAL not in self
+
 
 @dataclass(frozen=True)
 class BackendConfig:

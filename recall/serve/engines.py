@@ -39,7 +39,7 @@ def connect_engine(
     if not base_url:
         raise ConfigError(f"--generator {kind} needs --engine-url (e.g. http://127.0.0.1:8001/v1)")
     capabilities = memory.backend.capabilities
-    if Capability.EDITS_WEIGHTS in capabilities or Capability.USES_RETRIEVAL not in capabilities:
+    if capabilities.in_model:
         raise ConfigError(
             f"the {memory.backend.name} backend's edits live in this process's model (its weights or "
             "modules), which an engine does not hold: use --generator local"

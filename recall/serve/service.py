@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from memory_store.locks import ReadWriteLock
-from recall.backends import Capability
 from recall.memory import EditMemory
 from recall.results import Answer
 from recall.serve.errors import ApiError
@@ -51,9 +50,7 @@ class MemoryService:
         self.max_waiting, self._waiting = max_waiting, 0
         self._answering = ThreadPoolExecutor(1, thread_name_prefix="recall-answer")
         self._writing = ThreadPoolExecutor(1, thread_name_prefix="recall-edit")
-        capabilities = memory.backend.capabilities
-        in_model = Capability.EDITS_WEIGHTS in capabilities or Capability.USES_RETRIEVAL not in capabilities
-        self._model_lock = ReadWriteLock() if in_model else None
+        self._model_lock = ReadWriteLock() if memory.backend.capabilities.in_model else None
         self.closed = False
 
     @property
