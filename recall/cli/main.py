@@ -352,7 +352,10 @@ def _run(args: argparse.Namespace) -> int:
         from recall.lm.export import export_model
 
         export_model(args.name, args.folder)
-        print(f"exported {args.name} to {args.folder}: vllm serve {args.folder} | transformers serve")
+        print(
+            f"exported {args.name} to {args.folder}; serve it with `vllm serve {args.folder} "
+            f"--enable-prompt-embeds` or `transformers serve {args.folder}`"
+        )
         return 0
     from recall.cli.memory import open_for_command, run_memory_command
 

@@ -27,8 +27,8 @@ def export_model(name: str, into: Path) -> LanguageModel:
     into = into.expanduser()
     if into.exists() and (not into.is_dir() or any(into.iterdir())):
         raise MemoryExistsError(f"{str(into)!r} exists and is not an empty folder; choose a new path")
-    lm = load_lm(name)  # fills and checks the cache
-    source = cached_gguf_folder(name, EMBEDDED[name]())
+    source = cached_gguf_folder(name, EMBEDDED[name]())  # fills and checks the cache, once
+    lm = load_lm(str(source))  # its tokenizer and architecture give the stop tokens
     into.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(into.parent, f".{into.name}.exporting-")
     try:
