@@ -44,7 +44,7 @@ def create_app(service: MemoryService, tenants: Tenants) -> FastAPI:
         service.close()  # uvicorn stopped taking requests and finished those in flight
 
     app = FastAPI(title="recall", version=__version__, lifespan=lifespan)
-    app.state.service, app.state.tenants = service, tenants
+    app.state.service = service
     app.include_router(openai_routes.router)
     app.include_router(memory_routes.router)
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from recall.results import Edit, EditResult
 from recall.serve.errors import ApiError
 from recall.serve.schemas import EditsIn, RetrieveIn, Status
-from recall.serve.service import MemoryService
+from recall.serve.service import MemoryService, service_of
 from recall.serve.tenants import tenant_of
 from recall.serve.views import conflict_json, event_json, record_json, result_json, retrieval_json
 
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/memory")
 
 def _context(request: Request, namespace: str | None) -> tuple[MemoryService, str]:
     tenant = tenant_of(request.state)
-    service: MemoryService = request.app.state.service
+    service = service_of(request.app.state)
     return service, tenant.namespace(namespace)
 
 
@@ -39,17 +39,9 @@ async def add_edits(request: Request, body: EditsIn) -> dict[str, Any]:
     except ValueError as exc:
         raise ApiError(400, "invalid_request_error", str(exc)) from None
     edits = [Edit(e.prompt, e.target, e.subject, tenant.namespace(e.namespace)) for e in items]
-    service: MemoryService = request.app.state.service
-    memory = service.memory
-    if len(edits) == 1:
-        one = edits[0]
-        results = await service.write(
-            "add",
-            lambda: [memory.add(one.prompt, one.target, one.subject, one.namespace, policy=body.policy)],
-            len,
-        )
-    else:
-        results = await service.write("add", lambda: memory.add_many(edits, policy=body.policy), len)
+    service = service_of(request.app.state)
+    # One edit is a batch of one: add_many applies the policy to it exactly as add does.
+    results = await service.write("add", lambda: service.memory.add_many(edits, policy=body.policy), len)
     return _listing([result_json(r) for r in results])
 
 
@@ -116,7 +108,7 @@ async def retrieve(request: Request, body: RetrieveIn) -> dict[str, Any]:
 async def namespaces(request: Request) -> JSONResponse:
     """The namespaces holding edits that this key may use."""
     tenant = tenant_of(request.state)
-    service: MemoryService = request.app.state.service
+    service = service_of(request.app.state)
     names = await service.read(service.memory.namespaces)
     allowed = [n for n in names if tenant.namespaces is None or n in tenant.namespaces]
     return JSONResponse(_listing([{"name": n, "active": service.memory.count(n)} for n in allowed]))

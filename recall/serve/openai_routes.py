@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from recall.serve.errors import ApiError
 from recall.serve.schemas import ChatRequest, CompletionRequest, OpenAIRequest
-from recall.serve.service import MemoryService, Reply
+from recall.serve.service import MemoryService, Reply, service_of
 from recall.serve.tenants import tenant_of
 from recall.serve.views import recall_json
 
@@ -50,11 +50,6 @@ class StopCut:
         out = "" if self.stopped else self.text[self.sent :]
         self.sent = len(self.text)
         return out
-
-
-def _service(request: Request) -> MemoryService:
-    service: MemoryService = request.app.state.service
-    return service
 
 
 def _question(body: ChatRequest | CompletionRequest) -> tuple[str, int]:
@@ -99,7 +94,7 @@ def _sse(data: dict[str, Any] | str) -> str:
 
 
 async def _respond(request: Request, body: ChatRequest | CompletionRequest) -> Any:
-    service, tenant = _service(request), tenant_of(request.state)
+    service, tenant = service_of(request.app.state), tenant_of(request.state)
     _check(service, body)
     question, ignored = _question(body)
     namespace, use = tenant.namespace(body.recall.namespace), body.recall.use_memory
@@ -162,7 +157,7 @@ async def _respond(request: Request, body: ChatRequest | CompletionRequest) -> A
 
 @router.get("/v1/models")
 async def models(request: Request) -> dict[str, Any]:
-    service = _service(request)
+    service = service_of(request.app.state)
     card = {"id": service.model_name, "object": "model", "created": 0, "owned_by": "recall"}
     return {"object": "list", "data": [card | {"backend": service.memory.backend.name}]}
 

@@ -41,6 +41,14 @@ class Reply:
     finish_reason: str  # "length": the answer used its whole budget; "stop": it ended on its own
 
 
+def service_of(app_state: object) -> MemoryService:
+    """The MemoryService create_app (recall/serve/app.py) put on the application's state."""
+    service = getattr(app_state, "service", None)
+    if not isinstance(service, MemoryService):
+        raise RuntimeError("the application holds no MemoryService: build it with create_app")
+    return service
+
+
 class MemoryService:
     def __init__(self, memory: EditMemory, metrics: Metrics | None = None, max_waiting: int = 64) -> None:
         self.memory = memory

@@ -406,3 +406,18 @@ def test_text_parts_system_turns_and_completions_ask_the_same_question(start_ser
             model=model,
             messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}],
         )
+
+
+def test_an_edit_of_the_same_question_supersedes_or_is_refused_by_policy(start_server: StartServer) -> None:
+    server = start_server()
+    first = server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"})[1]["data"][0]
+    status, refused = server.call(
+        "POST", "memory/edits", {"prompt": QUESTION, "target": "john smith", "policy": "reject"}
+    )
+    assert status == 409
+    assert refused["error"]["type"] == "conflict_error"
+    status, second = server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "john smith"})
+    assert status == 201
+    assert [r["id"] for r in second["data"][0]["superseded"]] == [first["edit"]["id"]]
+    listed = server.call("GET", "memory/edits")[1]["data"]
+    assert [r["target"] for r in listed] == ["john smith"]
