@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from recall.backends import Capability, GenerationConfig, get_backend
+from recall.cli.latency import latency_ms
 from recall.config import load_config
 from recall.datasets.loading import SAMPLE, load_cases
 from recall.datasets.synthetic import synthetic_edits
@@ -21,15 +21,6 @@ from recall.memory import EditMemory
 
 SAMPLE_CASES = 50  # records in SAMPLE: the timed questions are their rephrases
 ANSWER_TOKENS = 16  # every timed answer has exactly this many new tokens
-
-
-def _ms(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values) * 1000.0
-    return {
-        "p50_ms": float(np.percentile(array, 50)),
-        "p99_ms": float(np.percentile(array, 99)),
-        "mean_ms": float(array.mean()),
-    }
 
 
 def _time_forgets(memory: EditMemory, edit_ids: list[str]) -> dict[str, Any]:
@@ -63,8 +54,8 @@ def _time_asks(
             start = time.perf_counter()
             memory.backend.generate(question, (), gen)
             without_memory.append(time.perf_counter() - start)
-    base = _ms(without_memory)
-    used = _ms(with_memory)
+    base = latency_ms(without_memory)
+    used = latency_ms(with_memory)
     return {
         f"{name}_with_memory": used,
         f"{name}_without_memory": base,
@@ -109,7 +100,7 @@ def run_bench(
             start = time.perf_counter()
             edit_ids.append(memory.add(prompt, target, subject, policy="keep_both").edit_id)
             edit_times.append(time.perf_counter() - start)
-        results["edit"] = _ms(edit_times)
+        results["edit"] = latency_ms(edit_times)
         gen = GenerationConfig(max_new_tokens=ANSWER_TOKENS, min_new_tokens=ANSWER_TOKENS)
         questions = [c.rephrases[0] if c.rephrases else c.prompt for c in cases][:num_asks]
         memory.backend.generate(questions[0], (), gen)  # warm-up

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from recall.cli.latency import latency_ms
 from recall.datasets.loading import SAMPLE, load_cases
 from recall.datasets.synthetic import synthetic_edits
 from recall.errors import ConfigError
@@ -91,16 +92,6 @@ def _start_server(memory: Path, backend: str | None, device: str) -> tuple[subpr
             time.sleep(0.5)
     process.kill()
     raise ConfigError(f"recall serve did not start: {process.communicate()[0][-2000:]}")
-
-
-def _ms(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values or [float("nan")]) * 1000.0
-    return {
-        "n": len(values),
-        "p50_ms": float(np.percentile(array, 50)),
-        "p99_ms": float(np.percentile(array, 99)),
-        "mean_ms": float(array.mean()),
-    }
 
 
 def _load(client_port: int, model: str, questions: list[str], args: Any, log: Log) -> float:
@@ -203,9 +194,9 @@ def run_bench_serve(args: Any) -> int:
         "seconds": elapsed,
         "answer_tokens": ANSWER_TOKENS,
         "cpu_count": os.cpu_count(),
-        "single_ask": _ms(single),
-        "loaded_ask": _ms(log.asks),
-        "loaded_edit": _ms(log.edits),
+        "single_ask": latency_ms(single),
+        "loaded_ask": latency_ms(log.asks),
+        "loaded_edit": latency_ms(log.edits),
         "asks_per_s": len(log.asks) / elapsed,
         "edits_per_s": len(log.edits) / elapsed,
         "errors": len(log.errors),
