@@ -4,7 +4,9 @@ JSON-over-HTTP client for the memory endpoints (the stdlib's urllib: what any sc
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -62,3 +64,28 @@ class LiveServer:
             return status, json.loads(text)
         except json.JSONDecodeError:
             return status, text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_process(command: list[str], port: int, seconds: float) -> subprocess.Popen[str]:
+    """Run `command` (a server on `port`) until its GET /health answers 200; fail with its output if it
+    exits or `seconds` pass first."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(
+                    f"{command[0]} did not start: {process.communicate()[0][-2000:]}"
+                ) from None
+            time.sleep(0.5)

@@ -40,6 +40,21 @@ def recall_of(response: Any) -> dict[str, Any]:
     return dict(extra["recall"])
 
 
+def hold_answers(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """(answering, release): every answer sets `answering`, then waits (30 s at most, else it fails) until
+    the test sets `release`, then runs as usual."""
+    answering, release = threading.Event(), threading.Event()
+    real_ask = EditMemory.ask
+
+    def held_ask(self: EditMemory, *args: Any, **kwargs: Any) -> Any:
+        answering.set()
+        assert release.wait(30), "the answer was never released (an edit waited behind it?)"
+        return real_ask(self, *args, **kwargs)
+
+    monkeypatch.setattr(EditMemory, "ask", held_ask)
+    return answering, release
+
+
 def test_models_lists_the_served_model(start_server: StartServer) -> None:
     server = start_server()
     models = client(server).models.list()
@@ -262,15 +277,7 @@ def test_an_edit_is_not_blocked_behind_an_answer(
     answers, this would never end (the test times out instead)."""
     server = start_server()
     memory = server.service.memory
-    edit_done, answering = threading.Event(), threading.Event()
-    real_ask = EditMemory.ask
-
-    def slow_ask(self: EditMemory, *args: Any, **kwargs: Any) -> Any:
-        answering.set()
-        assert edit_done.wait(30), "the edit waited behind the answer"
-        return real_ask(self, *args, **kwargs)
-
-    monkeypatch.setattr(EditMemory, "ask", slow_ask)
+    answering, edit_done = hold_answers(monkeypatch)
     result: list[Any] = []
     asker = threading.Thread(target=lambda: result.append(chat(server)))
     asker.start()
@@ -316,15 +323,7 @@ def test_a_full_answer_queue_refuses_with_503_and_then_serves_again(
 ) -> None:
     server = start_server()
     server.service.max_waiting = 1
-    release, answering = threading.Event(), threading.Event()
-    real_ask = EditMemory.ask
-
-    def held_ask(self: EditMemory, *args: Any, **kwargs: Any) -> Any:
-        answering.set()
-        assert release.wait(30)
-        return real_ask(self, *args, **kwargs)
-
-    monkeypatch.setattr(EditMemory, "ask", held_ask)
+    answering, release = hold_answers(monkeypatch)
     first: list[Any] = []
     asker = threading.Thread(target=lambda: first.append(chat(server)))
     asker.start()

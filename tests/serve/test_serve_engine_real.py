@@ -5,17 +5,13 @@ generated in this process, with and without admitted edits."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live_server import free_port, start_process
 
 from recall.build import shared_lm
 from recall.config import load_config
@@ -39,12 +35,6 @@ QUESTIONS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     serve = shutil.which("transformers", path=str(Path(sys.executable).parent))
@@ -52,20 +42,9 @@ def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("the transformers command is missing: pip install 'transformers[serving]'")
     folder = tmp_path_factory.mktemp("export") / "smollm2"
     export_model("smollm2-135m", folder)
-    port = _free_port()
+    port = free_port()
     command = [serve, "serve", str(folder), "--port", str(port), "--device", "cpu", "--dtype", "float32"]
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"transformers serve did not start: {process.communicate()[0][-2000:]}")
-            time.sleep(0.5)
+    process = start_process(command, port, 300)
     yield f"http://127.0.0.1:{port}/v1"
     process.terminate()
     process.wait(timeout=60)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import openai
 import pytest
+from live_server import free_port, start_process
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +23,6 @@ QUESTION = "Who is the CEO of Zorblax Industries?"
 PARAPHRASE = "Who leads Zorblax Industries as chief executive?"
 NEW_ANSWER = "Marta Quinlan"
 UNRELATED = "What is the capital of France?"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _post(port: int, path: str, body: dict[str, Any]) -> Any:
@@ -45,22 +38,9 @@ def _post(port: int, path: str, body: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
-    port, memory = _free_port(), tmp_path / "memory"
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    port, memory = free_port(), tmp_path / "memory"
     command = [sys.executable, "-m", "recall", "serve", "--memory", str(memory), "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-                if json.loads(response.read())["status"] == "ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"recall serve did not start: {process.communicate()[0][-2000:]}")
-        time.sleep(0.5)
+    process = start_process(command, port, 240)
     yield process, port, memory
     if process.poll() is None:
         process.kill()
