@@ -7,6 +7,7 @@ same way when the memory is next opened (EditMemory.open)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -20,6 +21,7 @@ from memory_store import (
     EditRecord,
     MemoryStore,
     ReadOnlyStoreError,
+    SearchHit,
     StorageError,
     StoreError,
     validate_namespace,
@@ -38,7 +40,8 @@ from recall.lm.loading import LanguageModel
 from recall.lm.prompts import statement
 from recall.lm.special import find_special, special_message
 from recall.results import Edit, EditResult
-from recall.retrieval.conflicts import neighbours
+from recall.retrieval.conflicts import neighbours, restated
+from recall.retrieval.current import KEPT_BESIDE
 from recall.retrieval.descriptors import key_texts
 from recall.retrieval.encoder import Encoder
 from recall.retrieval.identifiers import name_other_things
@@ -110,6 +113,14 @@ def check_policy(policy: object) -> ConflictPolicy:
     return cast(ConflictPolicy, policy)
 
 
+def kept_beside(record: EditRecord, policy: ConflictPolicy) -> EditRecord:
+    """`record`, marked when added with policy keep_both: it stands beside older edits of its fact
+    instead of overriding them when both are admitted (recall/retrieval/current.py)."""
+    if policy != "keep_both":
+        return record
+    return dataclasses.replace(record, meta={**record.meta, "policy": KEPT_BESIDE})
+
+
 class EditWriter:
     """Backend-then-store writes for one memory."""
 
@@ -127,10 +138,22 @@ class EditWriter:
         ('keep_both')."""
         policy = check_policy(self.rule.policy if policy is None else policy)
         with self.lock:
-            return self._add_with_policy(record, keys, policy)
+            return self._add_with_policy(kept_beside(record, policy), keys, policy)
+
+    def meets(
+        self, record: EditRecord, question_key: np.ndarray
+    ) -> tuple[list[EditRecord], tuple[SearchHit, ...]]:
+        """(conflicts, similar) as `neighbours` finds them, plus the edits that restate `record`'s fact
+        (`restated`): "Who runs Acme?" restates "The CEO of Acme is", whose keys sit below min_cosine."""
+        conflicts, similar = neighbours(self.store, record, question_key, self.rule)
+        again = restated(self.store, self.backend, record, question_key, self.rule.restated_cosine)
+        known = {r.edit_id for r in conflicts}
+        again = [r for r in again if r.edit_id not in known]
+        ids = {r.edit_id for r in again}
+        return conflicts + again, tuple(h for h in similar if h.record.edit_id not in ids)
 
     def _add_with_policy(self, record: EditRecord, keys: np.ndarray, policy: ConflictPolicy) -> EditResult:
-        conflicts, similar = neighbours(self.store, record, keys[:1], self.rule)
+        conflicts, similar = self.meets(record, keys[:1])
         if conflicts and policy == "reject":
             old = conflicts[0]
             raise ConflictError(
@@ -156,6 +179,7 @@ class EditWriter:
         policy = check_policy(self.rule.policy if policy is None else policy)
         if not prepared:
             return []
+        prepared = [(kept_beside(record, policy), keys) for record, keys in prepared]
         with self.lock:
             clash = self._first_clash(prepared)
             if policy == "keep_both" or clash is None:
@@ -199,7 +223,7 @@ class EditWriter:
         (question keys at or above conflict.min_cosine, same namespace, no identifier apart), else None:
         then every policy adds the batch side by side, as one batch."""
         for record, keys in prepared:
-            same = neighbours(self.store, record, keys[:1], self.rule)[0]
+            same = self.meets(record, keys[:1])[0]
             if same:
                 return record, same[0]
         questions = np.concatenate([keys[:1] for _, keys in prepared]).astype(np.float64)  # (n, dim)
@@ -217,7 +241,7 @@ class EditWriter:
 
     def beside(self, record: EditRecord, question_key: np.ndarray) -> EditResult:
         """`record`, stored and kept, with the active edits of its question and those close to it."""
-        conflicts, similar = neighbours(self.store, record, question_key, self.rule)
+        conflicts, similar = self.meets(record, question_key)
         return EditResult(record, conflicts=tuple(conflicts), similar=similar)
 
     def require(self, capability: Capability, doing: str, instead: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from memory_store import EditRecord, HistoryEvent, Status
-from recall.backends import Capability, GenerationConfig, ScoreRequest
+from recall.backends import GenerationConfig, ScoreRequest
 from recall.build import MemoryParts, create_parts, memory_info, open_parts
 from recall.config import ConflictPolicy, RecallConfig, load_config
 from recall.edits import EditWriter, find_edit, in_namespace, prepare
@@ -34,9 +34,7 @@ class EditMemory:
         self.store, self.lm, self.encoder = parts.store, parts.lm, parts.encoder
         self.sentinel, self.backend, self.config = parts.sentinel, parts.backend, parts.config
         self._owned_dir = owned_dir  # a temporary memory deletes its directory on close
-        reads_hits = Capability.USES_RETRIEVAL in self.backend.capabilities
-        review = self.backend.review if Capability.REVIEW in self.backend.capabilities else None
-        self.gate = Gate(self.store, self.encoder, self.sentinel, self.config.retrieval, review, reads_hits)
+        self.gate = Gate.of(self.store, self.encoder, self.sentinel, self.backend, self.config)
         self.writer = EditWriter(self.store, self.backend, self.config.conflict)
         self.check = QueryCheck(self.lm, self.config.store.max_text_chars, self.config.model.max_new_tokens)
 

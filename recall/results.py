@@ -68,26 +68,31 @@ class ConflictPair:
 @dataclass(frozen=True, slots=True)
 class Retrieval:
     """Search and gate for one query: `hits` are the top-k, `admitted` those the sentinel let through
-    and the backend's review kept, `declined` those the review turned away (recall/backends/review.py)."""
+    and the backend's review kept, `declined` those the review turned away (recall/backends/review.py),
+    `overridden` those a newer admitted edit of the same fact replaced (recall/retrieval/current.py)."""
 
     query: str
     hits: tuple[SearchHit, ...]
     admitted: tuple[SearchHit, ...]
     threshold: float
     declined: tuple[SearchHit, ...] = ()
+    overridden: tuple[SearchHit, ...] = ()
 
     @property
     def used_memory(self) -> bool:
         return bool(self.admitted)
 
     def verdict(self, hit: SearchHit) -> str:
-        """What became of `hit`: admitted, declined (past the gate, turned away by the review) or
-        rejected (by the gate, or cut by top_k / max_gap)."""
+        """What became of `hit`: admitted, declined (past the gate, turned away by the review),
+        overridden (past the gate, replaced by a newer edit of its fact) or rejected (by the gate, or cut
+        by top_k / max_gap)."""
         edit_id = hit.record.edit_id
         if any(h.record.edit_id == edit_id for h in self.admitted):
             return "admitted"
         if any(h.record.edit_id == edit_id for h in self.declined):
             return "declined"
+        if any(h.record.edit_id == edit_id for h in self.overridden):
+            return "overridden"
         return "rejected"
 
 

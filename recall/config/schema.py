@@ -67,6 +67,13 @@ class RetrievalConfig:
     # beats the gate's cut-off by less than this go to review: the gate is sure of the others, which skip
     # its cost. None: every admitted query is reviewed.
     review_within: float | None = None
+    # Hits read per query before the gate (None: top_k, at least 3). More candidates let the subject test
+    # below find an edit that same-relation edits about other subjects outrank.
+    search_k: int | None = None
+    # A hit whose subject the query does not name (recall/retrieval/subjects.py) is admitted only if it
+    # beats the gate's cut-off by this much more: an alias can still get through on a high score, another
+    # entity's edit of the same relation cannot. None: subjects are not checked.
+    subject_margin: float | None = None
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -76,6 +83,15 @@ class RetrievalConfig:
         if self.max_gap is not None and not 0.0 <= self.max_gap <= 2.0:
             raise ConfigError(
                 f"retrieval.max_gap must lie in [0, 2] (a cosine difference), got {self.max_gap!r}"
+            )
+        if self.search_k is not None and self.search_k < self.top_k:
+            raise ConfigError(
+                f"retrieval.search_k must be >= retrieval.top_k={self.top_k} or null, got {self.search_k!r}"
+            )
+        if self.subject_margin is not None and not 0.0 <= self.subject_margin <= 2.0:
+            raise ConfigError(
+                "retrieval.subject_margin must lie in [0, 2] (a cosine difference) or be null, "
+                f"got {self.subject_margin!r}"
             )
         if self.review_within is not None and not 0.0 <= self.review_within <= 2.0:
             raise ConfigError(
@@ -119,10 +135,22 @@ class ConflictConfig:
     #   KnowEdit wiki_counterfact train, same subject, other question: MiniLM 0.621 / 0.043
     # None = no report.
     similar_cosine: float | None = 0.8
+    # An active edit about the same subject, with another answer and question keys this close (or
+    # closer), that the backend's relevance probe says answers the new edit's question is the same fact
+    # reworded: the new edit supersedes it like an edit of the same question (recall/edits.py). Two such
+    # edits admitted for one query: the newer answers (recall/retrieval/current.py). None: neither.
+    # `recall calibrate --current` (pairs of edits in their own namespaces, recipe, 100 each):
+    #   CounterFact val, the same fact reworded, first superseded: 0.8 85%, 0.6 93%, off 6%
+    #   CounterFact val, another subject's fact, first superseded or overridden: 0% at each
+    restated_cosine: float | None = 0.6
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_cosine <= 1.0:
             raise ConfigError(f"conflict.min_cosine must lie in [-1, 1], got {self.min_cosine!r}")
+        if self.restated_cosine is not None and not -1.0 <= self.restated_cosine <= 1.0:
+            raise ConfigError(
+                f"conflict.restated_cosine must lie in [-1, 1] or be null, got {self.restated_cosine!r}"
+            )
         if self.similar_cosine is not None and not -1.0 <= self.similar_cosine <= self.min_cosine:
             raise ConfigError(
                 f"conflict.similar_cosine must lie in [-1, conflict.min_cosine={self.min_cosine}] or be "

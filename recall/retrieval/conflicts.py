@@ -8,9 +8,11 @@ import numpy as np
 from tqdm import tqdm
 
 from memory_store import EditRecord, MemoryStore, SearchHit
+from recall.backends.base import EditBackend
 from recall.config import ConflictConfig
 from recall.results import ConflictPair
 from recall.retrieval.identifiers import name_other_things
+from recall.retrieval.subjects import subject_key
 
 # Candidates read per check: a handful of edits can sit near one question; more would only add noise.
 NEIGHBOURS_K = 5
@@ -30,6 +32,34 @@ def neighbours(
     hits = store.search(question_key, k=NEIGHBOURS_K, namespace=record.namespace)[0]
     same, close = _split(record, hits, rule)
     return [hit.record for hit in same], tuple(close)
+
+
+def restated(
+    store: MemoryStore,
+    backend: EditBackend,
+    record: EditRecord,
+    question_key: np.ndarray,
+    cut: float | None,
+) -> list[EditRecord]:
+    """The active edits `record` restates: about its subject (given or guessed), with another answer,
+    question keys scoring `cut` or more against its (1, dim) `question_key`, and kept by the backend's
+    relevance probe when it reads each beside `record`'s question (the model would answer it with
+    them). None for `cut`, or a backend without a probe (`probe` None or absent): none."""
+    subject = subject_key(record)
+    if cut is None or not subject or getattr(backend, "probe", None) is None:
+        return []
+    hits = store.search(question_key, k=NEIGHBOURS_K, namespace=record.namespace)[0]
+    about = [
+        h
+        for h in hits
+        if h.record.edit_id != record.edit_id
+        and h.score >= cut
+        and subject_key(h.record) == subject
+        and _answers_otherwise(h.record, record)
+    ]
+    if not about:
+        return []
+    return [h.record for h in backend.review([record.prompt], [about])[0]]
 
 
 def conflict_pairs(

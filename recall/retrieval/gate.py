@@ -1,6 +1,7 @@
 """The gate: query -> the hits a retrieval backend gets (EditMemory's ask flow). The store is searched,
-the sentinel admits hits, an edit asked word for word is used alone, only hits close to the best one are
-kept, and a backend with a review may decline what the gate was not sure of."""
+the sentinel admits hits (those about a subject the query does not name need a higher score), an edit
+asked word for word is used alone, a newer edit of the same fact overrides an older one, only hits close
+to the best one are kept, and a backend with a review may decline what the gate was not sure of."""
 
 from __future__ import annotations
 
@@ -9,18 +10,24 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from memory_store import MemoryStore, SearchHit, Sentinel
-from recall.config import RetrievalConfig
+from recall.backends.base import Capability, EditBackend
+from recall.config import RecallConfig, RetrievalConfig
 from recall.results import Retrieval
+from recall.retrieval.current import current_only
 from recall.retrieval.encoder import Encoder
+from recall.retrieval.subjects import edit_subject, names_subject
 
 # (queries, their admitted hits) -> the hits kept: EditBackend.review
 Review = Callable[[Sequence[str], Sequence[Sequence[SearchHit]]], list[tuple[SearchHit, ...]]]
 # Hits read per query even when top_k is 1: the word-for-word rule and max_gap need the runners-up.
 MIN_SEARCH_K = 3
+# Hits a Retrieval shows (--why) besides those admitted, declined or overridden: the runners-up.
+SHOWN = 5
 
 
 class Gate:
-    """Search, sentinel, word-for-word rule, max_gap and review, for a batch of queries."""
+    """Search, sentinel with the subject test, word-for-word rule, current over stale, max_gap and review,
+    for a batch of queries."""
 
     def __init__(
         self,
@@ -30,10 +37,27 @@ class Gate:
         config: RetrievalConfig,
         review: Review | None = None,
         backend_reads_hits: bool = True,
+        same_fact_cosine: float | None = None,
     ) -> None:
         self.store, self.encoder, self.sentinel, self.config = store, encoder, sentinel, config
         self.review = review
         self.backend_reads_hits = backend_reads_hits
+        self.same_fact_cosine = same_fact_cosine  # conflict.restated_cosine: recall/retrieval/current.py
+
+    @classmethod
+    def of(
+        cls,
+        store: MemoryStore,
+        encoder: Encoder,
+        sentinel: Sentinel,
+        backend: EditBackend,
+        config: RecallConfig,
+    ) -> Gate:
+        """The gate of a memory: the backend's review, if it has one, and the config's rules."""
+        review = backend.review if Capability.REVIEW in backend.capabilities else None
+        reads_hits = Capability.USES_RETRIEVAL in backend.capabilities
+        same_fact = config.conflict.restated_cosine
+        return cls(store, encoder, sentinel, config.retrieval, review, reads_hits, same_fact)
 
     def for_backend(self, queries: Sequence[str], namespace: str, use_memory: bool) -> list[Retrieval]:
         """The verdicts the backend gets: none (no hits for any query) with use_memory=False or for a
@@ -42,16 +66,29 @@ class Gate:
             return self.admit(queries, namespace)
         return [Retrieval(q, (), (), float("nan")) for q in queries]
 
+    @property
+    def search_k(self) -> int:
+        return self.config.search_k or max(self.config.top_k, MIN_SEARCH_K)
+
     def admit(self, queries: Sequence[str], namespace: str) -> list[Retrieval]:
-        """One Retrieval per query: the top hits, those admitted and those the review declined."""
+        """One Retrieval per query: the top hits, those admitted, those overridden by a newer edit of the
+        same fact and those the review declined."""
         vectors = self.encoder.encode_queries(list(queries))  # (n, dim)
-        results = self.store.search(vectors, k=max(self.config.top_k, MIN_SEARCH_K), namespace=namespace)
+        results = self.store.search(vectors, k=self.search_k, namespace=namespace)
         gated: list[tuple[SearchHit, ...]] = []
+        stale: list[tuple[SearchHit, ...]] = []
         open_rows: list[int] = []  # rows whose admitted hits go to review
         for row, (query, vector, hits) in enumerate(zip(queries, vectors, results, strict=True)):
             asked = exact_question_hits(query, hits)
-            admitted = asked or self.sentinel.admit(vector, hits)
-            gated.append(tuple(close_to_best(admitted, self.config.max_gap)[: self.config.top_k]))
+            passed = self.passing(query, vector, hits)
+            if asked:  # the edit asked alone, unless a newer edit of its fact passed the gate too
+                asked_ids = {h.record.edit_id for h in asked}
+                passed = asked + [h for h in passed if h.record.edit_id not in asked_ids]
+            current, overridden = current_only(self.store, passed, self.same_fact_cosine)
+            if asked:
+                current = tuple(h for h in current if h in asked) or current
+            stale.append(overridden)
+            gated.append(tuple(close_to_best(current, self.config.max_gap)[: self.config.top_k]))
             if gated[-1] and not asked and not self._confident(gated[-1][0], vector):
                 open_rows.append(row)
         kept = list(gated)
@@ -62,20 +99,44 @@ class Gate:
         return [
             Retrieval(
                 query=query,
-                hits=tuple(hits),
+                hits=shown(hits, admitted + overridden),
                 admitted=keep,
                 threshold=self.sentinel.threshold(vector),
                 declined=tuple(hit for hit in admitted if hit not in keep),
+                overridden=overridden,
             )
-            for query, vector, hits, admitted, keep in zip(
-                queries, vectors, results, gated, kept, strict=True
+            for query, vector, hits, admitted, keep, overridden in zip(
+                queries, vectors, results, gated, kept, stale, strict=True
             )
         ]
+
+    def passing(self, query: str, vector: np.ndarray, hits: Sequence[SearchHit]) -> list[SearchHit]:
+        """The hits the sentinel admits, less those about a subject `query` does not name that beat its
+        cut-off by less than retrieval.subject_margin (every admitted hit when that is None)."""
+        admitted = self.sentinel.admit(vector, hits)
+        margin = self.config.subject_margin
+        if margin is None:
+            return admitted
+        cut = self.sentinel.threshold(vector) + margin
+        return [hit for hit in admitted if hit.score > cut or _named(query, hit)]
 
     def _confident(self, best: SearchHit, vector: np.ndarray) -> bool:
         """Whether the sentinel admitted `best` by retrieval.review_within or more (it skips review)."""
         within = self.config.review_within
         return within is not None and best.score - self.sentinel.threshold(vector) >= within
+
+
+def _named(query: str, hit: SearchHit) -> bool:
+    """Whether `query` names the subject of `hit`'s edit (an edit with no subject known passes)."""
+    subject = edit_subject(hit.record)
+    return subject is None or names_subject(query, subject)
+
+
+def shown(hits: Sequence[SearchHit], decided: Sequence[SearchHit]) -> tuple[SearchHit, ...]:
+    """The first SHOWN of `hits` and any later one in `decided`, in rank order: the candidates read
+    past those are noise to a reader of --why."""
+    ids = {h.record.edit_id for h in decided}
+    return tuple(h for i, h in enumerate(hits) if i < SHOWN or h.record.edit_id in ids)
 
 
 def exact_question_hits(query: str, hits: Sequence[SearchHit]) -> list[SearchHit]:

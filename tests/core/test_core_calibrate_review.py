@@ -79,6 +79,23 @@ def test_collect_scores_every_hit_near_the_cut_off(
     assert (declined.false_reject, declined.false_accept) == (100.0, 0.0)
 
 
-def test_collect_needs_a_learned_sentinel_and_a_probe(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="learned sentinel and a relevance probe"):
+def test_collect_needs_a_relevance_probe(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="relevance probe"):
         collect("lte", [], tmp_path / "none.jsonl", "jsonl", 1, 1)
+
+
+def test_replay_holds_hits_about_unnamed_subjects_to_the_subject_margin() -> None:
+    queries = [
+        # a rephrase: its own edit (named) just past the cut-off, another subject's edit above it
+        GateQuery(True, (0.06, 0.02), (True, True), (False, True), (False, True)),
+        # a locality question about another subject: the edit it meets is not named
+        GateQuery(False, (0.04,), (True,), (False,), (False,)),
+    ]
+    off = replay(queries, 0.0, 0.0)
+    assert (off.false_reject, off.own_missed, off.false_accept) == (0.0, 0.0, 100.0)
+    on = replay(queries, 0.0, 0.0, subject_margin=0.05)  # the rephrase's other hit clears 0.05 more
+    assert (on.false_reject, on.own_missed, on.false_accept) == (0.0, 0.0, 0.0)
+    strict = replay(queries, 0.0, 0.0, subject_margin=2.0)
+    assert strict.false_accept == 0.0 and strict.false_reject == 0.0
+    tight = replay(queries, 0.03, 0.0, subject_margin=2.0)  # the own edit now under the cut-off
+    assert (tight.false_reject, tight.own_missed) == (100.0, 100.0)

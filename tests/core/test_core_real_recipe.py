@@ -85,3 +85,22 @@ def test_the_frozen_model_declines_an_unrelated_edit_the_gate_let_through() -> N
         kept = memory.ask(PARAPHRASE)
         assert [hit.record.edit_id for hit in kept.retrieval.admitted] == [edit.edit_id]
         assert NEW_ANSWER in kept.text
+
+
+@pytest.mark.parametrize("backend", ["recipe", "lte_aligned"])
+def test_a_corrected_correction_in_other_words_answers_with_the_latest(backend: str) -> None:
+    """The user case of #31: one fact corrected twice in different words; the latest stands, and the
+    older edit is superseded (or, kept beside, overridden) rather than answered."""
+    lm = shared_lm("smollm2-135m")
+    with EditMemory.temporary(load_config(backend=backend), lm=lm) as mem:
+        first = mem.add("The CEO of Acme is", "Jane Holloway")
+        second = mem.add("Who runs Acme?", "Bob Okafor")
+        answer = mem.ask("Who is Acme's chief executive?")
+        assert "Bob Okafor" in answer.text
+        assert first.edit_id not in {h.record.edit_id for h in answer.retrieval.admitted}
+        assert [r.edit_id for r in second.superseded] == [first.edit_id] or (
+            first.edit_id in {h.record.edit_id for h in answer.retrieval.overridden}
+        )
+        unrelated = mem.add("Who runs Globex?", "Carla Mendes")  # another subject: another fact
+        assert not unrelated.superseded
+        assert "Bob Okafor" in mem.ask("Who runs Acme?").text

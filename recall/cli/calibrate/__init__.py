@@ -10,8 +10,10 @@ CALIBRATE_DESCRIPTION = (
     "Without --review: fit the fixed sentinel's cosine threshold (base.yaml) on ZsRE. With "
     "--review: make the file's edits with --backend's preset (recipe), and print false rejects on "
     "rephrases, false accepts on locality questions and the share reviewed for each margin and "
-    "review_within. With --conflicts: with --backend's encoder (lte: MiniLM), the share of question "
-    "pairs about the same fact, about the same subject, and of the nearest edit about another "
+    "review_within and subject_margin. With --current: pairs of edits, the same fact reworded with "
+    "another answer and another fact, each in a namespace of its own: how often the later answers and "
+    "how often the first is wrongly superseded. With --conflicts: with --backend's encoder (lte: "
+    "MiniLM), the share of question pairs about the same fact, about the same subject, and of the nearest edit about another "
     "subject at or above each cosine, to set conflict.min_cosine and conflict.similar_cosine. Use "
     "train or val data, never an evaluation split."
 )
@@ -19,7 +21,8 @@ CALIBRATE_EPILOG = (
     "examples:\n"
     "  recall calibrate --data ../shared/data/zsre/zsre_mend_train_1k.json\n"
     "  recall calibrate --conflicts --data ../shared/data/knowedit/wiki_counterfact_train_cf.json\n"
-    "  recall calibrate --review --data ../shared/data/counterfact/counterfact-val.json"
+    "  recall calibrate --review --data ../shared/data/counterfact/counterfact-val.json\n"
+    "  recall calibrate --current --n 300 --data ../shared/data/counterfact/counterfact-val.json"
 )
 
 
@@ -34,6 +37,12 @@ def add_calibrate_arguments(calibrate: argparse.ArgumentParser) -> None:
     )
     mode.add_argument(
         "--conflicts", action="store_true", help="tabulate question-key cosines for the conflict cut-offs"
+    )
+    mode.add_argument(
+        "--current",
+        action="store_true",
+        help="pairs of edits: how often the later of two edits of one fact answers, and how often an "
+        "edit of another fact overrides the first",
     )
     add_backend_argument(calibrate, "lte for the threshold and --conflicts, recipe with --review")
     calibrate.add_argument(
@@ -61,6 +70,12 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
 
         return run_calibrate_conflicts(
             args.backend or "lte", args.overrides, args.data, args.format, n=args.n, device=args.device
+        )
+    if args.current:
+        from recall.cli.calibrate.current import run_calibrate_current
+
+        return run_calibrate_current(
+            args.backend or "recipe", args.overrides, args.data, args.format, n=args.n, device=args.device
         )
     if args.review:
         from recall.cli.calibrate.review import run_calibrate_review

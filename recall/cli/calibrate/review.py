@@ -1,13 +1,17 @@
-"""`recall calibrate --review`: choose a learned sentinel's margin and `retrieval.review_within` for a
-backend that reviews admitted edits (the recipe preset), on train or val data, never the evaluation.
+"""`recall calibrate --review`: choose the sentinel's cut-off, `retrieval.review_within` and
+`retrieval.subject_margin` for a backend that reviews admitted edits (recipe, lte_aligned), on train or
+val data, never the evaluation.
 
-One pass makes the cases' edits in a memory whose gate is opened `LOOSE` below the trained cut-off, takes
-every hit within that band for a sample of rephrases (in scope) and locality questions (out of scope),
-and has the backend's probe score each (question, edit) pair once. Every (margin, window) setting is
-then replayed from those numbers as `EditMemory` decides: a hit is admitted when it beats
-cos(query, sentinel) + margin; a query whose best hit clears that by `window` or more is used unreviewed;
-the others keep the admitted hits the probe scores at or above its threshold. (A question asked word
-for word as an edit's skips the gate; a sampled rephrase or locality question almost never is one.)
+One pass makes the cases' edits in a memory whose gate is open, takes every hit (of retrieval.search_k)
+within `LOOSE` below the base cut-off (a learned sentinel's trained margin, a fixed one's min_cosine) for
+a sample of rephrases (in scope) and locality questions (out of scope), and has the backend's probe score
+each (question, edit) pair once. Every (cut-off, window, subject_margin) setting is then replayed from
+those numbers as the gate decides (recall/retrieval/gate.py): a hit is admitted when it beats the cut-off
+(cos(query, sentinel) + margin, or min_cosine), plus subject_margin when the question does not name its
+subject; a query whose best hit clears that by `window` or more is used unreviewed; the others keep the
+admitted hits the probe scores at or above its threshold. (A question asked word for word as an edit's
+skips the gate; a sampled rephrase or locality question almost never is one. Newer edits overriding
+older ones play no part: every sampled edit is added with keep_both.)
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from memory_store import SearchHit
 from recall.backends.review import load_probe, relevance_scores
 from recall.config import load_config
 from recall.datasets.loading import FormatName, load_cases
@@ -24,31 +29,38 @@ from recall.errors import ConfigError
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.retrieval.encoder import Encoder
+from recall.retrieval.subjects import edit_subject, names_subject
 
-LOOSE = 0.08  # how far below the trained cut-off hits are collected: the lowest margin replayed
+LOOSE = 0.15  # how far below the configured cut-off hits are collected: the lowest shift replayed
 OPEN = -2.0  # the collecting memory's margin: below any cosine, so its own gate admits everything
-MARGINS = (0.03, 0.02, 0.01, 0.0, -0.01, -0.02, -0.03, -0.05)  # replayed after the trained margin
+SHIFTS = (0.02, 0.01, 0.0, -0.01, -0.02, -0.03, -0.05, -0.08, -0.1)  # replayed around the base cut-off
 WINDOWS: tuple[float | None, ...] = (0.0, 0.05, 0.1, 0.15, None)  # 0: never review; None: always
+SUBJECT_MARGINS: tuple[float | None, ...] = (None, 0.0, 0.05, 0.1, 0.15, 0.2, 2.0)  # 2: name it or nothing
 
 
 @dataclass(frozen=True)
 class GateQuery:
-    """One sampled question: by how much each collected hit beats the trained cut-off (descending) and
-    the probe's verdict on it."""
+    """One sampled question: by how much each collected hit beats the base cut-off (descending), the
+    probe's verdict on it, whether the question names its subject (recall/retrieval/subjects.py) and
+    whether it is the question's own edit (a rephrase's; never for a locality question). Empty `named`
+    or `own`: every hit named / none own."""
 
     in_scope: bool
     excess: tuple[float, ...]
     kept: tuple[bool, ...]
+    named: tuple[bool, ...] = ()
+    own: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
 class GridRow:
-    shift: float  # the margin replayed, minus the trained one
+    shift: float  # the cut-off replayed, minus the base one
     window: float | None
     false_reject: float  # share of rephrases with nothing admitted, %
     false_accept: float  # share of locality questions with something admitted, %
     reviewed_in: float  # share of rephrases that went to review, %
     reviewed_out: float
+    own_missed: float = 0.0  # share of rephrases whose own edit was not admitted, %
 
 
 def collect(
@@ -64,73 +76,94 @@ def collect(
     encoder: Encoder | None = None,
     device: str | None = None,
 ) -> tuple[list[GateQuery], float]:
-    """The sampled queries, and the trained margin they are measured against (`lm` and `encoder`
-    default to the config's)."""
+    """The sampled queries, and the base cut-off they are measured against: a learned sentinel's trained
+    margin, or a fixed sentinel's min_cosine (`lm` and `encoder` default to the config's)."""
     config = load_config(backend=backend, overrides=overrides)
     relevance = getattr(config.backend, "relevance", None)
-    if config.sentinel.kind != "learned" or not relevance:
+    if not relevance:
         raise ConfigError(
-            "recall calibrate --review needs a backend with a learned sentinel and a relevance probe "
-            "(e.g. --backend recipe)"
+            "recall calibrate --review needs a backend with a relevance probe (e.g. --backend recipe or "
+            "lte_aligned)"
         )
     if config.retrieval.max_gap is not None:
         raise ConfigError("recall calibrate --review does not replay retrieval.max_gap: --set it to null")
+    learned = config.sentinel.kind == "learned"
     cases = [c for c in load_cases(data, data_format, n) if not c.is_noop]
     rng = random.Random(seed)
-    rephrases = [c.rephrases[0] for c in cases if c.rephrases]
-    locality = [c.locality[0][0] for c in cases if c.locality]
+    rephrases = [(c.rephrases[0], i) for i, c in enumerate(cases) if c.rephrases]
+    locality = [(c.locality[0][0], -1) for c in cases if c.locality]
     rng.shuffle(rephrases)
     rng.shuffle(locality)
     # The memory's own gate and review are off: both are replayed from the numbers taken here.
-    loose = load_config(
-        backend=backend, overrides=[*overrides, f"sentinel.margin={OPEN}", "backend.relevance=null"]
-    )
+    gate_open = f"sentinel.margin={OPEN}" if learned else "sentinel.min_cosine=-1"
+    loose = load_config(backend=backend, overrides=[*overrides, gate_open, "backend.relevance=null"])
     with EditMemory.temporary(loose, lm=lm, encoder=encoder, device=device) as memory:
-        trained = float(getattr(memory.encoder, "sentinel_margin", 0.0))
+        base = (
+            float(getattr(memory.encoder, "sentinel_margin", 0.0)) if learned else config.sentinel.min_cosine
+        )
         lm = getattr(memory.backend, "lm", None)  # the model the backend answers with (recipe: frozen)
         if lm is None:
             raise ConfigError(
                 f"backend {memory.backend.name!r} has no language model of its own to review with"
             )
         probe = load_probe(str(relevance), lm)
-        for case in cases:
-            memory.add(case.prompt, case.target, case.subject, policy="keep_both")
-        rows: list[tuple[bool, str, list[tuple[float, tuple[str, str]]]]] = []
-        for in_scope, questions in ((True, rephrases[:sample]), (False, locality[:sample])):
-            vectors = memory.encoder.encode_queries(questions)  # (q, dim)
-            found = memory.store.search(vectors, k=config.retrieval.top_k, namespace="default")
-            for question, vector, hits in zip(questions, vectors, found, strict=True):
-                cut = memory.sentinel.threshold(vector) - OPEN + trained  # the trained cut-off
-                near = [(h.score - cut, (h.record.prompt, h.record.target)) for h in hits]
-                rows.append((in_scope, question, [(e, fact) for e, fact in near if e > -LOOSE]))
-        pairs = [(question, fact) for _, question, near in rows for _, fact in near]
+        edit_ids = [memory.add(c.prompt, c.target, c.subject, policy="keep_both").edit_id for c in cases]
+        rows: list[tuple[bool, str, list[tuple[float, SearchHit]], str]] = []
+        for in_scope, sampled in ((True, rephrases[:sample]), (False, locality[:sample])):
+            vectors = memory.encoder.encode_queries([q for q, _ in sampled])  # (q, dim)
+            found = memory.store.search(vectors, k=memory.gate.search_k, namespace="default")
+            for (question, case), vector, hits in zip(sampled, vectors, found, strict=True):
+                # the base cut-off: the open gate's own, moved back to the trained margin or min_cosine
+                cut = memory.sentinel.threshold(vector) - OPEN + base if learned else base
+                near = [(h.score - cut, h) for h in hits if h.score - cut > -LOOSE]
+                rows.append((in_scope, question, near, edit_ids[case] if case >= 0 else ""))
+        pairs = [(q, (h.record.prompt, h.record.target)) for _, q, near, _ in rows for _, h in near]
         scores = iter(relevance_scores(lm, probe, pairs))
         queries = [
             GateQuery(
                 in_scope,
                 tuple(e for e, _ in near),
                 tuple(next(scores) >= probe.threshold for _ in near),
+                tuple(_named(question, h) for _, h in near),
+                tuple(h.record.edit_id == own for _, h in near),
             )
-            for in_scope, _, near in rows
+            for in_scope, question, near, own in rows
         ]
-    return queries, trained
+    return queries, base
 
 
-def replay(queries: Sequence[GateQuery], shift: float, window: float | None) -> GridRow:
-    """The gate and review rates with the margin `shift` above the trained one (negative: looser)."""
+def _named(query: str, hit: SearchHit) -> bool:
+    subject = edit_subject(hit.record)
+    return subject is None or names_subject(query, subject)
+
+
+def replay(
+    queries: Sequence[GateQuery], shift: float, window: float | None, subject_margin: float | None = None
+) -> GridRow:
+    """The gate and review rates with the cut-off `shift` above the base one (negative: looser), and hits
+    whose subject the question does not name held to `subject_margin` more (None: no subject test)."""
     opened = {True: 0, False: 0}
     reviewed = {True: 0, False: 0}
     total = {True: 0, False: 0}
+    own_used = 0
     for query in queries:
         total[query.in_scope] += 1
-        admitted = [(e, kept) for e, kept in zip(query.excess, query.kept, strict=True) if e > shift]
+        named = query.named or (True,) * len(query.excess)
+        own = query.own or (False,) * len(query.excess)
+        admitted = [
+            (e, kept, mine)
+            for e, kept, name, mine in zip(query.excess, query.kept, named, own, strict=True)
+            if e > shift and (name or subject_margin is None or e > shift + subject_margin)
+        ]
         if not admitted:
             continue
         if window is not None and admitted[0][0] - shift >= window:
             opened[query.in_scope] += 1
+            own_used += any(mine for _, _, mine in admitted)
             continue
         reviewed[query.in_scope] += 1
-        opened[query.in_scope] += any(kept for _, kept in admitted)
+        opened[query.in_scope] += any(kept for _, kept, _ in admitted)
+        own_used += any(kept and mine for _, kept, mine in admitted)
     share = {k: 100.0 / max(1, total[k]) for k in total}
     return GridRow(
         shift,
@@ -139,6 +172,7 @@ def replay(queries: Sequence[GateQuery], shift: float, window: float | None) -> 
         false_accept=opened[False] * share[False],
         reviewed_in=reviewed[True] * share[True],
         reviewed_out=reviewed[False] * share[False],
+        own_missed=100.0 - own_used * share[True] if any(q.own for q in queries) else 0.0,
     )
 
 
@@ -152,21 +186,45 @@ def run_calibrate_review(
     sample: int,
     device: str = "auto",
 ) -> int:
-    queries, trained = collect(backend, overrides, data, data_format, n, sample, device=device)
+    config = load_config(backend=backend, overrides=overrides)
+    queries, base = collect(backend, overrides, data, data_format, n, sample, device=device)
+    knob = "sentinel.margin" if config.sentinel.kind == "learned" else "sentinel.min_cosine"
     print(
         f"{data.name}: {n} records; {sum(q.in_scope for q in queries)} rephrases, "
-        f"{sum(not q.in_scope for q in queries)} locality questions; trained margin {trained:.4f}"
+        f"{sum(not q.in_scope for q in queries)} locality questions; base {knob} {base:.4f}, "
+        f"{config.retrieval.search_k or config.retrieval.top_k} hits read per question"
     )
-    print("| margin | review_within | false reject % | false accept % | reviewed: rephrases % | locality % |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    margins = [trained] + [m for m in MARGINS if m > trained - LOOSE and m != trained]
-    for margin in margins:
+    print(f"Without the subject test (retrieval.subject_margin null):\n| {knob} | review_within | {HEADER}")
+    for shift in SHIFTS:
         for window in WINDOWS:
-            row = replay(queries, margin - trained, window)
-            within = "always" if window is None else ("never" if window == 0 else f"{window:g}")
-            print(
-                f"| {margin:.4f} | {within} | {row.false_reject:.1f} | {row.false_accept:.1f} "
-                f"| {row.reviewed_in:.0f} | {row.reviewed_out:.0f} |"
-            )
-    print("set them with --set sentinel.margin=M --set retrieval.review_within=W (or in the preset)")
+            row = replay(queries, shift, window)
+            print(f"| {base + shift:.4f} | {_within(window)} | {_rates(row)} |")
+    window = config.retrieval.review_within
+    print(f"\nWith the subject test, review_within {_within(window)}:\n| {knob} | subject_margin | {HEADER}")
+    for shift in SHIFTS:
+        for subject_margin in SUBJECT_MARGINS:
+            row = replay(queries, shift, window, subject_margin)
+            shown = "null" if subject_margin is None else f"{subject_margin:g}"
+            print(f"| {base + shift:.4f} | {shown} | {_rates(row)} |")
+    print(
+        f"set them with --set {knob}=M --set retrieval.review_within=W --set retrieval.subject_margin=S "
+        "(or in the preset)"
+    )
     return 0
+
+
+HEADER = (
+    "false reject % | own edit missed % | false accept % | reviewed: rephrases % | locality % |\n"
+    "|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def _within(window: float | None) -> str:
+    return "always" if window is None else ("never" if window == 0 else f"{window:g}")
+
+
+def _rates(row: GridRow) -> str:
+    return (
+        f"{row.false_reject:.1f} | {row.own_missed:.1f} | {row.false_accept:.1f} | {row.reviewed_in:.0f} "
+        f"| {row.reviewed_out:.0f}"
+    )

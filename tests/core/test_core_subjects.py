@@ -1,0 +1,112 @@
+"""Whose fact an edit is: the subject guessed from a question, whether a query names a subject, the gate
+holding hits about an unnamed subject to retrieval.subject_margin, and the newer of two admitted edits
+of one fact overriding the older (recall/retrieval/subjects.py, gate.py, current.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from recall.config import load_config
+from recall.memory import EditMemory
+from recall.retrieval.subjects import guess_subject, names_subject, relation
+
+MakeMemory = Callable[..., EditMemory]
+TINY = ["encoder.name=hashing", "model.name=tiny"]
+
+
+@pytest.mark.parametrize(
+    ("question", "subject"),
+    [
+        ("What university did Watts Humphrey attend?", "Watts Humphrey"),
+        ("The CEO of Acme is", "Acme"),
+        ("Who runs Acme?", "Acme"),
+        ("Where is Acme's HQ?", "Acme"),
+        ("Danielle Darrieux's mother tongue is", "Danielle Darrieux"),
+        ("In which country is the Republic of Ireland located?", "Republic of Ireland"),
+        ("Apple A5 was created by", "Apple A5"),
+        ("Who is the CEO of IBM?", "CEO of IBM"),  # only acronyms: all of them kept
+        ("what is the boiling point of water", None),
+    ],
+)
+def test_the_subject_is_the_longest_run_of_capitalised_words(question: str, subject: str | None) -> None:
+    assert guess_subject(question) == subject
+
+
+def test_a_query_names_a_subject_by_its_words_or_their_inflections() -> None:
+    assert names_subject("Danielle Darrieux, a native speaker of", "Danielle Darrieux")
+    assert names_subject("darrieux danielle speaks", "Danielle Darrieux")  # case and order aside
+    assert names_subject("What year did Peoples Drugs end?", "Peoples Drug")  # zsRE's inflections
+    assert names_subject("Where is the Republic's capital, Ireland?", "the Republic of Ireland")
+    assert not names_subject("The mother tongue of Thomas Joannes Stieltjes is", "Danielle Darrieux")
+    assert not names_subject("the French actress speaks", "Danielle Darrieux")  # an alias does not
+    assert not names_subject("Who founded Alabama Power?", "Al")  # a short word matches whole only
+    assert not names_subject("Toyota Corolla is made by", "Toyota Camry")  # one word of two
+
+
+def test_a_relation_is_the_question_with_its_subject_taken_out() -> None:
+    assert relation("Danielle Darrieux's mother tongue is", "Danielle Darrieux") == "X's mother tongue is"
+    assert relation("The capital of the Republic of Ireland is", "Republic of Ireland") == (
+        "The capital of the X is"
+    )
+    assert relation("Who runs Acme?", None) == "Who runs Acme?"
+    assert relation("Who runs Globex?", "Acme") == "Who runs Globex?"
+
+
+def _open_gate(cosine: float) -> list[str]:
+    return [*TINY, f"sentinel.min_cosine={cosine}", "retrieval.top_k=3"]
+
+
+def test_the_gate_holds_an_edit_about_a_subject_the_query_does_not_name(make_memory: MakeMemory) -> None:
+    overrides = [*_open_gate(0.2), "retrieval.search_k=5"]
+    plain = make_memory("plain", load_config(backend="lte", overrides=overrides))
+    subject = make_memory(
+        "subject", load_config(backend="lte", overrides=[*overrides, "retrieval.subject_margin=0.5"])
+    )
+    for memory in (plain, subject):
+        memory.add("The mother tongue of Danielle Darrieux is", "English", subject="Danielle Darrieux")
+    other = "The mother tongue of Thomas Joannes Stieltjes is"
+    assert plain.retrieve(other).admitted  # the relation alone gets it through
+    held = subject.retrieve(other)
+    assert not held.admitted and held.hits and held.verdict(held.hits[0]) == "rejected"
+    assert subject.retrieve("Danielle Darrieux's mother tongue is").admitted  # named: the sentinel alone
+    # an edit given no subject is held to what its question names ("Acme")
+    subject.add("Who runs Acme?", "Jane Doe")
+    assert subject.retrieve("who runs acme corporation ?").admitted
+    assert all(h.record.target != "Jane Doe" for h in subject.retrieve("who runs globex ?").admitted)
+
+
+def test_the_newer_of_two_edits_of_one_fact_answers_and_the_older_is_overridden(
+    make_memory: MakeMemory,
+) -> None:
+    overrides = [*_open_gate(0.1), "conflict.min_cosine=0.99", "conflict.similar_cosine=0.3"]
+    memory = make_memory(config=load_config(backend="lte", overrides=overrides))
+    older = memory.add("Who is the CEO of Acme?", "Jane Doe")
+    newer = memory.add("Who is the chief executive of Acme?", "Bob Roe")
+    assert not newer.superseded and [h.record.edit_id for h in newer.similar] == [older.edit_id]
+    for question in ("Who is Acme's chief executive?", "Who is the CEO of Acme?"):  # the latter word for word
+        retrieval = memory.retrieve(question)
+        assert [h.record.edit_id for h in retrieval.admitted] == [newer.edit_id], question
+        assert [h.record.edit_id for h in retrieval.overridden] == [older.edit_id]
+        assert retrieval.verdict(retrieval.overridden[0]) == "overridden"
+    memory.forget(newer.edit_id)  # the older stands again
+    assert [h.record.edit_id for h in memory.retrieve("Who is the CEO of Acme?").admitted] == [older.edit_id]
+
+
+def test_an_edit_kept_beside_overrides_nothing_and_another_subject_is_another_fact(
+    make_memory: MakeMemory,
+) -> None:
+    overrides = [*_open_gate(0.1), "conflict.min_cosine=0.99", "conflict.similar_cosine=0.3"]
+    memory = make_memory(config=load_config(backend="lte", overrides=overrides))
+    first = memory.add("Who is the CEO of Acme?", "Jane Doe")
+    beside = memory.add("Who is the chief executive of Acme?", "Bob Roe", policy="keep_both")
+    assert beside.record.meta["policy"] == "keep_both"
+    admitted = {h.record.edit_id for h in memory.retrieve("Who is Acme's chief executive?").admitted}
+    assert admitted == {first.edit_id, beside.edit_id}
+    other = make_memory("other", load_config(backend="lte", overrides=overrides))
+    acme = other.add("Who is the CEO of Acme?", "Jane Doe")
+    globex = other.add("Who is the CEO of Globex?", "Bob Roe")
+    retrieval = other.retrieve("Who is the CEO of Acme or Globex?")
+    assert {h.record.edit_id for h in retrieval.admitted} == {acme.edit_id, globex.edit_id}
+    assert not retrieval.overridden
