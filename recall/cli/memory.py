@@ -43,6 +43,8 @@ def explain(answer: Answer) -> str:
         lines.append(
             "declined: the answering model read those edits beside the question and would not use them"
         )
+    if retrieval.overridden:
+        lines.append("overridden: a newer admitted edit about the same subject answers the same question")
     lines.append(f"injected: {answer.injected!r}" if answer.injected else "injected: nothing")
     used = id_list(answer.used)
     lines.append(f"used by the backend: {used}" if used else "used by the backend: no edit (the base model)")

@@ -28,7 +28,7 @@ def show_why(out: Output, answer: Answer, sentinel_name: str) -> None:
     """The hits of `answer` with scores and verdicts, the threshold, the decision and what was injected."""
     retrieval = answer.retrieval
     admitted = {hit.record.edit_id for hit in retrieval.admitted}
-    marks = {"admitted": "yes", "declined": "declined", "rejected": "no"}
+    marks = {"admitted": "yes", "declined": "declined", "overridden": "overridden", "rejected": "no"}
     rows = [
         [
             str(hit.rank),
@@ -56,6 +56,9 @@ def show_why(out: Output, answer: Answer, sentinel_name: str) -> None:
     if retrieval.declined:
         declined = ", ".join(short_id(hit.record.edit_id) for hit in retrieval.declined)
         decision = f"{decision}; the model declined {declined} as unrelated to the question"
+    if retrieval.overridden:
+        stale = ", ".join(short_id(hit.record.edit_id) for hit in retrieval.overridden)
+        decision = f"{decision}; {stale} overridden by a newer edit of the same fact"
     injected = answer.injected.strip("\n")
     multiline = "\n" in injected
     shown = "(nothing)" if not injected else "(the text below, verbatim)" if multiline else injected

@@ -110,3 +110,33 @@ def test_an_edit_kept_beside_overrides_nothing_and_another_subject_is_another_fa
     retrieval = other.retrieve("Who is the CEO of Acme or Globex?")
     assert {h.record.edit_id for h in retrieval.admitted} == {acme.edit_id, globex.edit_id}
     assert not retrieval.overridden
+
+
+def test_calibrate_current_counts_what_the_gate_does_with_pairs_of_edits(make_memory: MakeMemory) -> None:
+    from recall.cli.calibrate.current import count, other_fact_pairs, same_fact_pairs
+    from recall.datasets.cases import EvalCase
+
+    cases = [
+        EvalCase(
+            case_id=str(i),
+            prompt=f"Who is the CEO of Acme{i}?",
+            target=f"Jane{i}",
+            subject=f"Acme{i}",
+            rephrases=(f"Who is the chief executive of Acme{i}?", f"Who is Acme{i}'s chief executive?"),
+            locality=((f"Who is the CEO of Globex{i}?", f"Bob{i}"),),
+        )
+        for i in range(3)
+    ]
+    same, other = same_fact_pairs(cases), other_fact_pairs(cases)
+    assert [p[2] for p in same] == ["Jane1", "Jane2", "Jane0"]  # the next case's answer
+    overrides = [*_open_gate(0.1), "conflict.min_cosine=0.99", "conflict.similar_cosine=0.3"]
+    on = make_memory("on", load_config(backend="lte", overrides=[*overrides, "conflict.restated_cosine=0.3"]))
+    counts = count(on, same, same=True)
+    assert (counts.pairs, counts.later_wins, counts.superseded) == (3, 3, 0)  # no probe: overridden at ask
+    assert counts.overridden == 3
+    kept = count(on, other, same=False)
+    assert (kept.first_used, kept.superseded, kept.overridden) == (3, 0, 0)
+    off = make_memory(
+        "off", load_config(backend="lte", overrides=[*overrides, "conflict.restated_cosine=null"])
+    )
+    assert count(off, same, same=True).later_wins == 0  # both admitted: the earlier still answers

@@ -13,9 +13,9 @@ CALIBRATE_DESCRIPTION = (
     "review_within and subject_margin. With --current: pairs of edits, the same fact reworded with "
     "another answer and another fact, each in a namespace of its own: how often the later answers and "
     "how often the first is wrongly superseded. With --conflicts: with --backend's encoder (lte: "
-    "MiniLM), the share of question pairs about the same fact, about the same subject, and of the nearest edit about another "
-    "subject at or above each cosine, to set conflict.min_cosine and conflict.similar_cosine. Use "
-    "train or val data, never an evaluation split."
+    "MiniLM), the share of question pairs about the same fact, about the same subject, and of the "
+    "nearest edit about another subject at or above each cosine, to set conflict.min_cosine and "
+    "conflict.similar_cosine. Use train or val data, never an evaluation split."
 )
 CALIBRATE_EPILOG = (
     "examples:\n"
