@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from recall.build import shared_encoder
 from recall.errors import RecallError
 from recall.eval import longform, metrics
+from recall.retrieval.subjects import names_edit_subject
 
 if TYPE_CHECKING:
     from recall.datasets.cases import EvalCase
@@ -54,6 +55,9 @@ class CaseRow:
     declined_rephrase: float | None = None
     # share of locality prompts on which the review turned away some record that passed the gate
     declined_loc: float | None = None
+    # share of locality prompts admitted to an edit whose subject they name: a question about a subject
+    # another edit in memory changes, which that edit may rightly answer (CounterFact repeats subjects)
+    loc_edited_subject: float | None = None
     # another case in memory at the same time edits this subject with another target (cases.shared_subjects)
     shared_subject: bool | None = None
     # the backend reports it applied this case's edit to the generated answer (Answer.used): the
@@ -156,6 +160,12 @@ def _in_hits(retrieval: Retrieval, edit_id: str) -> bool:
 
 def _is_admitted(retrieval: Retrieval, edit_id: str) -> bool:
     return any(hit.record.edit_id == edit_id for hit in retrieval.admitted)
+
+
+def _names_admitted(retrieval: Retrieval) -> bool:
+    """Whether the query names the (given) subject of an edit admitted for it."""
+    query = retrieval.query
+    return any(bool(h.record.subject) and names_edit_subject(query, h.record) for h in retrieval.admitted)
 
 
 def _is_declined(retrieval: Retrieval, edit_id: str) -> bool:
@@ -269,6 +279,7 @@ def probe_cases(
                 closed_rephrase=_share([not r.used_memory for r in rephrase_hits]),
                 declined_rephrase=_share([_is_declined(r, edit_id) for r in rephrase_hits]),
                 declined_loc=_share([bool(r.declined) for r in loc_hits]),
+                loc_edited_subject=_share([_names_admitted(r) for r in loc_hits]),
                 generation_prompt=generation.prompt_text,
                 generation_rephrase=generation.rephrase_text,
                 em_prompt=generation.em_prompt,

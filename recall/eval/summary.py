@@ -49,6 +49,8 @@ SUMMARY_KEYS: dict[str, str] = {
     "after the gate let it through (counted in gate_false_reject_rephrase), %",
     "review_declined_loc": "the review turned away some record for a locality prompt after the gate let "
     "it through (a false accept stopped, unless another record stayed admitted), %",
+    "gate_false_accept_loc_edited_subject": "a locality prompt admitted to an edit whose subject it names "
+    "(a subject another edit in memory changes, which that edit may rightly answer), %",
     "edit_latency_p50_ms": "median time per edit (a batch's time split evenly over its edits), ms",
     "edit_latency_p99_ms": "99th percentile time per edit, ms",
     "ask_latency_mean_ms": "mean latency of memory.ask on edit prompts, ms",
@@ -107,6 +109,7 @@ def summarize(rows: Sequence[CaseRow]) -> Summary:
         "gate_false_accept_loc": _rate(rows, lambda r: r.loc_false_accept),
         "review_declined_rephrase": _rate(rows, lambda r: r.declined_rephrase),
         "review_declined_loc": _rate(rows, lambda r: r.declined_loc),
+        "gate_false_accept_loc_edited_subject": _rate(rows, lambda r: r.loc_edited_subject),
         "edit_latency_p50_ms": metrics.percentile(latencies, 50),
         "edit_latency_p99_ms": metrics.percentile(latencies, 99),
         "ask_latency_mean_ms": metrics.mean(ask_latencies),

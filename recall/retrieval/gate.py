@@ -15,7 +15,7 @@ from recall.config import RecallConfig, RetrievalConfig
 from recall.results import Retrieval
 from recall.retrieval.current import current_only
 from recall.retrieval.encoder import Encoder
-from recall.retrieval.subjects import edit_subject, names_subject
+from recall.retrieval.subjects import names_edit_subject
 
 # (queries, their admitted hits) -> the hits kept: EditBackend.review
 Review = Callable[[Sequence[str], Sequence[Sequence[SearchHit]]], list[tuple[SearchHit, ...]]]
@@ -118,18 +118,12 @@ class Gate:
         if margin is None:
             return admitted
         cut = self.sentinel.threshold(vector) + margin
-        return [hit for hit in admitted if hit.score > cut or _named(query, hit)]
+        return [hit for hit in admitted if hit.score > cut or names_edit_subject(query, hit.record)]
 
     def _confident(self, best: SearchHit, vector: np.ndarray) -> bool:
         """Whether the sentinel admitted `best` by retrieval.review_within or more (it skips review)."""
         within = self.config.review_within
         return within is not None and best.score - self.sentinel.threshold(vector) >= within
-
-
-def _named(query: str, hit: SearchHit) -> bool:
-    """Whether `query` names the subject of `hit`'s edit (an edit with no subject known passes)."""
-    subject = edit_subject(hit.record)
-    return subject is None or names_subject(query, subject)
 
 
 def shown(hits: Sequence[SearchHit], decided: Sequence[SearchHit]) -> tuple[SearchHit, ...]:

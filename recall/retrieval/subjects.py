@@ -151,6 +151,12 @@ def names_subject(query: str, subject: str) -> bool:
     return all(any(_matches(w, q) for q in asked) for w in subject_words(subject))
 
 
+def names_edit_subject(query: str, record: EditRecord) -> bool:
+    """Whether `query` names the subject of `record` (given or guessed); True when none is known."""
+    subject = edit_subject(record)
+    return subject is None or names_subject(query, subject)
+
+
 def relation(question: str, subject: str | None) -> str:
     """`question` with the words naming `subject` (and fillers between them) replaced by one PLACEHOLDER:
     what it asks about the subject ("The CEO of Acme is" -> "The CEO of X is"). The question as it is

@@ -29,13 +29,13 @@ from recall.errors import ConfigError
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.retrieval.encoder import Encoder
-from recall.retrieval.subjects import edit_subject, names_subject
+from recall.retrieval.subjects import names_edit_subject
 
-LOOSE = 0.15  # how far below the configured cut-off hits are collected: the lowest shift replayed
+LOOSE = 0.3  # how far below the base cut-off hits are collected: the lowest shift replayed
 OPEN = -2.0  # the collecting memory's margin: below any cosine, so its own gate admits everything
-SHIFTS = (0.02, 0.01, 0.0, -0.01, -0.02, -0.03, -0.05, -0.08, -0.1)  # replayed around the base cut-off
+SHIFTS = (0.02, 0.0, -0.02, -0.05, -0.08, -0.1, -0.12, -0.15, -0.2, -0.25, -0.3)  # around the base cut-off
 WINDOWS: tuple[float | None, ...] = (0.0, 0.05, 0.1, 0.15, None)  # 0: never review; None: always
-SUBJECT_MARGINS: tuple[float | None, ...] = (None, 0.0, 0.05, 0.1, 0.15, 0.2, 2.0)  # 2: name it or nothing
+SUBJECT_MARGINS: tuple[float | None, ...] = (None, 0.1, 0.15, 0.2, 0.25, 0.3, 2.0)  # 2: name it or nothing
 
 
 @dataclass(frozen=True)
@@ -124,17 +124,12 @@ def collect(
                 in_scope,
                 tuple(e for e, _ in near),
                 tuple(next(scores) >= probe.threshold for _ in near),
-                tuple(_named(question, h) for _, h in near),
+                tuple(names_edit_subject(question, h.record) for _, h in near),
                 tuple(h.record.edit_id == own for _, h in near),
             )
             for in_scope, question, near, own in rows
         ]
     return queries, base
-
-
-def _named(query: str, hit: SearchHit) -> bool:
-    subject = edit_subject(hit.record)
-    return subject is None or names_subject(query, subject)
 
 
 def replay(
