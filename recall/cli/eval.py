@@ -152,6 +152,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LOW-HIGH",
         help="only records whose targets have LOW..HIGH words, e.g. 5-25 (long answers); --n counts those",
     )
+    parser.add_argument(
+        "--test-sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --protocol sequential: make every edit, then test only N cases spread evenly over them "
+        "(testing costs ~10x editing; e.g. --n 10000 --test-sample 1000)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars on stderr")
 
 
@@ -172,6 +180,7 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
         max_new_tokens=args.max_new_tokens,
         compare_probabilities=not args.no_es_ps_ns,
         long_form=args.long_form,
+        test_sample=args.test_sample,
     )
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -44,7 +44,10 @@ class EvalResult:
     subsets: dict[str, Summary] = field(default_factory=dict)
 
 
-def _chunks(items: Sequence[EvalCase], size: int) -> Iterator[tuple[int, Sequence[EvalCase]]]:
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[tuple[int, Sequence[T]]]:
     for start in range(0, len(items), size):
         yield start, items[start : start + size]
 
@@ -63,7 +66,9 @@ class _Run:
         self.cases = cases
         self.settings = settings
         self.progress = progress
-        self.base_locality: list[tuple[TargetScore, ...]] = []
+        # The cases tested, by index: all of them, or settings.test_sample evenly spaced (sequential).
+        self.tested = sample_indices(len(cases), settings.test_sample)
+        self.base_locality: list[tuple[TargetScore, ...]] = []  # per tested case
         self.rows: list[CaseRow] = []
         self.timings_s = {"base": 0.0, "edit": 0.0, "test": 0.0}
         # Per case: another case in memory beside it edits its subject with another target. Sequential
@@ -77,9 +82,10 @@ class _Run:
     def record_base_locality(self) -> None:
         """Teacher-forced use_memory=False scores of every locality pair, taken before the first edit."""
         start = time.perf_counter()
-        bar = tqdm(total=len(self.cases), desc="base locality", unit="case", disable=not self.progress)
+        tested = [self.cases[i] for i in self.tested]
+        bar = tqdm(total=len(tested), desc="base locality", unit="case", disable=not self.progress)
         with bar:
-            for _, chunk in _chunks(self.cases, _TEST_CHUNK):
+            for _, chunk in _chunks(tested, _TEST_CHUNK):
                 pairs = [pair for case in chunk for pair in case.locality]
                 scores = iter(score_pairs(self.memory, pairs, self.settings.namespace, use_memory=False))
                 self.base_locality.extend(tuple(next(scores) for _ in case.locality) for case in chunk)
@@ -108,10 +114,11 @@ class _Run:
     def test(
         self, offset: int, chunk: Sequence[EvalCase], edit_ids: Sequence[str], latencies: Sequence[float]
     ) -> None:
+        """Test `chunk`, the tested cases from position `offset` of self.tested on."""
         start = time.perf_counter()
         base = self.base_locality[offset : offset + len(chunk)]
         rows = probe_cases(self.memory, chunk, edit_ids, latencies, base, self.settings)
-        shared = self.shared[offset : offset + len(chunk)]
+        shared = [self.shared[i] for i in self.tested[offset : offset + len(chunk)]]
         self.rows.extend(dataclasses.replace(r, shared_subject=f) for r, f in zip(rows, shared, strict=True))
         self.timings_s["test"] += time.perf_counter() - start
 
@@ -129,8 +136,19 @@ def _run_chunked(run: _Run, size: int) -> None:
             bar.update(len(chunk))
 
 
+def sample_indices(total: int, sample: int | None) -> list[int]:
+    """`sample` indices spread evenly over range(total), first and last included (all for None or
+    a sample of total or more)."""
+    if sample is None or sample >= total:
+        return list(range(total))
+    if sample == 1:
+        return [0]
+    return sorted({round(i * (total - 1) / (sample - 1)) for i in range(sample)})
+
+
 def _run_sequential(run: _Run) -> None:
-    """Add every edit without resetting, then test every case against the final memory."""
+    """Add every edit without resetting, then test every case (or the sampled ones) against the final
+    memory."""
     edit_ids: list[str] = []
     latencies: list[float] = []
     with run.bar("sequential edit") as bar:
@@ -139,10 +157,10 @@ def _run_sequential(run: _Run) -> None:
             edit_ids += ids
             latencies += times
             bar.update(len(chunk))
-    with run.bar("sequential test") as bar:
-        for offset, chunk in _chunks(run.cases, _TEST_CHUNK):
-            end = offset + len(chunk)
-            run.test(offset, chunk, edit_ids[offset:end], latencies[offset:end])
+    with tqdm(total=len(run.tested), desc="sequential test", unit="case", disable=not run.progress) as bar:
+        for offset, positions in _chunks(run.tested, _TEST_CHUNK):
+            chunk = [run.cases[i] for i in positions]
+            run.test(offset, chunk, [edit_ids[i] for i in positions], [latencies[i] for i in positions])
             bar.update(len(chunk))
     run.memory.reset()
 

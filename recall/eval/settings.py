@@ -31,6 +31,9 @@ class EvalSettings:
             recall and sentence similarity against the target, question and rephrase), with an answer
             budget that follows the target's length (at least max_new_tokens). Needs generation.
         similarity_encoder: the encoder of that similarity (the bundled MiniLM, as UnKEBench uses).
+        test_sample: sequential only: every edit is made, then this many cases, evenly spaced over all
+            of them, are tested (None: every case). Testing costs ~10x editing on CounterFact, so a
+            10,000-edit memory can be measured on 1,000 of its cases.
     """
 
     protocol: ProtocolName = "sequential"
@@ -43,6 +46,7 @@ class EvalSettings:
     namespace: str = "default"
     long_form: bool = False
     similarity_encoder: str = "all-minilm-l6-v2"
+    test_sample: int | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -53,6 +57,11 @@ class EvalSettings:
             raise ConfigError(
                 f"protocol 'single' edits one case at a time (got batch_size={self.batch_size}); "
                 "use protocol 'batch' to test chunks of edits"
+            )
+        if self.test_sample is not None and (self.test_sample < 1 or self.protocol != "sequential"):
+            raise ConfigError(
+                f"test_sample ({self.test_sample}) must be at least 1 and needs protocol 'sequential' (the "
+                "other protocols reset the memory between chunks, so every case is tested as it is edited)"
             )
         if self.n is not None and self.n < 1:
             raise ConfigError(f"n must be at least 1, got {self.n}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -242,3 +243,25 @@ def test_bad_settings_are_config_errors(kwargs: dict[str, object], message: str)
 def test_no_cases_is_an_error() -> None:
     with pytest.raises(ConfigError, match="no cases"):
         evaluate(FakeMemory(), [])
+
+
+def test_a_test_sample_makes_every_edit_and_tests_evenly_spaced_cases() -> None:
+    from recall.eval.protocols import sample_indices
+
+    assert sample_indices(10, 4) == [0, 3, 6, 9]
+    assert sample_indices(5, None) == sample_indices(5, 9) == [0, 1, 2, 3, 4]
+    assert sample_indices(5, 1) == [0]
+    whole = evaluate(FakeMemory(BASE_ANSWERS), TRICKY_CASES)
+    memory = FakeMemory(BASE_ANSWERS)
+    sampled = evaluate(memory, TRICKY_CASES, test_sample=2)
+    assert sum(1 for c in memory.calls if c[0] == "add") == 5
+    assert set(memory.size_at_test) == {5}
+    assert [r.case_id for r in sampled.rows] == [TRICKY_CASES[0].case_id, TRICKY_CASES[4].case_id]
+    by_id = {r.case_id: r for r in whole.rows}
+    for row in sampled.rows:  # the same numbers as in the whole run (edit ids and times aside)
+        same = by_id[row.case_id]
+        assert dataclasses.replace(row, edit_latency_ms=0.0, edit_id="") == dataclasses.replace(
+            same, edit_latency_ms=0.0, edit_id=""
+        )
+    with pytest.raises(ConfigError, match="test_sample"):
+        EvalSettings(protocol="batch", batch_size=2, test_sample=2)
