@@ -96,6 +96,7 @@ def test_replay_holds_hits_about_unnamed_subjects_to_the_subject_margin() -> Non
     on = replay(queries, 0.0, 0.0, subject_margin=0.05)  # the rephrase's other hit clears 0.05 more
     assert (on.false_reject, on.own_missed, on.false_accept) == (0.0, 0.0, 0.0)
     strict = replay(queries, 0.0, 0.0, subject_margin=2.0)
-    assert strict.false_accept == 0.0 and strict.false_reject == 0.0
+    assert strict.false_accept == 0.0
+    assert strict.false_reject == 0.0
     tight = replay(queries, 0.03, 0.0, subject_margin=2.0)  # the own edit now under the cut-off
     assert (tight.false_reject, tight.own_missed) == (100.0, 100.0)

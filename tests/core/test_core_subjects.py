@@ -69,7 +69,9 @@ def test_the_gate_holds_an_edit_about_a_subject_the_query_does_not_name(make_mem
     other = "The mother tongue of Thomas Joannes Stieltjes is"
     assert plain.retrieve(other).admitted  # the relation alone gets it through
     held = subject.retrieve(other)
-    assert not held.admitted and held.hits and held.verdict(held.hits[0]) == "rejected"
+    assert not held.admitted
+    assert held.hits
+    assert held.verdict(held.hits[0]) == "rejected"
     assert subject.retrieve("Danielle Darrieux's mother tongue is").admitted  # named: the sentinel alone
     # an edit given no subject is held to what its question names ("Acme")
     subject.add("Who runs Acme?", "Jane Doe")
@@ -84,7 +86,8 @@ def test_the_newer_of_two_edits_of_one_fact_answers_and_the_older_is_overridden(
     memory = make_memory(config=load_config(backend="lte", overrides=overrides))
     older = memory.add("Who is the CEO of Acme?", "Jane Doe")
     newer = memory.add("Who is the chief executive of Acme?", "Bob Roe")
-    assert not newer.superseded and [h.record.edit_id for h in newer.similar] == [older.edit_id]
+    assert not newer.superseded
+    assert [h.record.edit_id for h in newer.similar] == [older.edit_id]
     for question in ("Who is Acme's chief executive?", "Who is the CEO of Acme?"):  # the latter word for word
         retrieval = memory.retrieve(question)
         assert [h.record.edit_id for h in retrieval.admitted] == [newer.edit_id], question
