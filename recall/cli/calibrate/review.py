@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memory_store import SearchHit
-from recall.backends.review import load_probe, relevance_scores
 from recall.config import load_config
 from recall.datasets.loading import FormatName, load_cases
 from recall.errors import ConfigError
@@ -94,19 +93,13 @@ def collect(
     locality = [(c.locality[0][0], -1) for c in cases if c.locality]
     rng.shuffle(rephrases)
     rng.shuffle(locality)
-    # The memory's own gate and review are off: both are replayed from the numbers taken here.
+    # The memory's gate is open (the store is searched directly): the cut-offs are replayed from the
+    # numbers taken here, and the backend's review is asked once about every hit near them.
     gate_open = f"sentinel.margin={OPEN}" if learned else "sentinel.min_cosine=-1"
-    loose = load_config(backend=backend, overrides=[*overrides, gate_open, "backend.relevance=null"])
+    loose = load_config(backend=backend, overrides=[*overrides, gate_open, "conflict.restated_cosine=null"])
     with EditMemory.temporary(loose, lm=lm, encoder=encoder, device=device) as memory:
-        base = (
-            float(getattr(memory.encoder, "sentinel_margin", 0.0)) if learned else config.sentinel.min_cosine
-        )
-        lm = getattr(memory.backend, "lm", None)  # the model the backend answers with (recipe: frozen)
-        if lm is None:
-            raise ConfigError(
-                f"backend {memory.backend.name!r} has no language model of its own to review with"
-            )
-        probe = load_probe(str(relevance), lm)
+        trained = float(getattr(memory.encoder, "sentinel_margin", 0.0))
+        base = trained if learned else config.sentinel.min_cosine
         edit_ids = [memory.add(c.prompt, c.target, c.subject, policy="keep_both").edit_id for c in cases]
         rows: list[tuple[bool, str, list[tuple[float, SearchHit]], str]] = []
         for in_scope, sampled in ((True, rephrases[:sample]), (False, locality[:sample])):
@@ -117,13 +110,15 @@ def collect(
                 cut = memory.sentinel.threshold(vector) - OPEN + base if learned else base
                 near = [(h.score - cut, h) for h in hits if h.score - cut > -LOOSE]
                 rows.append((in_scope, question, near, edit_ids[case] if case >= 0 else ""))
-        pairs = [(q, (h.record.prompt, h.record.target)) for _, q, near, _ in rows for _, h in near]
-        scores = iter(relevance_scores(lm, probe, pairs))
+        # one (question, hit) at a time: the review keeps or declines each hit on its own
+        flat = [(question, hit) for _, question, near, _ in rows for _, hit in near]
+        verdicts = memory.backend.review([q for q, _ in flat], [(h,) for _, h in flat])
+        kept = iter(bool(v) for v in verdicts)
         queries = [
             GateQuery(
                 in_scope,
                 tuple(e for e, _ in near),
-                tuple(next(scores) >= probe.threshold for _ in near),
+                tuple(next(kept) for _ in near),
                 tuple(names_edit_subject(question, h.record) for _, h in near),
                 tuple(h.record.edit_id == own for _, h in near),
             )
