@@ -43,8 +43,8 @@ def restated(
 ) -> list[EditRecord]:
     """The active edits `record` restates: about its subject (given or guessed), with another answer,
     question keys scoring `cut` or more against its (1, dim) `question_key`, and kept by the backend's
-    relevance probe when it reads each beside `record`'s question (the model would answer it with
-    them). None for `cut`, or a backend without a probe (`probe` None or absent): none."""
+    relevance probe both ways: each old edit read beside `record`'s question, and `record` beside each
+    old question. None for `cut`, or a backend without a probe (`probe` None or absent): none."""
     subject = subject_key(record)
     if cut is None or not subject or getattr(backend, "probe", None) is None:
         return []
@@ -59,7 +59,15 @@ def restated(
     ]
     if not about:
         return []
-    return [h.record for h in backend.review([record.prompt], [about])[0]]
+    forward = backend.review([record.prompt], [about])[0]  # the old edits would answer the new question
+    if not forward:
+        return []
+    # ... and the new edit would answer each old question: one fact asked two ways reads the same both
+    # ways, while "The gender of X is" beside an edit of "The occupation of X is" fools the probe one way
+    # more often than both
+    mine = SearchHit(record, 1.0, 0)
+    back = backend.review([h.record.prompt for h in forward], [(mine,)] * len(forward))
+    return [h.record for h, kept in zip(forward, back, strict=True) if kept]
 
 
 def conflict_pairs(

@@ -76,26 +76,33 @@ class Gate:
         vectors = self.encoder.encode_queries(list(queries))  # (n, dim)
         results = self.store.search(vectors, k=self.search_k, namespace=namespace)
         gated: list[tuple[SearchHit, ...]] = []
-        stale: list[tuple[SearchHit, ...]] = []
+        asked_rows: list[tuple[SearchHit, ...]] = []
         open_rows: list[int] = []  # rows whose admitted hits go to review
         for row, (query, vector, hits) in enumerate(zip(queries, vectors, results, strict=True)):
-            asked = exact_question_hits(query, hits)
+            asked = tuple(exact_question_hits(query, hits))
             passed = self.passing(query, vector, hits)
-            if asked:  # the edit asked alone, unless a newer edit of its fact passed the gate too
-                asked_ids = {h.record.edit_id for h in asked}
-                passed = asked + [h for h in passed if h.record.edit_id not in asked_ids]
-            current, overridden = current_only(self.store, passed, self.same_fact_cosine)
-            if asked:
-                current = tuple(h for h in current if h in asked) or current
-            stale.append(overridden)
-            gated.append(tuple(close_to_best(current, self.config.max_gap)[: self.config.top_k]))
-            if gated[-1] and not asked and not self._confident(gated[-1][0], vector):
-                open_rows.append(row)
+            asked_rows.append(asked)
+            # the edit asked word for word alone, else the best admitted hits
+            base = asked or tuple(close_to_best(passed, self.config.max_gap)[: self.config.top_k])
+            rivals = self._rivals(base, passed)  # newer edits of their fact, wherever they rank
+            gated.append(base + rivals)
+            if rivals or (base and not asked and not self._confident(base[0], vector)):
+                open_rows.append(row)  # rivals must pass review before they override anything
         kept = list(gated)
         if open_rows and self.review is not None:
             verdicts = self.review([queries[i] for i in open_rows], [gated[i] for i in open_rows])
             for i, verdict in zip(open_rows, verdicts, strict=True):
-                kept[i] = verdict
+                # an edit asked word for word is never declined: only its rivals are reviewed
+                kept[i] = (*asked_rows[i], *(h for h in verdict if h not in asked_rows[i]))
+        # current over stale among what the review kept: an edit the model would not use for this
+        # question overrides nothing
+        stale: list[tuple[SearchHit, ...]] = []
+        for i, keep in enumerate(kept):
+            current, overridden = current_only(self.store, keep, self.same_fact_cosine)
+            if asked_rows[i]:
+                current = tuple(h for h in current if h in asked_rows[i]) or current
+            kept[i], gated[i] = current, tuple(h for h in gated[i] if h not in overridden)
+            stale.append(overridden)
         return [
             Retrieval(
                 query=query,
@@ -109,6 +116,16 @@ class Gate:
                 queries, vectors, results, gated, kept, stale, strict=True
             )
         ]
+
+    def _rivals(self, base: tuple[SearchHit, ...], passed: Sequence[SearchHit]) -> tuple[SearchHit, ...]:
+        """The admitted hits outside `base` that would override one in it (recall/retrieval/current.py)."""
+        others = [h for h in passed if h not in base]
+        if not base or not others:
+            return ()
+        _, overridden = current_only(self.store, [*base, *others], self.same_fact_cosine)
+        if not any(h in base for h in overridden):
+            return ()
+        return tuple(h for h in others if h not in overridden)
 
     def passing(self, query: str, vector: np.ndarray, hits: Sequence[SearchHit]) -> list[SearchHit]:
         """The hits the sentinel admits, less those about a subject `query` does not name that beat its

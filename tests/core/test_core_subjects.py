@@ -83,6 +83,7 @@ def test_the_newer_of_two_edits_of_one_fact_answers_and_the_older_is_overridden(
     make_memory: MakeMemory,
 ) -> None:
     overrides = [*_open_gate(0.1), "conflict.min_cosine=0.99", "conflict.similar_cosine=0.3"]
+    overrides.append("conflict.restated_cosine=0.3")
     memory = make_memory(config=load_config(backend="lte", overrides=overrides))
     older = memory.add("Who is the CEO of Acme?", "Jane Doe")
     newer = memory.add("Who is the chief executive of Acme?", "Bob Roe")
@@ -101,6 +102,7 @@ def test_an_edit_kept_beside_overrides_nothing_and_another_subject_is_another_fa
     make_memory: MakeMemory,
 ) -> None:
     overrides = [*_open_gate(0.1), "conflict.min_cosine=0.99", "conflict.similar_cosine=0.3"]
+    overrides.append("conflict.restated_cosine=0.3")
     memory = make_memory(config=load_config(backend="lte", overrides=overrides))
     first = memory.add("Who is the CEO of Acme?", "Jane Doe")
     beside = memory.add("Who is the chief executive of Acme?", "Bob Roe", policy="keep_both")
@@ -133,6 +135,7 @@ def test_calibrate_current_counts_what_the_gate_does_with_pairs_of_edits(make_me
     same, other = same_fact_pairs(cases), other_fact_pairs(cases)
     assert [p[2] for p in same] == ["Jane1", "Jane2", "Jane0"]  # the next case's answer
     overrides = [*_open_gate(0.1), "conflict.min_cosine=0.99", "conflict.similar_cosine=0.3"]
+    overrides.append("conflict.restated_cosine=0.3")
     on = make_memory("on", load_config(backend="lte", overrides=[*overrides, "conflict.restated_cosine=0.3"]))
     counts = count(on, same, same=True)
     assert (counts.pairs, counts.later_wins, counts.superseded) == (3, 3, 0)  # no probe: overridden at ask
