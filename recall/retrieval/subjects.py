@@ -1,11 +1,11 @@
-"""Whose fact an edit is: its subject (given with the edit, else guessed from its question), whether a
-query names it, and the question with the subject taken out (what is asked about it: the relation).
+"""Whose fact an edit is: its subject (given with the edit, else guessed from its question) and whether a
+query names it.
 
 A sentence encoder scores "The mother tongue of Thomas Joannes Stieltjes is" close to an edit of
 "Danielle Darrieux's mother tongue": the relation dominates the vector and the names barely move it. Names
 are what a lexical test sees best, so the gate asks of each hit whether the query names its subject
-(recall/retrieval/gate.py), and the conflict check compares questions about one subject by what they ask
-of it (recall/retrieval/conflicts.py).
+(recall/retrieval/gate.py), and the conflict check looks for restated edits among those about one subject
+(recall/retrieval/conflicts.py).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ FILLER = frozenset(
 MIN_PREFIX = 4
 # Upper-case words this short inside a question are usually the relation, not the entity ("CEO", "HQ").
 MAX_ACRONYM = 4
-PLACEHOLDER = "X"  # stands for the subject in a relation
 
 
 def words(text: str) -> list[str]:
@@ -155,34 +154,3 @@ def names_edit_subject(query: str, record: EditRecord) -> bool:
     """Whether `query` names the subject of `record` (given or guessed); True when none is known."""
     subject = edit_subject(record)
     return subject is None or names_subject(query, subject)
-
-
-def relation(question: str, subject: str | None) -> str:
-    """`question` with the words naming `subject` (and fillers between them) replaced by one PLACEHOLDER:
-    what it asks about the subject ("The CEO of Acme is" -> "The CEO of X is"). The question as it is
-    when no subject is known or the question does not name it."""
-    if not subject:
-        return question
-    own = subject_words(subject)
-    text = unicodedata.normalize("NFKC", question)
-    found = list(_WORD.finditer(text))
-    marked = [any(_matches(w, m.group().casefold()) for w in own) for m in found]
-    for i in range(1, len(found) - 1):  # "Republic of Ireland": the filler between two subject words
-        if found[i].group().casefold() in FILLER and marked[i - 1] and any(marked[i + 1 :]):
-            marked[i] = marked[i + 1]
-    spans: list[tuple[int, int]] = []
-    for match, mark in zip(found, marked, strict=True):
-        if not mark:
-            continue
-        if spans and not text[spans[-1][1] : match.start()].strip():
-            spans[-1] = (spans[-1][0], match.end())  # only spacing between: one span
-        else:
-            spans.append((match.start(), match.end()))
-    if not spans:
-        return question
-    pieces, last = [], 0
-    for index, (start, end) in enumerate(spans):
-        pieces += [text[last:start], PLACEHOLDER if index == 0 else ""]
-        last = end
-    pieces.append(text[last:])
-    return " ".join("".join(pieces).split())

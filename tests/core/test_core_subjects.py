@@ -10,7 +10,7 @@ import pytest
 
 from recall.config import load_config
 from recall.memory import EditMemory
-from recall.retrieval.subjects import guess_subject, names_subject, relation
+from recall.retrieval.subjects import guess_subject, names_subject
 
 MakeMemory = Callable[..., EditMemory]
 TINY = ["encoder.name=hashing", "model.name=tiny"]
@@ -43,15 +43,6 @@ def test_a_query_names_a_subject_by_its_words_or_their_inflections() -> None:
     assert not names_subject("the French actress speaks", "Danielle Darrieux")  # an alias does not
     assert not names_subject("Who founded Alabama Power?", "Al")  # a short word matches whole only
     assert not names_subject("Toyota Corolla is made by", "Toyota Camry")  # one word of two
-
-
-def test_a_relation_is_the_question_with_its_subject_taken_out() -> None:
-    assert relation("Danielle Darrieux's mother tongue is", "Danielle Darrieux") == "X's mother tongue is"
-    assert relation("The capital of the Republic of Ireland is", "Republic of Ireland") == (
-        "The capital of the X is"
-    )
-    assert relation("Who runs Acme?", None) == "Who runs Acme?"
-    assert relation("Who runs Globex?", "Acme") == "Who runs Globex?"
 
 
 def _open_gate(cosine: float) -> list[str]:
