@@ -84,6 +84,21 @@ def test_why_lists_an_edit_the_review_declined() -> None:
     )
 
 
+class OverridingMemory(FakeMemory):
+    """A memory whose gate found a newer edit of the same fact for every admitted one."""
+
+    def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
+        gated = super().retrieve(query, namespace)
+        return dataclasses.replace(gated, admitted=(), overridden=gated.admitted)
+
+
+def test_why_lists_an_edit_a_newer_one_overrode() -> None:
+    text = run_lines([CEO_EDIT, PARAPHRASE, ":why"], OverridingMemory())
+    why = text.split("why: ")[1]
+    assert re.search(rf"0\s+{FIRST_ID}\s+0\.\d{{3}}\s+overridden\s+{re.escape(CEO_Q)}", why)
+    assert f"{FIRST_ID} overridden by a newer edit of the same fact" in why
+
+
 def test_why_before_any_answer() -> None:
     assert run_lines([":why"]).strip() == "nothing to explain yet: ask a question first"
 
