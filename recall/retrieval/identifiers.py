@@ -12,7 +12,7 @@ import unicodedata
 
 # A word: letters and digits, joined by inner hyphens, dots, slashes or underscores ("SKU-1234", "3.5",
 # "A/B", "v2_final"); "Acme's" gives "Acme" (the possessive is not part of the name).
-_WORD = re.compile(r"\w+(?:[-./_]\w+)*")
+WORD = re.compile(r"\w+(?:[-./_]\w+)*")
 
 
 def identifiers(question: str) -> tuple[tuple[str, ...], frozenset[str]]:
@@ -22,7 +22,7 @@ def identifiers(question: str) -> tuple[tuple[str, ...], frozenset[str]]:
     text = unicodedata.normalize("NFKC", question)
     codes: list[str] = []
     names: set[str] = set()
-    for index, match in enumerate(_WORD.finditer(text)):
+    for index, match in enumerate(WORD.finditer(text)):
         word = match.group()
         if any(c.isdigit() for c in word):
             codes.append(word.casefold())
@@ -44,5 +44,10 @@ def name_other_things(a: str, b: str) -> bool:
     return bool(names_a - words_b) and bool(names_b - words_a)
 
 
+def words(text: str) -> list[str]:
+    """`text`'s words (WORD), casefolded, in order."""
+    return [m.group().casefold() for m in WORD.finditer(unicodedata.normalize("NFKC", text))]
+
+
 def _words(text: str) -> frozenset[str]:
-    return frozenset(m.group().casefold() for m in _WORD.finditer(unicodedata.normalize("NFKC", text)))
+    return frozenset(words(text))

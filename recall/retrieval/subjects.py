@@ -15,10 +15,8 @@ import unicodedata
 from collections.abc import Sequence
 
 from memory_store import EditRecord
+from recall.retrieval.identifiers import WORD, words
 
-# A word: letters and digits, joined by inner hyphens, dots, slashes or underscores; "Acme's" gives "Acme"
-# and "s" (the possessive is not part of the name). The same words as recall/retrieval/identifiers.py.
-_WORD = re.compile(r"\w+(?:[-./_]\w+)*")
 # Words a subject may hold that say nothing of which entity it is ("the Republic of Ireland").
 FILLER = frozenset(
     [
@@ -55,11 +53,6 @@ MIN_PREFIX = 4
 MAX_ACRONYM = 4
 
 
-def words(text: str) -> list[str]:
-    """`text`'s words, casefolded, in order."""
-    return [m.group().casefold() for m in _WORD.finditer(unicodedata.normalize("NFKC", text))]
-
-
 def subject_words(subject: str) -> tuple[str, ...]:
     """The words of `subject` that tell which entity it is: fillers dropped (all of them kept when the
     subject is only fillers)."""
@@ -89,7 +82,7 @@ def guess_subject(question: str) -> str | None:
     it is capitalised for being first), and short all-capital words ("CEO") only when nothing else is
     capitalised. None for a question with no capitalised word ("what is the boiling point of water")."""
     text = unicodedata.normalize("NFKC", question)
-    found = list(_WORD.finditer(text))
+    found = list(WORD.finditer(text))
     runs: list[list[re.Match[str]]] = []
     run: list[re.Match[str]] = []
     for index, match in enumerate(found):
