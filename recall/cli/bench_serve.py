@@ -210,11 +210,9 @@ def run_bench_serve(args: Any) -> int:
 
 
 def _write(results: dict[str, Any], single: list[float], log: Log, out: Path) -> None:
-    import matplotlib
+    from recall.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"bench-serve-{time.strftime('%Y%m%d-%H%M%S')}"
     Path(f"{stem}.json").write_text(json.dumps(results, indent=2))

@@ -72,6 +72,25 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         parser.epilog = EVAL_EPILOG
         parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' line breaks
     parser.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use the first N records (default: all); an MQuAKE record gives one case per edit",
+    )
+    add_backend_argument(parser)
+    parser.add_argument(
+        "--out",
+        default="reports",
+        metavar="DIR",
+        help="where to write the JSON and markdown report (default: reports)",
+    )
+    add_run_arguments(parser)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of how cases are run and scored, shared by `recall eval` and `recall report`."""
+    parser.add_argument(
         "--data", required=True, metavar="FILE", help="benchmark file: a JSON list or JSON lines"
     )
     parser.add_argument(
@@ -81,20 +100,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="record form (default: auto, decided from the first record's keys)",
     )
     parser.add_argument(
-        "--n",
-        type=int,
-        default=None,
-        metavar="N",
-        help="use the first N records (default: all); an MQuAKE record gives one case per edit",
-    )
-    parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,
         default="sequential",
         help="single: edit, test, reset per case; batch: the same per chunk; sequential (default): make "
         "every edit, then test all",
     )
-    add_backend_argument(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -108,12 +119,6 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--shuffle", action="store_true", help="shuffle all cases with --seed before taking --n"
-    )
-    parser.add_argument(
-        "--out",
-        default="reports",
-        metavar="DIR",
-        help="where to write the JSON and markdown report (default: reports)",
     )
     parser.add_argument(
         "--no-generation",
@@ -169,12 +174,13 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _settings(args: argparse.Namespace) -> EvalSettings:
+def run_settings(args: argparse.Namespace, n: int | None) -> EvalSettings:
+    """EvalSettings from the options add_run_arguments added, for the first n cases."""
     batch_size = args.batch_size if args.batch_size is not None else DEFAULT_BATCH_SIZE[args.protocol]
     return EvalSettings(
         protocol=args.protocol,
         batch_size=batch_size,
-        n=args.n,
+        n=n,
         seed=args.seed,
         generation=not args.no_generation,
         max_new_tokens=args.max_new_tokens,
@@ -184,7 +190,7 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
     )
 
 
-def _word_range(text: str | None) -> tuple[int, int] | None:
+def word_range(text: str | None) -> tuple[int, int] | None:
     """--target-words "5-25" as (5, 25)."""
     if text is None:
         return None
@@ -196,7 +202,15 @@ def _word_range(text: str | None) -> tuple[int, int] | None:
     return int(low), int(high)
 
 
-def _command_line(argv: Sequence[str]) -> list[str]:
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """The --set overrides, with --model as the override it stands for."""
+    overrides = list(args.overrides)
+    if args.model is not None:
+        overrides.append(f"{MODEL_OVERRIDE_KEY}={args.model}")
+    return overrides
+
+
+def command_line(argv: Sequence[str]) -> list[str]:
     return [Path(argv[0]).name if argv else "recall", *argv[1:]]
 
 
@@ -207,9 +221,9 @@ def run_eval_command(args: argparse.Namespace, make_memory: MakeMemory) -> int:
     cannot be built for another reason (e.g. a model that is not installed).
     """
     try:
-        settings = _settings(args)
+        settings = run_settings(args, args.n)
         shuffle_seed = args.seed if args.shuffle else None
-        words = _word_range(args.target_words)
+        words = word_range(args.target_words)
         dataset = load_dataset(args.data, args.format, args.n, shuffle_seed=shuffle_seed, target_words=words)
     except (DatasetError, ConfigError) as exc:
         return _fail(str(exc), 2)
@@ -226,18 +240,15 @@ def run_eval_command(args: argparse.Namespace, make_memory: MakeMemory) -> int:
             "some made, so Port is not MQuAKE's multi-hop accuracy (use --protocol sequential)",
             settings.protocol,
         )
-    overrides = list(args.overrides)
-    if args.model is not None:
-        overrides.append(f"{MODEL_OVERRIDE_KEY}={args.model}")
     try:
-        memory = make_memory(args.backend or DEFAULT_BACKEND, overrides)
+        memory = make_memory(args.backend or DEFAULT_BACKEND, run_overrides(args))
     except ConfigError as exc:
         return _fail(str(exc), 2)
     except RecallError as exc:
         return _fail(str(exc), 1)
     logger.info("loaded %d cases from %s (%s)", len(dataset.cases), dataset.path, dataset.format)
     result = run_protocol(memory, dataset.cases, settings, progress=not args.no_progress)
-    stamp = build_stamp(memory.info(), dataset, settings, _command_line(sys.argv), shuffle=args.shuffle)
+    stamp = build_stamp(memory.info(), dataset, settings, command_line(sys.argv), shuffle=args.shuffle)
     json_path, md_path = write_report(result, args.out, stamp)
     sys.stdout.write(format_markdown(result, stamp))
     sys.stderr.write(f"report: {json_path} and {md_path}\n")

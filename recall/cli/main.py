@@ -33,6 +33,7 @@ examples:
   recall conflicts                              # active edits that answer one question two ways
   recall repl                                   # an interactive shell
   recall eval --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --n 100
+  recall report --data ../shared/data/zsre/zsre_mend_eval_portability_gpt4.json --backends recipe,rome
   recall bench                                  # edit and ask latency, JSON + markdown
   recall serve --memory ~/facts                 # an OpenAI-compatible server with edit endpoints
   recall train lte                              # LoRA alignment (LTE), ~35 min on 2 CPU cores
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     from recall.cli.calibrate import CALIBRATE_DESCRIPTION, CALIBRATE_EPILOG, add_calibrate_arguments
     from recall.cli.diagnose import DIAGNOSE_DESCRIPTION, add_diagnose_arguments
     from recall.cli.eval import add_eval_arguments
+    from recall.cli.report import REPORT_DESCRIPTION, REPORT_EPILOG, add_report_arguments
     from recall.cli.serve import SERVE_DESCRIPTION, SERVE_EPILOG, add_serve_arguments
     from recall.cli.stats import STATS_DESCRIPTION, add_stats_arguments
     from recall.config.options import add_backend_argument, add_overrides_argument
@@ -207,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text)
         add_arguments(command)
         add_device_argument(command)
+
+    report = sub.add_parser(
+        "report",
+        help="several backends over several T on one data file, side by side: markdown, JSON and plots",
+        description=REPORT_DESCRIPTION,
+        epilog=REPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_report_arguments(report)
+    add_device_argument(report)
 
     bench = sub.add_parser(
         "bench",
@@ -313,6 +325,10 @@ def _run(args: argparse.Namespace) -> int:
         from recall.cli.eval import run_eval_command
 
         return run_eval_command(args, lambda name, sets: _make_eval_memory(name, sets, args.device))
+    if command == "report":
+        from recall.cli.report import run_report_command
+
+        return run_report_command(args, lambda name, sets: _make_eval_memory(name, sets, args.device))
     if command == "repl":
         from recall.repl.entry import run_repl_command
 

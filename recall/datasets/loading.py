@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 # 50 ZsRE eval records shipped for the demo and bench (source and license: recall/data/README.md).
 SAMPLE = Path(__file__).parent.parent / "data" / "zsre_sample.json"
 
-FormatName = Literal["auto", "zsre", "counterfact", "knowedit", "mquake", "jsonl"]
+FormatName = Literal["auto", DatasetFormat]  # what a caller may ask for: a form, or decide it
 
 
 @dataclass(frozen=True, slots=True)

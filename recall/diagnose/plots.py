@@ -6,24 +6,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from recall.diagnose.superposition import LayerSuperposition
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: files only
-    import matplotlib.pyplot as plt
-
-    return plt
+from recall.plotting import pyplot
 
 
 def histograms(model: str, layers: Sequence[LayerSuperposition], file: Path) -> None:
     """One panel per layer: the off-diagonal entries of P, clipped to ±4 standard deviations of the
     first layer's so the panels share an x-axis, with each layer's kurtosis in its title."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(6, len(layers))
     rows = math.ceil(len(layers) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.0 * rows), squeeze=False)
@@ -44,7 +35,7 @@ def histograms(model: str, layers: Sequence[LayerSuperposition], file: Path) -> 
 
 def depth(models: Mapping[str, Sequence[LayerSuperposition]], file: Path) -> None:
     """Kurtosis, standard deviation and mean whitened angle against relative depth, one line a model."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for model, layers in models.items():
         count = max(s.layer for s in layers) + 1
@@ -65,7 +56,7 @@ def depth(models: Mapping[str, Sequence[LayerSuperposition]], file: Path) -> Non
 
 def interference_curves(model: str, curves: Mapping[str, Sequence[float]], file: Path) -> None:
     """Mean ||ΔW k|| / ||W₀ k|| over unrelated keys after T edits, one line a backend."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.6))
     for backend, values in curves.items():
         axis.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=backend)

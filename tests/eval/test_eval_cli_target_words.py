@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recall.cli.eval import _word_range
+from recall.cli.eval import word_range
 from recall.datasets.loading import load_dataset
 from recall.errors import ConfigError
 
@@ -43,5 +43,5 @@ def test_only_records_with_targets_of_that_many_words_are_taken(tmp_path: Path) 
 @pytest.mark.parametrize("text", ["5", "25-5", "0-3", "a-b", "5-"])
 def test_a_bad_range_is_refused(text: str) -> None:
     with pytest.raises(ConfigError, match="--target-words"):
-        _word_range(text)
-    assert _word_range("5-25") == (5, 25)
+        word_range(text)
+    assert word_range("5-25") == (5, 25)
