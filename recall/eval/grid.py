@@ -118,6 +118,10 @@ def cell_identity(plan: GridPlan, cell: Cell, data_sha256: str) -> dict[str, Any
     }
 
 
+def _number(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.2f}"
+
+
 def cell_path(out_dir: Path, cell: Cell) -> Path:
     return out_dir / CELLS_DIR / f"{cell.name}.json"
 
@@ -215,10 +219,7 @@ def run_grid(
         text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
         _write_atomically(path.with_suffix(".md"), format_markdown(result, stamp))
         _write_atomically(path, text)  # last: its presence is what marks the cell finished
-        summary = result.summary
-        log(
-            f"[{index}/{len(cells)}] {cell.name}: Rel {summary.get('Rel')} Gen {summary.get('Gen')} "
-            f"Loc {summary.get('Loc')} in {result.timings_s.get('total', 0.0):.0f} s"
-        )
+        headline = " ".join(f"{k} {_number(result.summary.get(k))}" for k in ("Rel", "Gen", "Loc"))
+        log(f"[{index}/{len(cells)}] {cell.name}: {headline} in {result.timings_s.get('total', 0.0):.0f} s")
         documents.append(document)
     return documents

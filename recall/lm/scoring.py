@@ -13,6 +13,7 @@ import torch
 
 from recall.lm.arch import ARCHS, arch_of
 from recall.lm.loading import LanguageModel
+from recall.lm.packing import group_items, packable, packed_states
 from recall.lm.prompts import render
 from recall.results import TargetScore
 
@@ -129,32 +130,58 @@ def head_logits(lm: LanguageModel, hidden: torch.Tensor, ids: torch.Tensor | Non
     return logits
 
 
+def _target_scores(targets: Sequence[list[int]], logits: torch.Tensor) -> list[TargetScore]:
+    """TargetScores of `targets` from the logits (sum of their lengths, V) predicting their tokens."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    labels = torch.tensor([tok for t in targets for tok in t], device=logprobs.device)
+    predicted = logprobs.argmax(-1).tolist()
+    label_lp = logprobs.gather(1, labels[:, None])[:, 0].tolist()
+    scores, offset = [], 0
+    for target in targets:
+        end = offset + len(target)
+        scores.append(TargetScore(tuple(target), tuple(predicted[offset:end]), tuple(label_lp[offset:end])))
+        offset = end
+    return scores
+
+
 @torch.inference_mode()
 def score_ids(
     lm: LanguageModel,
     items: Sequence[tuple[list[int], list[int]]],
     batch_size: int = 16,
     prefixes: Prefixes | None = None,
+    *,
+    in_order: bool = False,
 ) -> list[TargetScore]:
     """Score each (prompt_ids, target_ids): argmax and log p of every target token, teacher-forced;
-    with `prefixes`, each item's continuous prompt goes before its tokens."""
-    scores: list[TargetScore] = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        chunk_prefixes = None if prefixes is None else prefixes[start : start + batch_size]
-        logits = target_logits(lm, chunk, chunk_prefixes)  # (sum of target lengths, V)
-        logprobs = torch.log_softmax(logits, dim=-1)
-        labels = torch.tensor([tok for _, t in chunk for tok in t], device=logprobs.device)
-        predicted = logprobs.argmax(-1).tolist()
-        label_lp = logprobs.gather(1, labels[:, None])[:, 0].tolist()
-        offset = 0
-        for _, target in chunk:
-            end = offset + len(target)
-            scores.append(
-                TargetScore(tuple(target), tuple(predicted[offset:end]), tuple(label_lp[offset:end]))
-            )
-            offset = end
-    return scores
+    with `prefixes`, each item's continuous prompt goes before its tokens. Scores come back in item order.
+
+    Items that share their prompt (and prefix) are scored in one packed row, the prompt computed once
+    (recall/lm/packing.py), and rows go longest first, so a batch pads to lengths close to its own: on
+    recall eval's zsRE cases (RECIPE prompts of 0-5 admitted edits before each question, ES/PS/NS on)
+    batching in request order ran 41% more positions than it scored. `in_order`: batches of
+    `batch_size` items in item order, right padded, unpacked, for backends whose hooks address a
+    batch's rows and positions (GRACE)."""
+    if in_order:
+        scores: list[TargetScore] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            chunk_prefixes = None if prefixes is None else prefixes[start : start + batch_size]
+            scores += _target_scores([t for _, t in chunk], target_logits(lm, chunk, chunk_prefixes))
+        return scores
+    groups = sorted(group_items(items, prefixes), key=lambda g: -g.length)
+    by_item: dict[int, TargetScore] = {}
+    for start in range(0, len(groups), batch_size):
+        batch = groups[start : start + batch_size]
+        if packable(lm, batch[0].length):
+            states, order = packed_states(lm, batch)
+            logits = head_logits(lm, states)
+        else:  # wider than a sliding window: each item in a row of its own
+            order = [index for g in batch for index, _ in g.targets]
+            batch_prefixes = None if prefixes is None else [prefixes[i] for i in order]
+            logits = target_logits(lm, [items[i] for i in order], batch_prefixes)
+        by_item.update(zip(order, _target_scores([items[i][1] for i in order], logits), strict=True))
+    return [by_item[index] for index in range(len(items))]
 
 
 def end_of_turn_id(lm: LanguageModel) -> int | None:

@@ -253,7 +253,7 @@ class GraceBackend(BackendSwitch):
             chunk = items[start : start + size]
             self._starts = [len(p) - 1 for p, _ in chunk]
             try:
-                scores += score_ids(self.lm, chunk, len(chunk))
+                scores += score_ids(self.lm, chunk, len(chunk), in_order=True)
             finally:
                 self._starts = None
         return scores
@@ -349,7 +349,7 @@ class RetrievalGraceBackend(GraceBackend):
             ]
             self._fixed = fixed if any(fixed) else None
             try:
-                scores += score_ids(self.lm, items, len(items))
+                scores += score_ids(self.lm, items, len(items), in_order=True)
             finally:
                 self._fixed = None
         return scores

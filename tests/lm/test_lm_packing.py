@@ -1,0 +1,53 @@
+"""Packed scoring (recall/lm/packing.py) gives the scores of one row per item, on the tiny llama."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recall.lm.loading import LanguageModel
+from recall.lm.packing import group_items
+from recall.lm.scoring import score_ids
+from recall.results import TargetScore
+
+
+def _items(lm: LanguageModel) -> list[tuple[list[int], list[int]]]:
+    ids = lm.tokenizer.convert_tokens_to_ids
+    words = ["who", "is", "the", "ceo", "of", "acme", "what", "capital", "france", "zorblax"]
+    vocab = ids(words)
+    prompt_a, prompt_b, prompt_c = vocab[:6], vocab[6:9], vocab[1:4]
+    return [
+        (prompt_a, vocab[7:9]),  # three targets after prompt_a, of different lengths
+        (prompt_b, vocab[2:3]),
+        (prompt_a, vocab[9:10]),
+        (prompt_c, vocab[0:4]),
+        (prompt_a, vocab[3:6]),
+        (prompt_b, vocab[5:7]),  # a second target after prompt_b
+    ]
+
+
+def _assert_same(packed: list[TargetScore], plain: list[TargetScore]) -> None:
+    assert len(packed) == len(plain)
+    for a, b in zip(packed, plain, strict=True):
+        assert a.target_ids == b.target_ids
+        assert a.predicted_ids == b.predicted_ids
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
+def test_packed_scores_equal_one_row_per_item(tiny_lm: LanguageModel) -> None:
+    items = _items(tiny_lm)
+    assert len(group_items(items, None)) == 3
+    for batch_size in (1, 2, 16):
+        _assert_same(score_ids(tiny_lm, items, batch_size), score_ids(tiny_lm, items, 16, in_order=True))
+
+
+def test_packed_scores_with_prefixes_equal_one_row_per_item(tiny_lm: LanguageModel) -> None:
+    items = _items(tiny_lm)
+    hidden = int(tiny_lm.model.config.hidden_size)
+    torch.manual_seed(0)
+    shared = torch.randn(3, hidden)
+    # Equal prefixes by value (distinct tensors) group; another prefix or none keeps items apart.
+    prefixes = [shared.clone(), None, shared.clone(), torch.randn(2, hidden), torch.randn(3, hidden), None]
+    assert len(group_items(items, prefixes)) == 4  # (0, 2) and (1, 5) share
+    packed = score_ids(tiny_lm, items, 4, prefixes)
+    _assert_same(packed, score_ids(tiny_lm, items, 16, prefixes, in_order=True))
