@@ -149,8 +149,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def probe(path: Path, kind: str, queries_path: Path, num_latency: int, sweep: bool) -> dict[str, Any]:
-    """Open a memory in this (fresh) process and measure open time, memory, latency and top-1 results."""
+def probe(
+    path: Path, kind: str, queries_path: Path, num_latency: int, sweep: bool, k: int = 1
+) -> dict[str, Any]:
+    """Open a memory in this (fresh) process and measure open time, memory, latency (searches of k hits)
+    and top-1 results."""
     started = time.perf_counter()
     store = MemoryStore.open(path, index="hnsw" if kind == "hnsw" else "flat")
     out: dict[str, Any] = {
@@ -166,11 +169,11 @@ def probe(path: Path, kind: str, queries_path: Path, num_latency: int, sweep: bo
     for ef in efs:
         store._index.ef_search = ef  # the benchmark's knob; stores always use HNSW_EF_SEARCH
         for q in queries[:20]:  # warm caches
-            store.search(q)
+            store.search(q, k=k)
         latencies = []
         for q in queries[:num_latency]:
             t0 = time.perf_counter()
-            store.search(q)
+            store.search(q, k=k)
             latencies.append(time.perf_counter() - t0)
         top = store.search(queries, k=1)
         out["runs"].append({
@@ -188,13 +191,15 @@ def probe(path: Path, kind: str, queries_path: Path, num_latency: int, sweep: bo
     return out
 
 
-def _run_probe(path: Path, kind: str, queries_path: Path, num_latency: int, sweep: bool) -> dict[str, Any]:
+def _run_probe(
+    path: Path, kind: str, queries_path: Path, num_latency: int, sweep: bool, k: int = 1
+) -> dict[str, Any]:
     """Run `probe` in a child process so open time and resident memory are those of a fresh process."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result = Path(handle.name)
     cmd = [sys.executable, "-m", "memory_store.bench", "--probe", str(path), "--index", kind,
            "--queries", str(queries_path), "--num-latency", str(num_latency),
-           "--result", str(result)]  # fmt: skip
+           "--result", str(result), "--k", str(k)]  # fmt: skip
     if sweep:
         cmd.append("--sweep")
     subprocess.run(cmd, check=True)
@@ -210,7 +215,7 @@ def _recall(exact: list[list[Any]], approx: list[list[Any]]) -> float:
 
 
 def bench_size(
-    workdir: Path, data: Synthetic, size: int, num_queries: int, num_latency: int
+    workdir: Path, data: Synthetic, size: int, num_queries: int, num_latency: int, k: int = 1
 ) -> dict[str, Any]:
     path = workdir / f"memory-{size}"
     print(f"[{size:,} keys]", file=sys.stderr)
@@ -220,10 +225,10 @@ def bench_size(
     num_queries = min(num_queries, size, 500 if size >= 500_000 else num_queries)
     np.save(queries_path, data.queries(size, num_queries))
     flat_latency = num_latency if size < 500_000 else min(num_latency, 100)  # ~50 ms each at 10^6 on 2 cores
-    flat = _run_probe(path, "flat", queries_path, flat_latency, sweep=False)
+    flat = _run_probe(path, "flat", queries_path, flat_latency, sweep=False, k=k)
     print("  building HNSW (no cache yet) ...", file=sys.stderr)
     built = _run_probe(path, "hnsw", queries_path, 0, sweep=False)
-    hnsw = _run_probe(path, "hnsw", queries_path, num_latency, sweep=True)
+    hnsw = _run_probe(path, "hnsw", queries_path, num_latency, sweep=True, k=k)
     exact = flat["runs"][0]["top1"]
     for run in [*flat["runs"], *hnsw["runs"]]:
         run["recall_at_1"] = _recall(exact, run.pop("top1"))
@@ -304,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for bench JSON + markdown")
     parser.add_argument("--quick", action="store_true", help="small sizes and fewer queries (a smoke run)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument(
+        "--k", type=int, default=1, help="hits per timed search (recall's gate reads retrieval.search_k: 20)"
+    )
     parser.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--index", default="flat", help=argparse.SUPPRESS)
     parser.add_argument("--queries", type=Path, help=argparse.SUPPRESS)
@@ -313,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
     if args.probe is not None:
-        result = probe(args.probe, args.index, args.queries, args.num_latency, args.sweep)
+        result = probe(args.probe, args.index, args.queries, args.num_latency, args.sweep, args.k)
         args.result.write_text(json.dumps(result))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")] if not args.quick else [2_000, 5_000]
@@ -326,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         add = bench_add(workdir, data, *((50, 2_000, 500) if args.quick else (300, 20_000, 1_000)))
         report: dict[str, Any] = {"add": add, "sizes": {}}
         for size in sizes:
-            report["sizes"][str(size)] = bench_size(workdir, data, size, num_queries, num_latency)
+            report["sizes"][str(size)] = bench_size(workdir, data, size, num_queries, num_latency, args.k)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["machine"] = {
@@ -338,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dim": DIM, "hnsw_m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH,
         "data": f"{NUM_CLUSTERS} Gaussian clusters in a random {LATENT_DIM}-d subspace of R^{DIM} plus "
         f"full-rank noise, unit-normalised; queries are perturbed stored keys (cos ~0.8 to their source); "
-        f"search = MemoryStore.search(query, k=1) one query at a time, including the SQLite record fetch",
+        f"search = MemoryStore.search(query, k={args.k}) one query at a time, including the SQLite record "
+        "fetch",
     }  # fmt: skip
     report["targets"] = _targets(report)
     text = markdown(report)
