@@ -49,6 +49,15 @@ class MemoryInterface(Protocol):
         use_memory: bool = True,
     ) -> Answer: ...
 
+    def ask_many(
+        self,
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+        use_memory: bool = True,
+    ) -> builtins.list[Answer]: ...
+
     def score_many(
         self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
     ) -> builtins.list[TargetScore]: ...

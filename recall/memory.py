@@ -5,21 +5,19 @@ then generate). It never names a backend: it reads their capabilities."""
 from __future__ import annotations
 
 import builtins
-import contextlib
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from memory_store import EditRecord, HistoryEvent, Status
-from recall.backends import GenerationConfig, ScoreRequest
+from recall.answering import Answering
 from recall.build import MemoryParts, create_parts, memory_info, open_parts
 from recall.config import ConflictPolicy, RecallConfig, load_config
 from recall.edits import EditWriter, find_edit, in_namespace, prepare
 from recall.lm.loading import LanguageModel
-from recall.queries import QueryCheck, check_flag
+from recall.queries import QueryCheck
 from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
 from recall.retrieval.conflicts import conflict_pairs
 from recall.retrieval.encoder import Encoder
@@ -37,6 +35,7 @@ class EditMemory:
         self.gate = Gate.of(self.store, self.encoder, self.sentinel, self.backend, self.config)
         self.writer = EditWriter(self.store, self.backend, self.config.conflict)
         self.check = QueryCheck(self.lm, self.config.store.max_text_chars, self.config.model.max_new_tokens)
+        self.answering = Answering(self.check, self.gate, self.backend)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -169,14 +168,20 @@ class EditMemory:
     ) -> Answer:
         """Answer `query`; with no admitted edit (or use_memory=False) exactly as the base model would. The
         answer takes model.max_new_tokens, or what an admitted target needs; `on_text` gets it as it grows."""
-        start = time.perf_counter()
-        query, explicit = self.check.ask(query, namespace, max_new_tokens)
-        retrieval = self.gate.for_backend([query], namespace, check_flag("use_memory", use_memory))[0]
-        length = self.check.answer_length(query, explicit, retrieval.admitted)  # a long edit comes back whole
-        with self._model(use_memory):
-            out = self.backend.generate(query, retrieval.admitted, GenerationConfig(length, on_text=on_text))
-        elapsed = time.perf_counter() - start
-        return Answer(out.text, retrieval, self.backend.name, out.injected, elapsed, used=out.used)
+        return self.answering.answer([query], namespace, [max_new_tokens], use_memory, on_text)[0]
+
+    def ask_many(
+        self,
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+        use_memory: bool = True,
+    ) -> builtins.list[Answer]:
+        """`ask` for each query (its own max_new_tokens, or None for all), the answers decoded together
+        where the backend can; each Answer's latency is the call's time split evenly over the queries."""
+        lengths = max_new_tokens or [None] * len(queries)
+        return self.answering.answer(queries, namespace, lengths, use_memory)
 
     def score(
         self, query: str, target: str, namespace: str = "default", *, use_memory: bool = True
@@ -187,17 +192,7 @@ class EditMemory:
     def score_many(
         self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
     ) -> builtins.list[TargetScore]:
-        checked, use = self.check.pairs(pairs, namespace), check_flag("use_memory", use_memory)
-        retrievals = self.gate.for_backend([q for q, _ in checked], namespace, use)
-        requests = [
-            ScoreRequest(q, t.strip(), r.admitted) for (q, t), r in zip(checked, retrievals, strict=True)
-        ]
-        with self._model(use_memory):
-            return self.backend.score_many(requests)
-
-    def _model(self, use_memory: bool) -> contextlib.AbstractContextManager[None]:
-        """Where generate/score run: the edited model, or the untouched base model for any backend."""
-        return contextlib.nullcontext() if use_memory else self.backend.disabled()
+        return self.answering.score_many(pairs, namespace, use_memory)
 
     # ----------------------------------------------------------------- inspection
     def get(self, edit_id: str, namespace: str | None = None) -> EditRecord:

@@ -107,6 +107,12 @@ class EditBackend(Protocol):
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation: ...
 
+    def generate_many(
+        self, prompts: Sequence[str], hits: Sequence[Sequence[SearchHit]], gens: Sequence[GenerationConfig]
+    ) -> list[Generation]:
+        """`generate` for each prompt, in order (no streaming): the same answers, decoded together where
+        the backend can."""
+
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]: ...
 
     def disabled(self) -> contextlib.AbstractContextManager[None]:
@@ -130,9 +136,19 @@ class EditBackend(Protocol):
 
 class BackendSwitch:
     """What every backend shares: the `disabled()` switch (a flag its own code reads where it applies
-    edits) and a `review` that keeps every admitted hit (backends without Capability.REVIEW)."""
+    edits), a `review` that keeps every admitted hit (backends without Capability.REVIEW) and a
+    `generate_many` that answers one by one."""
 
     _disabled = False
+
+    def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
+        raise NotImplementedError  # every backend decodes its own way
+
+    def generate_many(
+        self, prompts: Sequence[str], hits: Sequence[Sequence[SearchHit]], gens: Sequence[GenerationConfig]
+    ) -> list[Generation]:
+        """One by one; backends whose rows can share a decoding loop override it (lm.generate_batch)."""
+        return [self.generate(p, h, g) for p, h, g in zip(prompts, hits, gens, strict=True)]
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:

@@ -21,7 +21,7 @@ from recall.backends.base import (
 )
 from recall.backends.review import load_probe, probe_digest, review_hits
 from recall.errors import ConfigError
-from recall.lm.generation import generate_ids
+from recall.lm.generation import generate_batch, generate_ids
 from recall.lm.loading import LanguageModel
 from recall.lm.lora import adapter_template, load_adapted
 from recall.lm.prompts import Fact, TemplateName, prompt_text, statement
@@ -114,6 +114,27 @@ class LteBackend(RetrievalBackend):
         lm = self.adapted_lm if used else self.lm
         text = generate_ids(lm, ids, gen)
         return Generation(text, self.injected(used), tuple(h.record.edit_id for h in used))
+
+    def generate_many(
+        self, prompts: Sequence[str], hits: Sequence[Sequence[SearchHit]], gens: Sequence[GenerationConfig]
+    ) -> list[Generation]:
+        used = [self._live(h)[: self.config.max_facts] for h in hits]
+        ids = [prompt_ids(self.lm, self.prompt_text(p, u)) for p, u in zip(prompts, used, strict=True)]
+        texts: dict[int, str] = {}
+        # Prompts with facts go to the adapted model, the rest to the base model (as `generate` does).
+        for lm, rows in (
+            (self.adapted_lm, [i for i, u in enumerate(used) if u]),
+            (self.lm, [i for i, u in enumerate(used) if not u]),
+        ):
+            if rows:
+                answers = generate_batch(
+                    lm, [ids[i] for i in rows], [gens[i] for i in rows], None, self.config.batch_size
+                )
+                texts.update(zip(rows, answers, strict=True))
+        return [
+            Generation(texts[i], self.injected(u), tuple(h.record.edit_id for h in u))
+            for i, u in enumerate(used)
+        ]
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]

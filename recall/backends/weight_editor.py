@@ -39,7 +39,7 @@ from memory_store import EditRecord, InvalidEditError, SearchHit
 from recall.backends.base import BackendSwitch, Capability, Generation, GenerationConfig, ScoreRequest
 from recall.backends.state_files import read_state, write_state
 from recall.errors import ArchitectureError
-from recall.lm.generation import generate_ids
+from recall.lm.generation import generate_batch, generate_ids
 from recall.lm.hooks import resolve_module
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
@@ -312,8 +312,19 @@ class WeightEditor(BackendSwitch):
         return item_ids(self.lm, prompt, target, use_chat_template=self.use_chat_template)
 
     def generate(self, prompt: str, hits: Sequence[SearchHit], gen: GenerationConfig) -> Generation:
-        ids = prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=self.use_chat_template))
-        text = generate_ids(self.lm, ids, gen)
+        return self._generation(generate_ids(self.lm, self._prompt_ids(prompt), gen))
+
+    def generate_many(
+        self, prompts: Sequence[str], hits: Sequence[Sequence[SearchHit]], gens: Sequence[GenerationConfig]
+    ) -> list[Generation]:
+        texts = generate_batch(self.lm, [self._prompt_ids(p) for p in prompts], gens)
+        return [self._generation(text) for text in texts]
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        return prompt_ids(self.lm, render(self.lm, prompt, use_chat_template=self.use_chat_template))
+
+    def _generation(self, text: str) -> Generation:
+        """The answer, naming every edit in the weights (none inside `disabled()`)."""
         if self._disabled or not self.records:
             return Generation(text)
         injected = (

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from recall.datasets.cases import EvalCase
     from recall.eval.settings import EvalSettings
     from recall.interface import MemoryInterface
-    from recall.results import Retrieval, TargetScore
+    from recall.results import Answer, Retrieval, TargetScore
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,17 +191,36 @@ class _Generation:
     similarity: tuple[float | None, float | None] = (None, None)
 
 
-def _generate(memory: MemoryInterface, case: EvalCase, settings: EvalSettings) -> _Generation:
-    if not settings.generation:
-        return _Generation()
-    budget = settings.max_new_tokens
+def _budget(case: EvalCase, settings: EvalSettings) -> int | None:
     if settings.long_form:
-        budget = max(budget or 0, longform.answer_tokens(case.target))
-    answer = memory.ask(case.prompt, settings.namespace, max_new_tokens=budget)
-    rephrase_text, rephrase_used = None, None
-    if case.rephrases:
-        rephrase = memory.ask(case.rephrases[0], settings.namespace, max_new_tokens=budget)
-        rephrase_text, rephrase_used = rephrase.text, rephrase.used
+        return max(settings.max_new_tokens or 0, longform.answer_tokens(case.target))
+    return settings.max_new_tokens
+
+
+def _generate(
+    memory: MemoryInterface, cases: Sequence[EvalCase], settings: EvalSettings
+) -> list[_Generation]:
+    """Each case's answers to its prompt and its first rephrase, all asked in one ask_many (the memory
+    decodes them together where its backend can: the same answers as one by one)."""
+    if not settings.generation:
+        return [_Generation() for _ in cases]
+    queries: list[str] = []
+    budgets: list[int | None] = []
+    for case in cases:
+        asked = [case.prompt, *case.rephrases[:1]]
+        queries += asked
+        budgets += [_budget(case, settings)] * len(asked)
+    answers = iter(memory.ask_many(queries, settings.namespace, max_new_tokens=budgets))
+    out = []
+    for case in cases:
+        answer = next(answers)
+        rephrase = next(answers) if case.rephrases else None
+        out.append(_scored(case, answer, rephrase, settings))
+    return out
+
+
+def _scored(case: EvalCase, answer: Answer, rephrase: Answer | None, settings: EvalSettings) -> _Generation:
+    rephrase_text = None if rephrase is None else rephrase.text
     rouge_l: tuple[float | None, float | None] = (None, None)
     similarity: tuple[float | None, float | None] = (None, None)
     if settings.long_form:
@@ -223,7 +242,7 @@ def _generate(memory: MemoryInterface, case: EvalCase, settings: EvalSettings) -
         else metrics.contains_match(rephrase_text, case.target),
         latency_ms=answer.latency_s * 1000.0,
         used_prompt=answer.used,
-        used_rephrase=rephrase_used,
+        used_rephrase=None if rephrase is None else rephrase.used,
         rouge_l=rouge_l,
         similarity=similarity,
     )
@@ -245,16 +264,16 @@ def probe_cases(
     batch = _PairBatch()
     plans = [_plan(case, batch, settings) for case in cases]
     scores = score_pairs(memory, batch.pairs, settings.namespace, use_memory=True)
+    generations = _generate(memory, cases, settings)
     rows = []
-    for case, edit_id, latency, base, where in zip(
-        cases, edit_ids, latencies_ms, base_locality, plans, strict=True
+    for case, edit_id, latency, base, where, generation in zip(
+        cases, edit_ids, latencies_ms, base_locality, plans, generations, strict=True
     ):
         es, ps, ns = _probability_scores(case, scores, where, settings)
         post_loc = scores[where.loc]
         rephrase_hits = [memory.retrieve(q, settings.namespace) for q in case.rephrases]
         prompt_hits = memory.retrieve(case.prompt, settings.namespace)
         loc_hits = [memory.retrieve(q, settings.namespace) for q, _ in case.locality]
-        generation = _generate(memory, case, settings)
         rows.append(
             CaseRow(
                 case_id=case.case_id,

@@ -89,6 +89,24 @@ def test_the_base_model_switch_is_the_untouched_model(backend_name: str, open_me
     assert all(not memory.ask(q, use_memory=False).used for q, _ in QUESTIONS)
 
 
+def test_answers_asked_together_are_the_answers_asked_one_by_one(
+    backend_name: str, open_memory: MakeMemory
+) -> None:
+    memory = open_memory(backend_name)
+    memory.add(*CEO)
+    memory.add(*CAPITAL)
+    queries = [q for q, _ in QUESTIONS] + ["who runs acme ?", "what is the capital of france ?"]
+    lengths = [4, 6, 3, 5, 2]
+    for use_memory in (True, False):
+        together = memory.ask_many(queries, max_new_tokens=lengths, use_memory=use_memory)
+        pairs = zip(queries, lengths, strict=True)
+        alone = [memory.ask(q, max_new_tokens=n, use_memory=use_memory) for q, n in pairs]
+        assert [a.text for a in together] == [a.text for a in alone]
+        assert [a.used for a in together] == [a.used for a in alone]
+        assert [a.injected for a in together] == [a.injected for a in alone]
+    assert memory.ask_many([]) == []
+
+
 @pytest.mark.parametrize("name", backends_with(Capability.FORGET))
 def test_forget_equals_never_having_made_the_edit(name: str, open_memory: MakeMemory) -> None:
     memory = open_memory(name)

@@ -256,3 +256,15 @@ def test_failed_temporary_memory_leaves_no_directory(
     with pytest.raises(ModelNotAvailableError):
         EditMemory.temporary(bad, lm=tiny_lm)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ask_many_refuses_a_string_or_lengths_that_do_not_match(make_memory: MakeMemory) -> None:
+    from recall.errors import InvalidQueryError
+
+    memory = make_memory()
+    with pytest.raises(InvalidQueryError, match="list of questions"):
+        memory.ask_many("who is the ceo of acme ?")
+    with pytest.raises(InvalidQueryError, match="one max_new_tokens per question"):
+        memory.ask_many(["who is the ceo of acme ?", "who wrote it ?"], max_new_tokens=[4])
+    with pytest.raises(InvalidQueryError):
+        memory.ask_many(["", "who wrote it ?"])  # each question is checked as `ask` checks it

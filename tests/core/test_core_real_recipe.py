@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ from recall.backends.recipe.files import CONFIG_FILE
 from recall.backends.review import resolve_probe
 from recall.build import shared_lm
 from recall.config import load_config
+from recall.datasets.loading import SAMPLE
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 
@@ -104,3 +106,19 @@ def test_a_corrected_correction_in_other_words_answers_with_the_latest(backend: 
         unrelated = mem.add("Who runs Globex?", "Carla Mendes")  # another subject: another fact
         assert not unrelated.superseded
         assert "Bob Okafor" in mem.ask("Who runs Acme?").text
+
+
+def test_answers_decoded_together_are_the_answers_one_by_one() -> None:
+    """The eval asks with ask_many (rows decoded together, RECIPE prompts left padded): the greedy
+    answers must be those of `ask`, edited and unedited questions mixed, lengths differing."""
+    records = json.loads(SAMPLE.read_text(encoding="utf-8"))[:6]
+    with EditMemory.temporary(load_config(backend="recipe"), lm=shared_lm("smollm2-135m")) as memory:
+        for record in records:
+            memory.add(record["src"], record["alt"], policy="keep_both")
+        queries = [r["rephrase"] for r in records] + [UNRELATED, "Who wrote Hamlet?"]
+        lengths = [8, 16, 12, 8, 24, 8, 16, 10]
+        together = memory.ask_many(queries, max_new_tokens=lengths)
+        alone = [memory.ask(q, max_new_tokens=n) for q, n in zip(queries, lengths, strict=True)]
+    assert [a.text for a in together] == [a.text for a in alone]
+    assert [a.used for a in together] == [a.used for a in alone]
+    assert sum(bool(a.used) for a in together) >= 5  # most rephrases use their edit

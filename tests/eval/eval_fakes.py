@@ -132,6 +132,20 @@ class FakeMemory:
             scores.append(TargetScore(target_ids=ids, predicted_ids=predicted, logprobs=logprobs))
         return scores
 
+    def ask_many(
+        self,
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+        use_memory: bool = True,
+    ) -> builtins.list[Answer]:
+        lengths = max_new_tokens or [None] * len(queries)
+        return [
+            self.ask(q, namespace, max_new_tokens=n, use_memory=use_memory)
+            for q, n in zip(queries, lengths, strict=True)
+        ]
+
     def ask(
         self,
         query: str,
@@ -240,6 +254,20 @@ class WrongMemory(FakeMemory):
                 TargetScore(target_ids=ids, predicted_ids=(WRONG,) * len(ids), logprobs=(logprob,) * len(ids))
             )
         return scores
+
+    def ask_many(
+        self,
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+        use_memory: bool = True,
+    ) -> builtins.list[Answer]:
+        lengths = max_new_tokens or [None] * len(queries)
+        return [
+            self.ask(q, namespace, max_new_tokens=n, use_memory=use_memory)
+            for q, n in zip(queries, lengths, strict=True)
+        ]
 
     def ask(
         self,

@@ -31,7 +31,7 @@ from recall.backends.review import load_probe, probe_digest, review_hits
 from recall.backends.state_files import read_state, tensors_sha256, write_state
 from recall.digests import file_sha256
 from recall.errors import ConfigError
-from recall.lm.generation import generate_ids
+from recall.lm.generation import generate_batch, generate_ids
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
 from recall.lm.scoring import prompt_ids, score_ids, target_ids
@@ -192,6 +192,18 @@ class RecipeBackend(RetrievalBackend):
         ids = prompt_ids(self.lm, self._render(prompt))
         text = generate_ids(self.lm, ids, gen, self.prefix(used))
         return Generation(text, self.injected(used), tuple(h.record.edit_id for h in used))
+
+    def generate_many(
+        self, prompts: Sequence[str], hits: Sequence[Sequence[SearchHit]], gens: Sequence[GenerationConfig]
+    ) -> list[Generation]:
+        used = [self._live(h)[: self.config.max_prompts] for h in hits]
+        ids = [prompt_ids(self.lm, self._render(p)) for p in prompts]
+        prefixes = [self.prefix(u) for u in used]
+        texts = generate_batch(self.lm, ids, gens, prefixes, self.config.batch_size)
+        return [
+            Generation(text, self.injected(u), tuple(h.record.edit_id for h in u))
+            for text, u in zip(texts, used, strict=True)
+        ]
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]

@@ -1,0 +1,74 @@
+"""The ask flow after the facade: checked questions, the gate's admitted hits, the answer's length, and
+the backend's decoding (one by one, streamed, or several together), on the edited or the base model; and
+teacher-forced scoring through the same gate."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+
+from recall.backends import EditBackend, GenerationConfig, ScoreRequest
+from recall.errors import InvalidQueryError
+from recall.queries import QueryCheck, check_flag
+from recall.results import Answer, TargetScore
+from recall.retrieval.gate import Gate
+
+
+class Answering:
+    """Answers and scores for EditMemory: what `ask`, `ask_many` and `score_many` run."""
+
+    def __init__(self, check: QueryCheck, gate: Gate, backend: EditBackend) -> None:
+        self.check, self.gate, self.backend = check, gate, backend
+
+    def answer(
+        self,
+        queries: Sequence[str],
+        namespace: str,
+        lengths: Sequence[int | None],
+        use_memory: bool,
+        on_text: Callable[[str], None] | None = None,
+    ) -> list[Answer]:
+        """One Answer per query, each within its own length (None: the model's default, or what its
+        admitted targets need). One query may stream (`on_text`); several are decoded together where
+        the backend can, and each Answer's latency is the call's time split evenly over them."""
+        if isinstance(queries, str) or len(lengths) != len(queries):
+            raise InvalidQueryError(
+                "ask_many expected a list of questions and, when given, one max_new_tokens per question "
+                f"(received {type(queries).__name__} of {len(queries)} and {len(lengths)} lengths)"
+            )
+        if not queries:
+            return []
+        start = time.perf_counter()
+        checked = [self.check.ask(q, namespace, n) for q, n in zip(queries, lengths, strict=True)]
+        use = check_flag("use_memory", use_memory)
+        found = self.gate.for_backend([q for q, _ in checked], namespace, use)
+        gens = [  # a long edit comes back whole: the length follows the admitted targets
+            GenerationConfig(self.check.answer_length(q, n, r.admitted), on_text=on_text)
+            for (q, n), r in zip(checked, found, strict=True)
+        ]
+        with self.model(use):
+            if len(gens) == 1:
+                outs = [self.backend.generate(checked[0][0], found[0].admitted, gens[0])]
+            else:
+                outs = self.backend.generate_many([q for q, _ in checked], [r.admitted for r in found], gens)
+        each = (time.perf_counter() - start) / max(1, len(queries))
+        return [
+            Answer(o.text, r, self.backend.name, o.injected, each, used=o.used)
+            for o, r in zip(outs, found, strict=True)
+        ]
+
+    def score_many(
+        self, pairs: Sequence[tuple[str, str]], namespace: str, use_memory: bool
+    ) -> list[TargetScore]:
+        checked, use = self.check.pairs(pairs, namespace), check_flag("use_memory", use_memory)
+        retrievals = self.gate.for_backend([q for q, _ in checked], namespace, use)
+        requests = [
+            ScoreRequest(q, t.strip(), r.admitted) for (q, t), r in zip(checked, retrievals, strict=True)
+        ]
+        with self.model(use):
+            return self.backend.score_many(requests)
+
+    def model(self, use_memory: bool) -> contextlib.AbstractContextManager[None]:
+        """Where generate/score run: the edited model, or the untouched base model for any backend."""
+        return contextlib.nullcontext() if use_memory else self.backend.disabled()
