@@ -20,6 +20,7 @@ from memory_store.errors import (
     StoreLockedError,
 )
 from memory_store.records import (
+    MIN_ID_PREFIX,
     EditRecord,
     HistoryEvent,
     SearchHit,
@@ -33,6 +34,7 @@ from memory_store.sentinel import FixedSentinel, LearnedSentinel, Sentinel, load
 from memory_store.store import MemoryStore
 
 __all__ = [
+    "MIN_ID_PREFIX",
     "CorruptStoreError",
     "DimensionMismatchError",
     "DuplicateEditError",

@@ -16,6 +16,7 @@ from memory_store.errors import InvalidArgumentError, InvalidEditError, InvalidT
 __all__ = [
     "MAX_NAMESPACE_CHARS",
     "MAX_TEXT_CHARS",
+    "MIN_ID_PREFIX",
     "STATUSES",
     "EditRecord",
     "EventKind",
@@ -53,6 +54,11 @@ _FORBIDDEN = re.compile(
     "\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]"
 )
 _EDIT_ID = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+# The shortest id prefix recall accepts as a handle (`recall forget 3f2a`, `:forget 3f2a`): shorter ones
+# match too many edits to be safe.
+MIN_ID_PREFIX = 4
 
 
 def new_edit_id() -> str:

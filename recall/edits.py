@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from memory_store import (
+    MIN_ID_PREFIX,
     EditRecord,
     MemoryStore,
     ReadOnlyStoreError,
@@ -76,9 +77,6 @@ def prepare(
         if token is not None:
             raise InvalidEditError(special_message(name, token))
     return record, encoder.encode_keys(key_texts(record, config.retrieval.keys))
-
-
-MIN_ID_PREFIX = 4  # shorter prefixes match too many edits to be a safe handle for forget
 
 
 def find_edit(store: MemoryStore, id_prefix: str, namespace: str | None = None) -> EditRecord:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from memory_store import InvalidEditError, validate_namespace
+from memory_store import MIN_ID_PREFIX, InvalidEditError, validate_namespace
 from recall.paths import data_dir
 
 CommandKind = Literal[
@@ -39,7 +39,6 @@ CommandKind = Literal[
     "invalid",
 ]
 
-MIN_ID_PREFIX = 4  # shorter prefixes match too many edits to be a safe handle for :forget
 SHORT_ID = 8  # how many hex chars of an edit_id the REPL shows
 ALL_NAMESPACES = "*"  # `:list *` lists every namespace
 
