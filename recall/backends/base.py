@@ -118,6 +118,10 @@ class EditBackend(Protocol):
     def disabled(self) -> contextlib.AbstractContextManager[None]:
         """Inside: generate and score_many run the unedited base model (peft's disable_adapter)."""
 
+    @property
+    def reviews(self) -> bool:
+        """Whether `review` can decline anything now (a REVIEW backend with its probe loaded)."""
+
     def review(
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
     ) -> list[tuple[SearchHit, ...]]:
@@ -157,6 +161,10 @@ class BackendSwitch:
             yield
         finally:
             self._disabled = previous
+
+    @property
+    def reviews(self) -> bool:
+        return False
 
     def review(
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]

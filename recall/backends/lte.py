@@ -88,6 +88,10 @@ class LteBackend(RetrievalBackend):
             out["relevance"] = probe_digest(self.config.relevance)
         return out
 
+    @property
+    def reviews(self) -> bool:
+        return self.probe is not None
+
     def review(
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
     ) -> list[tuple[SearchHit, ...]]:

@@ -44,9 +44,9 @@ def restated(
     """The active edits `record` restates: about its subject (given or guessed), with another answer,
     question keys scoring `cut` or more against its (1, dim) `question_key`, and kept by the backend's
     relevance probe both ways: each old edit read beside `record`'s question, and `record` beside each
-    old question. None for `cut`, or a backend without a probe (`probe` None or absent): none."""
+    old question. None for `cut`, or a backend that reviews nothing (no probe): none."""
     subject = subject_key(record)
-    if cut is None or not subject or getattr(backend, "probe", None) is None:
+    if cut is None or not subject or not backend.reviews:
         return []
     hits = store.search(question_key, k=NEIGHBOURS_K, namespace=record.namespace)[0]
     about = [

@@ -166,6 +166,10 @@ class RecipeBackend(RetrievalBackend):
         # Each prompt's digest of its statement is checked against the store's records by `sync`.
         self._prompts, self._digests = state if state is not None else ({}, {})
 
+    @property
+    def reviews(self) -> bool:
+        return self.probe is not None
+
     def review(
         self, queries: Sequence[str], admitted: Sequence[Sequence[SearchHit]]
     ) -> list[tuple[SearchHit, ...]]:
