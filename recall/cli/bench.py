@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from recall.backends import Capability, GenerationConfig, get_backend
 from recall.cli.latency import latency_ms
@@ -18,6 +19,7 @@ from recall.datasets.loading import SAMPLE, load_cases
 from recall.datasets.synthetic import synthetic_edits
 from recall.errors import ConfigError
 from recall.memory import EditMemory
+from recall.results import Edit
 
 SAMPLE_CASES = 50  # records in SAMPLE: the timed questions are their rephrases
 ANSWER_TOKENS = 16  # every timed answer has exactly this many new tokens
@@ -72,6 +74,7 @@ def run_bench(
     backend: str | None = None,
     overrides: Sequence[str] = (),
     device: str = "auto",
+    fill: int = 0,
 ) -> int:
     if num_edits < 2:
         raise ConfigError(f"--edits must be at least 2 (one warms up, the rest are timed), got {num_edits}")
@@ -87,6 +90,7 @@ def run_bench(
     }
     with EditMemory.temporary(load_config(backend=backend, overrides=overrides), device=device) as memory:
         results["memory"] = memory.info()
+        _check_fill(memory, fill)
         if memory.lm.device.type == "cuda":
             results["machine"]["gpu"] = torch.cuda.get_device_name(memory.lm.device)
         results["backend_preset"] = backend
@@ -101,6 +105,7 @@ def run_bench(
             edit_ids.append(memory.add(prompt, target, subject, policy="keep_both").edit_id)
             edit_times.append(time.perf_counter() - start)
         results["edit"] = latency_ms(edit_times)
+        results["num_edits_in_memory"] = _fill(memory, num_edits, len(cases), fill)
         gen = GenerationConfig(max_new_tokens=ANSWER_TOKENS, min_new_tokens=ANSWER_TOKENS)
         questions = [c.rephrases[0] if c.rephrases else c.prompt for c in cases][:num_asks]
         memory.backend.generate(questions[0], (), gen)  # warm-up
@@ -120,6 +125,30 @@ def run_bench(
     print(table)
     print(f"\nwritten: {out_dir / f'bench-{stamp}.json'} and .md")
     return 0
+
+
+# Edits per add_many call of --fill: one encoder batch and one SQLite transaction each.
+FILL_BATCH = 500
+
+
+def _check_fill(memory: EditMemory, fill: int) -> None:
+    if fill and Capability.EDITS_WEIGHTS in get_backend(memory.backend.name).capabilities:
+        raise ConfigError(
+            f"--fill {fill}: a weight editor computes every edit in the model (seconds each); fill a "
+            "retrieval backend (recipe, lte, lte_aligned, grace_retrieval)"
+        )
+
+
+def _fill(memory: EditMemory, timed: int, sample: int, fill: int) -> int:
+    """Add synthetic edits (untimed, in batches) until the memory holds `fill`; how many it holds."""
+    if fill <= timed:
+        return timed
+    start = max(0, timed - sample)  # the synthetic edits the timed part already made
+    extra = synthetic_edits(fill - timed, start)
+    for first in tqdm(range(0, len(extra), FILL_BATCH), desc="fill", unit="batch", leave=False):
+        batch = [Edit(p, t, subject=s) for p, t, s in extra[first : first + FILL_BATCH]]
+        memory.add_many(batch, policy="keep_both")
+    return timed + len(extra)
 
 
 def _overhead(r: dict[str, Any], name: str) -> str:
@@ -142,7 +171,7 @@ def _markdown(r: dict[str, Any]) -> str:
     ]
     lines = [
         f"recall bench: {r['memory']['model']} / {r['backend_preset']} {' '.join(r['overrides'])}".rstrip()
-        + f", {r['num_edits']} edits in memory, on {r['machine'].get('gpu', r['memory']['device'])}",
+        + f", {r.get('num_edits_in_memory', r['num_edits'])} edits in memory, on {r['machine'].get('gpu', r['memory']['device'])}",
         "",
         "| operation | p50 ms | p99 ms | mean ms |",
         "|---|---|---|---|",

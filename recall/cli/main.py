@@ -237,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--edits", type=int, default=200, help="edits in the timed memory (default: 200)")
     bench.add_argument(
+        "--fill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then fill the memory to N edits with synthetic ones (untimed, in batches) before timing asks: "
+        "the ask overhead of a large memory (retrieval backends; e.g. --fill 10000)",
+    )
+    bench.add_argument(
         "--asks", type=int, default=20, help="timed questions of each kind, 1-50 (default: 20)"
     )
     bench.add_argument(
@@ -347,6 +355,7 @@ def _run(args: argparse.Namespace) -> int:
             backend=args.backend,
             overrides=args.overrides,
             device=args.device,
+            fill=args.fill,
         )
     if command == "serve":
         from recall.cli.serve import run_serve

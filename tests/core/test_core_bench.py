@@ -79,3 +79,21 @@ def test_bench_times_a_weight_editors_forgets(
     assert re.search(r"forget oldest: \d+\.\d\d s \(2 edits recomputed\)", table)
     assert result["ask_admitted_share"] is None  # the edits live in the model: nothing is retrieved
     assert "edits live in the model: no retrieval) on rephrases" in table
+
+
+def test_bench_fill_grows_the_memory_before_the_asks(tiny_model_dir: Path, tmp_path: Path) -> None:
+    overrides = [f"model.name={tiny_model_dir}", "encoder.name=hashing", "sentinel.min_cosine=0.3"]
+    assert (
+        run_bench(num_edits=4, num_asks=2, out_dir=tmp_path, backend="lte", overrides=overrides, fill=620)
+        == 0
+    )
+    (report,) = tmp_path.glob("bench-*.json")
+    result = json.loads(report.read_text())
+    assert result["num_edits_in_memory"] == 620
+    assert "620 edits in memory" in report.with_suffix(".md").read_text()
+
+
+def test_bench_fill_refuses_a_weight_editor_before_any_edit(tiny_model_dir: Path, tmp_path: Path) -> None:
+    overrides = [f"model.name={tiny_model_dir}", "encoder.name=hashing", "backend.layer=0"]
+    with pytest.raises(ConfigError, match="--fill 1000: a weight editor"):
+        run_bench(num_edits=4, num_asks=2, out_dir=tmp_path, backend="ft", overrides=overrides, fill=1000)
