@@ -37,6 +37,28 @@ _OPTIONAL = (
 )
 
 
+# The retrieval gate's rates: measured for every memory, meaningful only for a backend that reads hits.
+GATE_KEYS = ("gate_false_accept_loc", "gate_false_reject_rephrase")
+
+
+def reads_hits(document: Mapping[str, Any]) -> bool:
+    """Whether the cell's backend answers from retrieved hits (USES_RETRIEVAL): the gate's rates of an
+    in-model editor (rome, grace's ε-balls) describe a retrieval it never uses."""
+    from recall.backends import Capability, get_backend, registered_backends
+
+    name = str(document.get("stamp", {}).get("memory", {}).get("backend", ""))
+    if name not in registered_backends():
+        return True  # a memory recall does not know: show what it measured
+    return Capability.USES_RETRIEVAL in get_backend(name).capabilities
+
+
+def shown_value(document: Mapping[str, Any], key: str) -> Any:
+    """The cell's summary value for `key`, or None for a gate rate of a backend that reads no hits."""
+    if key in GATE_KEYS and not reads_hits(document):
+        return None
+    return document.get("summary", {}).get(key)
+
+
 def _number(value: Any, digits: int = 2) -> str:
     return "–" if value is None else f"{float(value):.{digits}f}"
 
@@ -60,9 +82,7 @@ def stamp_line(documents: Sequence[Mapping[str, Any]]) -> str:
 
 def _shown_columns(documents: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     measured = [
-        (key, title)
-        for key, title in _OPTIONAL
-        if any(d.get("summary", {}).get(key) is not None for d in documents)
+        (key, title) for key, title in _OPTIONAL if any(shown_value(d, key) is not None for d in documents)
     ]
     return [*_COLUMNS, *measured]
 
@@ -134,11 +154,12 @@ def format_comparison(
         "|---|---:|" + "---:|" * (len(columns) + 1),
     ]
     for document in documents:
-        summary = document.get("summary", {})
         total = document.get("timings_s", {}).get("total")
         lines.append(
             f"| {document['cell']['backend']} | {document['cell']['n']} | "
-            + " | ".join(_number(summary.get(key), 1 if key.endswith("_ms") else 2) for key, _ in columns)
+            + " | ".join(
+                _number(shown_value(document, key), 1 if key.endswith("_ms") else 2) for key, _ in columns
+            )
             + f" | {_number(None if total is None else total / 60.0, 1)} |"
         )
     if peers is not None and peer_rows:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recall.eval.comparison import shown_value
 from recall.eval.peers import PeerRow
 from recall.plotting import pyplot, stamp
 
@@ -156,12 +157,12 @@ def speed_figure(
 
 
 def gate_figure(documents: Sequence[Document], lines: list[str], file: Path) -> bool:
-    """False accepts and false rejects of the retrieval gate against T; False (nothing drawn) when no
-    backend has a gate (in-model editors admit nothing)."""
+    """False accepts and false rejects of the retrieval gate against T, for the backends that answer
+    from retrieved hits; False (nothing drawn) when none does."""
     ns = sorted({int(d["cell"]["n"]) for d in documents})
     panels = []
     for key, title in _GATE:
-        ours = _series(documents, lambda d, k=key: d.get("summary", {}).get(k))
+        ours = _series(documents, lambda d, k=key: shown_value(d, k))
         if ours:
             panels.append((title, ours))
     if not panels:

@@ -15,6 +15,7 @@ from PIL import Image
 from recall.backends import get_backend
 from recall.cli.report import add_report_arguments, run_report_command
 from recall.config import load_config
+from recall.eval.comparison import shown_value
 from recall.interface import MemoryInterface
 from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
@@ -116,6 +117,10 @@ def test_report_folder_resume_and_refusal(
     assert cell["stamp"]["command_line"].startswith("recall eval --data")
     assert "--backend grace" in cell["stamp"]["command_line"]
     assert (out / "cells" / "grace-n3.md").is_file()
+    # grace answers from its ε-balls, not from retrieved hits: the gate's rates are not its own
+    lte_cell = json.loads((out / "cells" / "lte-n3.json").read_text(encoding="utf-8"))
+    assert shown_value(cell, "gate_false_accept_loc") is None
+    assert shown_value(lte_cell, "gate_false_accept_loc") is not None
     capsys.readouterr()
 
     # A rerun keeps every finished cell: no memory is built, the cell files are not rewritten.
