@@ -171,7 +171,8 @@ def _markdown(r: dict[str, Any]) -> str:
     ]
     lines = [
         f"recall bench: {r['memory']['model']} / {r['backend_preset']} {' '.join(r['overrides'])}".rstrip()
-        + f", {r.get('num_edits_in_memory', r['num_edits'])} edits in memory, on {r['machine'].get('gpu', r['memory']['device'])}",
+        + f", {r.get('num_edits_in_memory', r['num_edits'])} edits in memory, "
+        + f"on {r['machine'].get('gpu', r['memory']['device'])}",
         "",
         "| operation | p50 ms | p99 ms | mean ms |",
         "|---|---|---|---|",

@@ -12,9 +12,8 @@ from recall.results import TargetScore
 
 
 def _items(lm: LanguageModel) -> list[tuple[list[int], list[int]]]:
-    ids = lm.tokenizer.convert_tokens_to_ids
     words = ["who", "is", "the", "ceo", "of", "acme", "what", "capital", "france", "zorblax"]
-    vocab = ids(words)
+    vocab = [lm.tokenizer.get_vocab()[word] for word in words]
     prompt_a, prompt_b, prompt_c = vocab[:6], vocab[6:9], vocab[1:4]
     return [
         (prompt_a, vocab[7:9]),  # three targets after prompt_a, of different lengths

@@ -159,6 +159,20 @@ class FakeMemory:
             threshold=THRESHOLD,
         )
 
+    def ask_many(
+        self,
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+        use_memory: bool = True,
+    ) -> builtins.list[Answer]:
+        lengths = max_new_tokens or [None] * len(queries)
+        return [
+            self.ask(q, namespace, max_new_tokens=n, use_memory=use_memory)
+            for q, n in zip(queries, lengths, strict=True)
+        ]
+
     def ask(
         self,
         query: str,
