@@ -87,6 +87,12 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-peers", action="store_true", help="show recall's cells only")
     parser.add_argument("--redo", action="store_true", help="run every cell again, even finished ones")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="run nothing: write the report from the cells already finished (e.g. while the same "
+        "command runs in another terminal)",
+    )
     add_run_arguments(parser)
 
 
@@ -147,11 +153,15 @@ def run_report_command(args: argparse.Namespace, make_memory: MakeMemory) -> int
         return _fail(str(exc), 2)
     out = args.out or Path("reports") / f"report-{plan.data.stem}-{plan.settings.protocol}"
     try:
-        documents = run_grid(plan, out, make_memory, progress=not args.no_progress, redo=args.redo)
+        documents = run_grid(
+            plan, out, make_memory, progress=not args.no_progress, redo=args.redo, run=not args.finished_only
+        )
     except (DatasetError, ConfigError) as exc:
         return _fail(str(exc), 2)
     except RecallError as exc:
         return _fail(str(exc), 1)
+    if not documents:
+        return _fail(f"{out}: no finished cell of this comparison yet (drop --finished-only to run them)", 2)
     first = documents[0]["stamp"]
     peer_rows = (
         ()

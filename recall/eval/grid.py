@@ -191,10 +191,12 @@ def run_grid(
     *,
     progress: bool = True,
     redo: bool = False,
+    run: bool = True,
     log: Callable[[str], object] = lambda line: sys.stderr.write(line + "\n"),
 ) -> list[dict[str, Any]]:
     """Run (or reuse) every cell of `plan` under `out_dir`; returns each cell's report document, in plan
-    order. Each document is the `recall eval` report JSON plus a "cell" key (cell_identity)."""
+    order. Each document is the `recall eval` report JSON plus a "cell" key (cell_identity). With
+    `run` False, only the finished cells: a comparison of what is there while another process runs."""
     out = Path(out_dir)
     (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     cells = plan.cells()
@@ -212,6 +214,9 @@ def run_grid(
         if saved is not None:
             log(f"[{index}/{len(cells)}] {cell.name}: done before, kept ({path})")
             documents.append(saved)
+            continue
+        if not run:
+            log(f"[{index}/{len(cells)}] {cell.name}: not finished, left out")
             continue
         log(f"[{index}/{len(cells)}] {cell.name}: running `{shlex.join(plan.eval_command(cell))}`")
         result, stamp = run_cell(plan, cell, dataset, make_memory, progress)

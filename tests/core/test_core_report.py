@@ -135,6 +135,19 @@ def test_report_folder_resume_and_refusal(
     }
     assert "done before, kept" in capsys.readouterr().err
 
+    # --finished-only runs nothing: the report holds the finished cells, the rest are named as left out.
+    wider = [*argv, "--finished-only"]
+    wider[wider.index("lte,grace")] = "lte,grace,grace_retrieval"
+    none = TinyMemories(tmp_path / "none", tiny_lm)
+    assert run_report_command(parse(*wider), none) == 0
+    assert none.calls == []
+    assert len(json.loads((out / "report.json").read_text(encoding="utf-8"))["cells"]) == 4
+    assert "grace_retrieval-n2: not finished, left out" in capsys.readouterr().err
+    assert (
+        run_report_command(parse(*wider[:-6], "--out", str(tmp_path / "empty"), "--finished-only"), none) == 2
+    )
+    assert "no finished cell" in capsys.readouterr().err
+
     # Other options on the same folder are refused, with what to do.
     other = TinyMemories(tmp_path / "other", tiny_lm)
     assert run_report_command(parse(*argv, "--set", "sentinel.min_cosine=0.7"), other) == 2
