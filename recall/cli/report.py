@@ -96,6 +96,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
 
 
+_HOW_IT_RUNS = {"--finished-only", "--redo", "--no-progress"}
+
+
 def _fail(message: str, code: int) -> int:
     sys.stderr.write(f"recall report: error: {' '.join(message.split())}\n")
     return code
@@ -173,7 +176,8 @@ def run_report_command(args: argparse.Namespace, make_memory: MakeMemory) -> int
         )
     )
     peer_rows = tuple(row for row in peer_rows if row.n in plan.ns)  # beside recall's own T only
-    the_command = shlex.join(command_line(sys.argv))
+    # What makes this report from nothing: options that only decide what runs now are left out.
+    the_command = shlex.join(a for a in command_line(sys.argv) if a not in _HOW_IT_RUNS)
     lines = [stamp_line(documents), f"made by: {the_command}"]
     figures = draw_figures(documents, peer_rows, lines, out)
     markdown = format_comparison(documents, peers, peer_rows, command_line=the_command, figures=figures)

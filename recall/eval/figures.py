@@ -106,9 +106,10 @@ def _save(plt: Any, figure: Any, axes: Sequence[Any], lines: list[str], file: Pa
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    axes[0].legend(handles, labels, fontsize=6, loc="best")
     stamp(figure, lines)
-    figure.savefig(file, dpi=110)
+    # Beside the panels, not over a curve; the saved image grows to hold it.
+    figure.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    figure.savefig(file, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -127,7 +128,7 @@ def accuracy_figure(
             panels.append((title, ours, theirs))
     if not panels:
         return False
-    figure, axes, plt = _grid_figure(len(panels))
+    figure, axes, plt = _grid_figure(len(panels), columns=2 if len(panels) == 4 else 3)
     for axis, (title, ours, theirs) in zip(axes, panels, strict=True):
         _panel(axis, title, ours, theirs, ns)
         axis.set_ylim(-3, 103)
