@@ -79,3 +79,32 @@ class MemoryInterface(Protocol):
     def info(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+class AsksOneByOne:
+    """`ask_many` as `ask` for each query in turn, for a memory (a test double) that decodes nothing
+    together; EditMemory decodes batches (recall/answering.py)."""
+
+    def ask(
+        self,
+        query: str,
+        namespace: str = "default",
+        *,
+        max_new_tokens: int | None = None,
+        use_memory: bool = True,
+    ) -> Answer:
+        raise NotImplementedError
+
+    def ask_many(
+        self,
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+        use_memory: bool = True,
+    ) -> builtins.list[Answer]:
+        lengths = max_new_tokens or [None] * len(queries)
+        return [
+            self.ask(q, namespace, max_new_tokens=n, use_memory=use_memory)
+            for q, n in zip(queries, lengths, strict=True)
+        ]

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from memory_store import EditRecord, HistoryEvent, SearchHit, Status
 from memory_store.records import EventKind
 from recall.errors import EditNotFoundError
+from recall.interface import AsksOneByOne
 from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
 
 UNKNOWN = -1
@@ -46,7 +47,7 @@ def overlap(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb) if wa | wb else 0.0
 
 
-class FakeMemory:
+class FakeMemory(AsksOneByOne):
     """An oracle-ish memory: right whenever retrieval finds the edit; see the module docstring."""
 
     def __init__(self, base: dict[str, str] | None = None, threshold: float = 0.5) -> None:
@@ -131,20 +132,6 @@ class FakeMemory:
             logprobs = tuple(LIKELY if p == t else UNLIKELY for p, t in zip(predicted, ids, strict=True))
             scores.append(TargetScore(target_ids=ids, predicted_ids=predicted, logprobs=logprobs))
         return scores
-
-    def ask_many(
-        self,
-        queries: Sequence[str],
-        namespace: str = "default",
-        *,
-        max_new_tokens: Sequence[int | None] | None = None,
-        use_memory: bool = True,
-    ) -> builtins.list[Answer]:
-        lengths = max_new_tokens or [None] * len(queries)
-        return [
-            self.ask(q, namespace, max_new_tokens=n, use_memory=use_memory)
-            for q, n in zip(queries, lengths, strict=True)
-        ]
 
     def ask(
         self,
@@ -254,20 +241,6 @@ class WrongMemory(FakeMemory):
                 TargetScore(target_ids=ids, predicted_ids=(WRONG,) * len(ids), logprobs=(logprob,) * len(ids))
             )
         return scores
-
-    def ask_many(
-        self,
-        queries: Sequence[str],
-        namespace: str = "default",
-        *,
-        max_new_tokens: Sequence[int | None] | None = None,
-        use_memory: bool = True,
-    ) -> builtins.list[Answer]:
-        lengths = max_new_tokens or [None] * len(queries)
-        return [
-            self.ask(q, namespace, max_new_tokens=n, use_memory=use_memory)
-            for q, n in zip(queries, lengths, strict=True)
-        ]
 
     def ask(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 
 from memory_store import EditRecord, HistoryEvent, SearchHit
 from recall.errors import EditNotFoundError, InvalidEditError
+from recall.interface import AsksOneByOne
 from recall.results import Answer, ConflictPair, Edit, EditResult, Retrieval, TargetScore
 
 BASE_ANSWER = "I do not know."
@@ -30,7 +31,7 @@ def similarity(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb) if wa | wb else 0.0
 
 
-class FakeMemory:
+class FakeMemory(AsksOneByOne):
     """Retrieval by word overlap; the answer is the top admitted edit's target, else BASE_ANSWER."""
 
     sentinel_name = "fixed"
@@ -158,20 +159,6 @@ class FakeMemory:
             admitted=tuple(h for h in hits if h.score >= THRESHOLD)[:1],
             threshold=THRESHOLD,
         )
-
-    def ask_many(
-        self,
-        queries: Sequence[str],
-        namespace: str = "default",
-        *,
-        max_new_tokens: Sequence[int | None] | None = None,
-        use_memory: bool = True,
-    ) -> builtins.list[Answer]:
-        lengths = max_new_tokens or [None] * len(queries)
-        return [
-            self.ask(q, namespace, max_new_tokens=n, use_memory=use_memory)
-            for q, n in zip(queries, lengths, strict=True)
-        ]
 
     def ask(
         self,
