@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     from recall.cli.calibrate import CALIBRATE_DESCRIPTION, CALIBRATE_EPILOG, add_calibrate_arguments
     from recall.cli.diagnose import DIAGNOSE_DESCRIPTION, add_diagnose_arguments
     from recall.cli.eval import add_eval_arguments
-    from recall.cli.report import REPORT_DESCRIPTION, REPORT_EPILOG, add_report_arguments
+    from recall.cli.report import add_report_arguments
     from recall.cli.serve import SERVE_DESCRIPTION, SERVE_EPILOG, add_serve_arguments
     from recall.cli.stats import STATS_DESCRIPTION, add_stats_arguments
     from recall.config.options import add_backend_argument, add_overrides_argument
@@ -205,20 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, add_arguments, text in (
         ("eval", add_eval_arguments, "evaluate a backend on ZsRE / CounterFact / KnowEdit"),
         ("repl", add_repl_arguments, "an interactive shell to edit, ask, inspect and undo"),
+        ("report", add_report_arguments, "several backends over several T side by side: tables and plots"),
     ):
         command = sub.add_parser(name, help=text)
         add_arguments(command)
         add_device_argument(command)
-
-    report = sub.add_parser(
-        "report",
-        help="several backends over several T on one data file, side by side: markdown, JSON and plots",
-        description=REPORT_DESCRIPTION,
-        epilog=REPORT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_report_arguments(report)
-    add_device_argument(report)
 
     bench = sub.add_parser(
         "bench",
@@ -237,12 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--edits", type=int, default=200, help="edits in the timed memory (default: 200)")
     bench.add_argument(
-        "--fill",
-        type=int,
-        default=0,
-        metavar="N",
-        help="then fill the memory to N edits with synthetic ones (untimed, in batches) before timing asks: "
-        "the ask overhead of a large memory (retrieval backends; e.g. --fill 10000)",
+        "--fill", type=int, default=0, metavar="N", help="fill to N edits (untimed) before timing asks"
     )
     bench.add_argument(
         "--asks", type=int, default=20, help="timed questions of each kind, 1-50 (default: 20)"
@@ -329,14 +315,12 @@ def _run(args: argparse.Namespace) -> int:
         from recall.cli.demo import run_demo
 
         return run_demo(backend=args.backend, model=args.model, n=args.n, device=args.device)
-    if command == "eval":
+    if command in ("eval", "report"):  # both build fresh temporary memories, one per run
         from recall.cli.eval import run_eval_command
-
-        return run_eval_command(args, lambda name, sets: _make_eval_memory(name, sets, args.device))
-    if command == "report":
         from recall.cli.report import run_report_command
 
-        return run_report_command(args, lambda name, sets: _make_eval_memory(name, sets, args.device))
+        run = run_eval_command if command == "eval" else run_report_command
+        return run(args, lambda name, sets: _make_eval_memory(name, sets, args.device))
     if command == "repl":
         from recall.repl.entry import run_repl_command
 

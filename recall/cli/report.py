@@ -59,6 +59,12 @@ notes:
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `recall report` options to `parser` (and its description and examples, if it has none)."""
+    if parser.description is None:
+        parser.description = REPORT_DESCRIPTION
+    if parser.epilog is None:
+        parser.epilog = REPORT_EPILOG
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' line breaks
     parser.add_argument(
         "--backends",
         default="recipe,lte_aligned",
