@@ -201,8 +201,11 @@ def run_grid(
     (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     cells = plan.cells()
     documents: list[dict[str, Any]] = []
+    loaded: dict[int, EvalDataset] = {}  # one read (and sha256) of the data file per T, not per cell
     for index, cell in enumerate(cells, start=1):
-        dataset = _load_cell_data(plan, cell)
+        if cell.n not in loaded:
+            loaded[cell.n] = _load_cell_data(plan, cell)
+        dataset = loaded[cell.n]
         if len(dataset.cases) < cell.n:
             raise ConfigError(
                 f"T={cell.n} needs {cell.n} cases but {plan.data} gives {len(dataset.cases)}; "
