@@ -1,11 +1,18 @@
-"""Several targets after one prompt, scored in one row: the prompt is computed once.
+"""Many (prompt, target) pairs in few rows: a prefix and the prompt tokens they share computed once.
 
-An evaluation scores many (prompt, target) pairs that share their prompt: the edit prompt with the new
-and with the true answer (CounterFact ES), each rephrase with both (PS), each locality question with its
-answer and with the new target (NS). A packed row is [prefix; prompt; target_1; ...; target_k]: each
-target's tokens see the prefix, the prompt and their own earlier tokens only (a 4D attention mask), at
-the positions they would have in a row of their own (position ids), so their logits are those of the
-unpacked run (SmolLM2-135M: max |Δlogit| 0.0) at the cost of one prompt instead of k.
+An evaluation scores many (prompt, target) pairs that share a beginning. The pairs of one RECIPE prefix
+(the admitted edit's prompts) ask its edit prompt, each rephrase and each portability question, every
+prompt opens with the chat template's system turn, and CounterFact's ES/PS/NS score two targets after
+one prompt. A packed row is a small tree:
+
+    [prefix; stem; prompt_1 rest; target_1a; target_1b; prompt_2 rest; target_2a; ...]
+
+where the stem is the prompt ids every prompt of the row starts with. Each prompt's own tokens see the
+prefix, the stem and themselves; each target's tokens see those and their own earlier tokens (a 4D
+attention mask), at the positions they would have in a row of their own (position ids), so their logits
+are those of the unpacked run (SmolLM2-135M: max |Δlogit| ~1e-5, every argmax equal) at the cost of one
+prefix and stem per row instead of one per pair. A row holds branches up to ROW_WIDTH positions; the
+rest of a group goes to further rows that repeat the prefix and stem.
 
 The mask replaces the model's own: packing is used only where that mask is all the model needs
 (`packable`): no sliding-window layer narrower than the row.
@@ -22,40 +29,83 @@ import torch
 from recall.lm.loading import LanguageModel
 
 Prefix = torch.Tensor | None  # one continuous prompt (L, d) before the prompt's tokens (RECIPE), or None
+# Positions a row takes before its next branch opens another row: attention over a row costs its width
+# squared, and rows of a batch pad to the widest (Gemma 3's sliding window is 512).
+ROW_WIDTH = 512
+
+
+@dataclass(slots=True)
+class Branch:
+    """One prompt's ids after its row's stem (at least one), and every target scored after it:
+    (item index, target ids)."""
+
+    prompt: list[int]
+    targets: list[tuple[int, list[int]]] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + sum(len(t) for _, t in self.targets)
 
 
 @dataclass(slots=True)
 class Group:
-    """One prompt (and prefix) and every target scored after it: (item index, target ids)."""
+    """One packed row: a prefix, the stem its prompts share, then each prompt's rest and its targets."""
 
-    prompt: list[int]
     prefix: Prefix
-    targets: list[tuple[int, list[int]]] = field(default_factory=list)
+    stem: list[int]
+    branches: list[Branch] = field(default_factory=list)
 
     @property
     def shared(self) -> int:
-        """Positions before the first target: prefix vectors and prompt tokens."""
-        return (0 if self.prefix is None else len(self.prefix)) + len(self.prompt)
+        """Positions every branch sees: prefix vectors and stem tokens."""
+        return (0 if self.prefix is None else len(self.prefix)) + len(self.stem)
 
     @property
     def length(self) -> int:
-        return self.shared + sum(len(t) for _, t in self.targets)
+        return self.shared + sum(b.length for b in self.branches)
+
+    @property
+    def items(self) -> list[int]:
+        """The item index of each target, in row order."""
+        return [index for branch in self.branches for index, _ in branch.targets]
 
 
 def group_items(
-    items: Sequence[tuple[list[int], list[int]]], prefixes: Sequence[Prefix] | None
+    items: Sequence[tuple[list[int], list[int]]],
+    prefixes: Sequence[Prefix] | None,
+    width: int = ROW_WIDTH,
 ) -> list[Group]:
-    """Items with equal prompt ids and equal prefixes (by value) in one group each, in first-seen order."""
-    groups: dict[tuple[Any, ...], Group] = {}
+    """Items with equal prefixes (by value) share rows, items with equal prompt ids a branch, in
+    first-seen order; a row's branches fill it up to `width` positions (one branch always goes in)."""
+    buckets: dict[Any, tuple[Prefix, dict[tuple[int, ...], list[tuple[int, list[int]]]]]] = {}
     for index, (prompt, target) in enumerate(items):
         prefix = None if prefixes is None else prefixes[index]
         # By value: a backend builds a new prefix tensor per request (RECIPE concatenates its prompts).
-        key = (
-            tuple(prompt),
-            None if prefix is None else (tuple(prefix.shape), prefix.cpu().numpy().tobytes()),
-        )
-        groups.setdefault(key, Group(prompt, prefix)).targets.append((index, target))
-    return list(groups.values())
+        key = None if prefix is None else (tuple(prefix.shape), prefix.cpu().numpy().tobytes())
+        prompts = buckets.setdefault(key, (prefix, {}))[1]
+        prompts.setdefault(tuple(prompt), []).append((index, target))
+    groups: list[Group] = []
+    for prefix, prompts in buckets.values():
+        stem = _stem_length(list(prompts))
+        rows: list[Group] = []
+        for ids, targets in prompts.items():
+            branch = Branch(list(ids[stem:]), targets)
+            if not rows or rows[-1].length + branch.length > width:
+                rows.append(Group(prefix, list(ids[:stem])))
+            rows[-1].branches.append(branch)
+        groups += rows
+    return groups
+
+
+def _stem_length(prompts: Sequence[tuple[int, ...]]) -> int:
+    """How many leading ids every prompt shares, leaving each at least one of its own (its last token
+    predicts its targets' first)."""
+    shortest = min(len(p) for p in prompts)
+    first = prompts[0]
+    n = 0
+    while n < shortest - 1 and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
 
 
 def packable(lm: LanguageModel, width: int) -> bool:
@@ -65,19 +115,54 @@ def packable(lm: LanguageModel, width: int) -> bool:
     return window is None or width <= int(window)
 
 
-def _layout(group: Group) -> tuple[list[int], list[int], list[int]]:
-    """(segment per position: 0 shared, k for target k; position id per position; the row positions whose
-    logits predict each target token, targets in group order)."""
-    segments = [0] * group.shared
-    positions = list(range(group.shared))
-    predicting: list[int] = []
-    for k, (_, target) in enumerate(group.targets, start=1):
-        start = len(segments)
-        segments += [k] * len(target)
-        positions += range(group.shared, group.shared + len(target))
-        # The last shared position predicts every target's first token; its own tokens the rest.
-        predicting += [group.shared - 1, *range(start, start + len(target) - 1)]
-    return segments, positions, predicting
+@dataclass(slots=True)
+class _Layout:
+    """Per position of a row: its branch (0: shared), its target within the branch (0: the branch's
+    prompt), its position id; and the positions whose logits predict each target token, in row order."""
+
+    branch: list[int]
+    target: list[int]
+    positions: list[int]
+    predicting: list[int]
+
+
+def _layout(group: Group) -> _Layout:
+    shared = group.shared
+    out = _Layout([0] * shared, [0] * shared, list(range(shared)), [])
+    for b, branch in enumerate(group.branches, start=1):
+        out.branch += [b] * len(branch.prompt)
+        out.target += [0] * len(branch.prompt)
+        out.positions += range(shared, shared + len(branch.prompt))
+        # The branch's last prompt position predicts every target's first token; its own tokens the rest.
+        last = len(out.positions) - 1 if branch.prompt else shared - 1
+        after = shared + len(branch.prompt)
+        for k, (_, target) in enumerate(branch.targets, start=1):
+            start = len(out.positions)
+            out.branch += [b] * len(target)
+            out.target += [k] * len(target)
+            out.positions += range(after, after + len(target))
+            out.predicting += [last, *range(start, start + len(target) - 1)]
+    return out
+
+
+def _mask(layouts: Sequence[_Layout], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(attention mask (B, W, W): query i sees key j, position ids (B, W)) of right-padded rows."""
+    branch = torch.full((len(layouts), width), -1, dtype=torch.long)
+    target = torch.zeros((len(layouts), width), dtype=torch.long)
+    positions = torch.zeros((len(layouts), width), dtype=torch.long)
+    for row, layout in enumerate(layouts):
+        n = len(layout.branch)
+        branch[row, :n] = torch.tensor(layout.branch)
+        target[row, :n] = torch.tensor(layout.target)
+        positions[row, :n] = torch.tensor(layout.positions)
+    key_branch, query_branch = branch[:, None, :], branch[:, :, None]
+    own = (key_branch == query_branch) & (
+        (target[:, None, :] == 0) | (target[:, None, :] == target[:, :, None])
+    )
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    mask = causal & ((key_branch == 0) | own) & (key_branch >= 0)
+    mask[:, :, 0] |= branch < 0  # padding queries see one key, so no row of the softmax is empty
+    return mask, positions
 
 
 def packed_states(lm: LanguageModel, groups: Sequence[Group]) -> tuple[torch.Tensor, list[int]]:
@@ -88,17 +173,12 @@ def packed_states(lm: LanguageModel, groups: Sequence[Group]) -> tuple[torch.Ten
     (all rows then, as recall/lm/scoring.py does), otherwise as token ids."""
     layouts = [_layout(g) for g in groups]
     width = max(g.length for g in groups)
-    segments = torch.full((len(groups), width), -1, dtype=torch.long)
-    positions = torch.zeros((len(groups), width), dtype=torch.long)
-    for row, (segment, position, _) in enumerate(layouts):
-        segments[row, : len(segment)] = torch.tensor(segment)
-        positions[row, : len(position)] = torch.tensor(position)
-    causal = torch.ones((width, width), dtype=torch.bool).tril()
-    visible = (segments[:, None, :] == 0) | (segments[:, None, :] == segments[:, :, None])
-    mask = causal & visible & (segments[:, None, :] >= 0)  # (B, W, W): query i sees key j
-    mask[:, :, 0] |= segments < 0  # padding queries see one key, so no row of the softmax is empty
+    mask, positions = _mask(layouts, width)
     decoder: Any = lm.model.base_model
-    sequences = [g.prompt + [t for _, target in g.targets for t in target] for g in groups]
+    sequences = [
+        g.stem + [t for b in g.branches for t in b.prompt + [x for _, target in b.targets for x in target]]
+        for g in groups
+    ]
     device = lm.device
     kwargs: dict[str, Any] = {
         "attention_mask": mask[:, None].to(device),
@@ -118,7 +198,7 @@ def packed_states(lm: LanguageModel, groups: Sequence[Group]) -> tuple[torch.Ten
             rows.append(tokens if group.prefix is None else torch.cat([group.prefix.to(tokens), tokens]))
         embeds = torch.stack([torch.nn.functional.pad(r, (0, 0, 0, width - len(r))) for r in rows])
         hidden = decoder(inputs_embeds=embeds, **kwargs).last_hidden_state
-    rows_index = [row for row, (_, _, predicting) in enumerate(layouts) for _ in predicting]
-    cols_index = [col for _, _, predicting in layouts for col in predicting]
-    order = [index for g in groups for index, _ in g.targets]
+    rows_index = [row for row, layout in enumerate(layouts) for _ in layout.predicting]
+    cols_index = [col for layout in layouts for col in layout.predicting]
+    order = [index for g in groups for index in g.items]
     return hidden[rows_index, cols_index], order

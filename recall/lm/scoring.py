@@ -156,10 +156,11 @@ def score_ids(
     """Score each (prompt_ids, target_ids): argmax and log p of every target token, teacher-forced;
     with `prefixes`, each item's continuous prompt goes before its tokens. Scores come back in item order.
 
-    Items that share their prompt (and prefix) are scored in one packed row, the prompt computed once
-    (recall/lm/packing.py), and rows go longest first, so a batch pads to lengths close to its own: on
-    recall eval's zsRE cases (RECIPE prompts of 0-5 admitted edits before each question, ES/PS/NS on)
-    batching in request order ran 41% more positions than it scored. `in_order`: batches of
+    Items that share their prefix are scored in packed rows (recall/lm/packing.py): the prefix and the
+    prompt ids they share computed once, each prompt once for all its targets. Rows go longest first, so
+    a batch pads to lengths close to its own: on recall eval's zsRE cases (RECIPE prompts of 0-5
+    admitted edits before each question, ES/PS/NS on) batching in request order ran 41% more positions
+    than it scored. `in_order`: batches of
     `batch_size` items in item order, right padded, unpacked, for backends whose hooks address a
     batch's rows and positions (GRACE)."""
     if in_order:
@@ -177,7 +178,7 @@ def score_ids(
             states, order = packed_states(lm, batch)
             logits = head_logits(lm, states)
         else:  # wider than a sliding window: each item in a row of its own
-            order = [index for g in batch for index, _ in g.targets]
+            order = [index for g in batch for index in g.items]
             batch_prefixes = None if prefixes is None else [prefixes[i] for i in order]
             logits = target_logits(lm, [items[i] for i in order], batch_prefixes)
         by_item.update(zip(order, _target_scores([items[i][1] for i in order], logits), strict=True))
