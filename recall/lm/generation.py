@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from recall.lm.decoding import decodable, decode_packed
 from recall.lm.loading import LanguageModel
 from recall.lm.scoring import embed_right, stop_ids
 
@@ -107,8 +108,10 @@ def generate_batch(
     `max_new_tokens` and stopped at its own end token, exactly as one by one (same argmax; the batched
     matmuls round differently, ~1e-5 in the logits).
 
-    Rows are left padded (the attention mask hides the padding; generate() numbers positions from it),
-    longest prompts first so a batch pads little, and decoded together: each step reads the weights
+    Where the model allows (`decoding.decodable`), prompts that share a prefix and a stem are prefilled
+    once (recall/lm/decoding.py). Otherwise rows are left padded (the attention mask hides the padding;
+    generate() numbers positions from it), longest prompts first so a batch pads little, and decoded
+    together: each step reads the weights
     once for `batch_size` rows instead of once per row, where a CPU spends most of a short answer.
     No streaming (`on_text`), no min_new_tokens difference between rows; a serving engine decodes one
     by one."""
@@ -117,6 +120,11 @@ def generate_batch(
     each: Sequence[torch.Tensor | None] = prefixes or [None] * len(prompts)
     if lm.engine is not None:
         return [generate_ids(lm, p, g, x) for p, g, x in zip(prompts, gens, each, strict=True)]
+    if decodable(lm):  # shared prefixes and stems prefilled once (recall/lm/decoding.py)
+        budgets = [g.max_new_tokens for g in gens]
+        return decode_packed(
+            lm, prompts, budgets, prefixes, batch_size, gens[0].min_new_tokens if gens else 0
+        )
     widths = [len(p) + (0 if x is None else len(x)) for p, x in zip(prompts, each, strict=True)]
     order = sorted(range(len(prompts)), key=lambda i: -widths[i])
     texts: dict[int, str] = {}

@@ -74,9 +74,11 @@ def group_items(
     items: Sequence[tuple[list[int], list[int]]],
     prefixes: Sequence[Prefix] | None,
     width: int = ROW_WIDTH,
+    branches: int | None = None,
 ) -> list[Group]:
     """Items with equal prefixes (by value) share rows, items with equal prompt ids a branch, in
-    first-seen order; a row's branches fill it up to `width` positions (one branch always goes in)."""
+    first-seen order; a row's branches fill it up to `width` positions (one branch always goes in) and,
+    when given, up to `branches` branches."""
     buckets: dict[Any, tuple[Prefix, dict[tuple[int, ...], list[tuple[int, list[int]]]]]] = {}
     for index, (prompt, target) in enumerate(items):
         prefix = None if prefixes is None else prefixes[index]
@@ -90,7 +92,8 @@ def group_items(
         rows: list[Group] = []
         for ids, targets in prompts.items():
             branch = Branch(list(ids[stem:]), targets)
-            if not rows or rows[-1].length + branch.length > width:
+            full = branches is not None and len(rows[-1].branches) >= branches if rows else False
+            if not rows or full or rows[-1].length + branch.length > width:
                 rows.append(Group(prefix, list(ids[:stem])))
             rows[-1].branches.append(branch)
         groups += rows
@@ -118,18 +121,21 @@ def packable(lm: LanguageModel, width: int) -> bool:
 @dataclass(slots=True)
 class _Layout:
     """Per position of a row: its branch (0: shared), its target within the branch (0: the branch's
-    prompt), its position id; and the positions whose logits predict each target token, in row order."""
+    prompt), its position id; the positions whose logits predict each target token, in row order; and
+    per target the positions of the prompt it follows (prefix, stem and its branch's prompt)."""
 
     branch: list[int]
     target: list[int]
     positions: list[int]
     predicting: list[int]
+    contexts: list[list[int]]
 
 
 def _layout(group: Group) -> _Layout:
     shared = group.shared
-    out = _Layout([0] * shared, [0] * shared, list(range(shared)), [])
+    out = _Layout([0] * shared, [0] * shared, list(range(shared)), [], [])
     for b, branch in enumerate(group.branches, start=1):
+        context = [*range(shared), *range(len(out.positions), len(out.positions) + len(branch.prompt))]
         out.branch += [b] * len(branch.prompt)
         out.target += [0] * len(branch.prompt)
         out.positions += range(shared, shared + len(branch.prompt))
@@ -142,6 +148,7 @@ def _layout(group: Group) -> _Layout:
             out.target += [k] * len(target)
             out.positions += range(after, after + len(target))
             out.predicting += [last, *range(start, start + len(target) - 1)]
+            out.contexts.append(context)
     return out
 
 
@@ -167,11 +174,43 @@ def _mask(layouts: Sequence[_Layout], width: int) -> tuple[torch.Tensor, torch.T
 
 def packed_states(lm: LanguageModel, groups: Sequence[Group]) -> tuple[torch.Tensor, list[int]]:
     """(final hidden states (sum of target lengths, d) at the positions predicting each target token, the
-    item index of each target in that order); the caller applies the LM head.
-
-    One forward over the groups, one row each, right padded; rows with a prefix go in as embeddings
-    (all rows then, as recall/lm/scoring.py does), otherwise as token ids."""
+    item index of each target in that order); the caller applies the LM head."""
     layouts = [_layout(g) for g in groups]
+    hidden, _ = _forward(lm, groups, layouts, use_cache=False)
+    rows_index = [row for row, layout in enumerate(layouts) for _ in layout.predicting]
+    cols_index = [col for layout in layouts for col in layout.predicting]
+    return hidden[rows_index, cols_index], [index for g in groups for index in g.items]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefill:
+    """The packed forward of prompts with no target (items (prompt, [])), for decoding: per item (in
+    `order`) the final hidden state at its last prompt position (n, d), its row, and the row positions
+    of its prompt; the model's cache over the packed rows."""
+
+    hidden: torch.Tensor
+    order: list[int]
+    rows: list[int]
+    contexts: list[list[int]]
+    cache: Any
+
+
+def packed_prefill(lm: LanguageModel, groups: Sequence[Group]) -> Prefill:
+    """One forward over `groups` whose targets are all empty, keeping the model's cache."""
+    layouts = [_layout(g) for g in groups]
+    hidden, cache = _forward(lm, groups, layouts, use_cache=True)
+    rows = [row for row, layout in enumerate(layouts) for _ in layout.contexts]
+    contexts = [context for layout in layouts for context in layout.contexts]
+    last = hidden[rows, [context[-1] for context in contexts]]  # (n, d)
+    return Prefill(last, [index for g in groups for index in g.items], rows, contexts, cache)
+
+
+def _forward(
+    lm: LanguageModel, groups: Sequence[Group], layouts: Sequence[_Layout], use_cache: bool
+) -> tuple[torch.Tensor, Any]:
+    """(final hidden states (B, W, d), the cache or None): one forward over the groups, one row each,
+    right padded; rows with a prefix go in as embeddings (all rows then, as recall/lm/scoring.py does),
+    otherwise as token ids."""
     width = max(g.length for g in groups)
     mask, positions = _mask(layouts, width)
     decoder: Any = lm.model.base_model
@@ -183,13 +222,14 @@ def packed_states(lm: LanguageModel, groups: Sequence[Group]) -> tuple[torch.Ten
     kwargs: dict[str, Any] = {
         "attention_mask": mask[:, None].to(device),
         "position_ids": positions.to(device),
+        "use_cache": use_cache,
     }
     if all(g.prefix is None for g in groups):
         pad = int(lm.tokenizer.pad_token_id or 0)
         ids = torch.full((len(groups), width), pad, dtype=torch.long)
         for row, sequence in enumerate(sequences):
             ids[row, : len(sequence)] = torch.tensor(sequence)
-        hidden = decoder(input_ids=ids.to(device), **kwargs).last_hidden_state
+        out = decoder(input_ids=ids.to(device), **kwargs)
     else:
         embed: Any = lm.model.get_input_embeddings()
         rows = []
@@ -197,8 +237,5 @@ def packed_states(lm: LanguageModel, groups: Sequence[Group]) -> tuple[torch.Ten
             tokens = embed(torch.tensor(sequence, device=device))  # (T, d)
             rows.append(tokens if group.prefix is None else torch.cat([group.prefix.to(tokens), tokens]))
         embeds = torch.stack([torch.nn.functional.pad(r, (0, 0, 0, width - len(r))) for r in rows])
-        hidden = decoder(inputs_embeds=embeds, **kwargs).last_hidden_state
-    rows_index = [row for row, layout in enumerate(layouts) for _ in layout.predicting]
-    cols_index = [col for layout in layouts for col in layout.predicting]
-    order = [index for g in groups for index in g.items]
-    return hidden[rows_index, cols_index], order
+        out = decoder(inputs_embeds=embeds, **kwargs)
+    return out.last_hidden_state, (out.cache if use_cache else None)

@@ -1,0 +1,106 @@
+"""Greedy answers to many prompts from one packed prefill.
+
+An evaluation asks each edit's question and its rephrase under the same RECIPE prompt, and every
+question opens with the chat template's system turn: in a left-padded batch each row computes that
+shared beginning again, and on a CPU the prefill is most of a short answer's cost. Here the prompts go
+through recall/lm/packing.py's rows (prefix and stem once per row, each prompt's own tokens after
+them), then each prompt's keys and values, gathered from its row at the positions it saw, form a
+left-padded cache (n, heads, W, head_dim) from which the answers decode together, one token a step,
+at the positions a row of their own would give them. Greedy answers equal generate()'s (the packed
+matmuls round differently, ~1e-5 in the logits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from recall.lm.loading import LanguageModel
+from recall.lm.packing import Group, Prefill, Prefix, group_items, packed_prefill
+from recall.lm.scoring import head_logits, stop_ids
+
+
+def decodable(lm: LanguageModel) -> bool:
+    """Whether `decode_packed` serves this model: one full-attention cache per layer (no sliding
+    windows, whose caches keep only a window) and no serving engine."""
+    return lm.engine is None and getattr(lm.model.config, "sliding_window", None) is None
+
+
+@torch.inference_mode()
+def decode_packed(
+    lm: LanguageModel,
+    prompts: Sequence[list[int]],
+    budgets: Sequence[int],
+    prefixes: Sequence[Prefix] | None,
+    batch_size: int,
+    min_new_tokens: int = 0,
+) -> list[str]:
+    """Each prompt's greedy answer (its new tokens up to its budget and its first end token), in prompt
+    order. Decoding batches hold up to `batch_size` prompts, longest rows first."""
+    groups = group_items([(list(p), []) for p in prompts], prefixes, branches=batch_size)
+    groups.sort(key=lambda g: -g.length)
+    texts: dict[int, str] = {}
+    batch: list[Group] = []
+    for group in [*groups, None]:
+        if batch and (group is None or sum(len(g.items) for g in batch) + len(group.items) > batch_size):
+            prefill = packed_prefill(lm, batch)
+            answers = _decode(lm, prefill, [budgets[i] for i in prefill.order], min_new_tokens)
+            texts.update(zip(prefill.order, answers, strict=True))
+            batch = []
+        if group is not None:
+            batch.append(group)
+    return [texts[i] for i in range(len(prompts))]
+
+
+def _cache(lm: LanguageModel, prefill: Prefill) -> tuple[DynamicCache, torch.Tensor, list[int]]:
+    """(the left-padded cache of every prompt's own positions, its attention mask (n, W), each prompt's
+    length)."""
+    lengths = [len(c) for c in prefill.contexts]
+    width = max(lengths)
+    rows = torch.tensor(prefill.rows)[:, None]  # (n, 1)
+    cols = torch.zeros((len(lengths), width), dtype=torch.long)  # (n, W): left padding reads position 0
+    mask = torch.zeros((len(lengths), width), dtype=torch.long)
+    for i, context in enumerate(prefill.contexts):
+        cols[i, width - len(context) :] = torch.tensor(context)
+        mask[i, width - len(context) :] = 1
+    rows, cols = rows.to(lm.device), cols.to(lm.device)
+    cache = DynamicCache(config=lm.model.config)
+    for index, layer in enumerate(prefill.cache.layers):
+        # (R, h, Wr, hd)[rows, :, cols] -> (n, W, h, hd) -> (n, h, W, hd)
+        keys = layer.keys[rows, :, cols].transpose(1, 2).contiguous()
+        values = layer.values[rows, :, cols].transpose(1, 2).contiguous()
+        cache.update(keys, values, index)
+    return cache, mask.to(lm.device), lengths
+
+
+def _decode(lm: LanguageModel, prefill: Prefill, budgets: Sequence[int], min_new_tokens: int) -> list[str]:
+    stops = stop_ids(lm)
+    cache, mask, lengths = _cache(lm, prefill)
+    logits = head_logits(lm, prefill.hidden)  # (n, V): each prompt's next-token logits
+    positions = torch.tensor(lengths, device=lm.device)[:, None]  # (n, 1): where each answer starts
+    tokens: list[list[int]] = [[] for _ in budgets]
+    done = [budget <= 0 for budget in budgets]
+    model: Any = lm.model
+    for step in range(max(budgets, default=0)):
+        if step < min_new_tokens:  # generate()'s min_new_tokens: no end token before it
+            logits[:, stops] = float("-inf")
+        chosen = logits.argmax(-1)  # (n,)
+        for i, token in enumerate(chosen.tolist()):
+            if done[i]:
+                continue
+            if token in stops:
+                done[i] = True
+                continue
+            tokens[i].append(token)
+            done[i] = len(tokens[i]) >= budgets[i]
+        if all(done):
+            break
+        mask = torch.cat([mask, mask.new_ones((len(budgets), 1))], dim=1)
+        out = model(
+            input_ids=chosen[:, None], attention_mask=mask, position_ids=positions + step, cache=cache
+        )
+        logits = out.logits[:, -1].float()
+    return [str(lm.tokenizer.decode(t, skip_special_tokens=True)).strip() for t in tokens]
