@@ -62,7 +62,10 @@ class Answering:
         self, pairs: Sequence[tuple[str, str]], namespace: str, use_memory: bool
     ) -> list[TargetScore]:
         checked, use = self.check.pairs(pairs, namespace), check_flag("use_memory", use_memory)
-        retrievals = self.gate.for_backend([q for q, _ in checked], namespace, use)
+        # one retrieval per distinct question: an evaluation scores several targets after one question
+        questions = list(dict.fromkeys(q for q, _ in checked))
+        found = dict(zip(questions, self.gate.for_backend(questions, namespace, use), strict=True))
+        retrievals = [found[q] for q, _ in checked]
         requests = [
             ScoreRequest(q, t.strip(), r.admitted) for (q, t), r in zip(checked, retrievals, strict=True)
         ]

@@ -77,30 +77,45 @@ def _cache(lm: LanguageModel, prefill: Prefill) -> tuple[DynamicCache, torch.Ten
 
 
 def _decode(lm: LanguageModel, prefill: Prefill, budgets: Sequence[int], min_new_tokens: int) -> list[str]:
+    """Greedy steps for every prompt together; a prompt that ends (its end token or its budget) leaves
+    the batch, so the steps after it cost only the answers still running."""
     stops = stop_ids(lm)
     cache, mask, lengths = _cache(lm, prefill)
     logits = head_logits(lm, prefill.hidden)  # (n, V): each prompt's next-token logits
     positions = torch.tensor(lengths, device=lm.device)[:, None]  # (n, 1): where each answer starts
     tokens: list[list[int]] = [[] for _ in budgets]
-    done = [budget <= 0 for budget in budgets]
+    running = [i for i, budget in enumerate(budgets) if budget > 0]  # prompt of each cache row
+    if len(running) < len(budgets):
+        mask, positions, logits = _select(cache, running, mask, positions, logits)
     model: Any = lm.model
     for step in range(max(budgets, default=0)):
+        if not running:
+            break
         if step < min_new_tokens:  # generate()'s min_new_tokens: no end token before it
             logits[:, stops] = float("-inf")
-        chosen = logits.argmax(-1)  # (n,)
-        for i, token in enumerate(chosen.tolist()):
-            if done[i]:
-                continue
-            if token in stops:
-                done[i] = True
-                continue
-            tokens[i].append(token)
-            done[i] = len(tokens[i]) >= budgets[i]
-        if all(done):
+        chosen = logits.argmax(-1)  # (rows,)
+        still = []
+        for i, token in zip(running, chosen.tolist(), strict=True):
+            if token not in stops:
+                tokens[i].append(token)
+                if len(tokens[i]) < budgets[i]:
+                    still.append(i)
+        if not still:
             break
-        mask = torch.cat([mask, mask.new_ones((len(budgets), 1))], dim=1)
+        if len(still) < len(running):
+            rows = [running.index(i) for i in still]
+            mask, positions, chosen = _select(cache, rows, mask, positions, chosen)
+            running = still
+        mask = torch.cat([mask, mask.new_ones((len(running), 1))], dim=1)
         out = model(
             input_ids=chosen[:, None], attention_mask=mask, position_ids=positions + step, cache=cache
         )
         logits = out.logits[:, -1].float()
     return [str(lm.tokenizer.decode(t, skip_special_tokens=True)).strip() for t in tokens]
+
+
+def _select(cache: DynamicCache, rows: Sequence[int], *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Keep only the batch rows `rows` (in their order) of the cache, in place, and of each tensor."""
+    index = torch.tensor(list(rows), device=tensors[0].device)
+    cache.batch_select_indices(index)
+    return [t[index] for t in tensors]
