@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from memory_store import EditRecord, SearchHit
-from recall.lm.generation import GenerationConfig as GenerationConfig  # re-exported: part of the protocol
+from recall.lm.decoding_config import (
+    GenerationConfig as GenerationConfig,  # re-exported: part of the protocol
+)
 from recall.results import TargetScore
 
 

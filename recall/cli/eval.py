@@ -14,8 +14,6 @@ from recall.datasets.cases import DatasetError
 from recall.datasets.formats import FORMATS
 from recall.datasets.loading import load_dataset
 from recall.errors import ConfigError, RecallError
-from recall.eval.protocols import run_protocol
-from recall.eval.report import build_stamp, format_markdown, write_report
 from recall.eval.settings import PROTOCOLS, EvalSettings
 from recall.interface import MemoryInterface
 
@@ -247,6 +245,10 @@ def run_eval_command(args: argparse.Namespace, make_memory: MakeMemory) -> int:
     except RecallError as exc:
         return _fail(str(exc), 1)
     logger.info("loaded %d cases from %s (%s)", len(dataset.cases), dataset.path, dataset.format)
+    # imported here: the model's libraries load when an evaluation runs, not when a parser is built
+    from recall.eval.protocols import run_protocol
+    from recall.eval.report import build_stamp, format_markdown, write_report
+
     result = run_protocol(memory, dataset.cases, settings, progress=not args.no_progress)
     stamp = build_stamp(memory.info(), dataset, settings, command_line(sys.argv), shuffle=args.shuffle)
     json_path, md_path = write_report(result, args.out, stamp)

@@ -18,14 +18,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recall.datasets.loading import EvalDataset, FormatName, load_dataset
 from recall.errors import ConfigError
-from recall.eval.protocols import EvalResult, run_protocol
 from recall.eval.report import build_stamp, format_markdown, report_dict
 from recall.eval.settings import EvalSettings
 from recall.interface import MemoryInterface
+
+if TYPE_CHECKING:
+    from recall.eval.protocols import EvalResult
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +171,9 @@ def run_cell(
     the result and its stamp (which names the `recall eval` command of this one cell)."""
     # T counts records, as `recall eval --n` does; every case they gave is tested (more for MQuAKE).
     settings = dataclasses.replace(plan.cell_settings(cell), n=len(dataset.cases))
+    # imported here: the model's libraries load when a cell runs, not when `recall --help` builds parsers
+    from recall.eval.protocols import run_protocol
+
     memory = make_memory(cell.backend, list(plan.overrides))
     try:
         result = run_protocol(memory, dataset.cases, settings, progress=progress)

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from recall.build import shared_encoder
 from recall.errors import RecallError
 from recall.eval import longform, metrics
 from recall.retrieval.subjects import names_edit_subject
@@ -224,6 +223,8 @@ def _scored(case: EvalCase, answer: Answer, rephrase: Answer | None, settings: E
     rouge_l: tuple[float | None, float | None] = (None, None)
     similarity: tuple[float | None, float | None] = (None, None)
     if settings.long_form:
+        from recall.build import shared_encoder  # the encoder's libraries load only for long-form runs
+
         texts = [answer.text] if rephrase_text is None else [answer.text, rephrase_text]
         scores = longform.similarities(
             shared_encoder(settings.similarity_encoder, 64), texts, [case.target] * len(texts)

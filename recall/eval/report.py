@@ -10,13 +10,15 @@ import shlex
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recall.datasets.loading import EvalDataset
 from recall.errors import RecallError
-from recall.eval.protocols import EvalResult
 from recall.eval.settings import EvalSettings
 from recall.eval.summary import SUBSETS, SUMMARY_KEYS, Summary
+
+if TYPE_CHECKING:
+    from recall.eval.protocols import EvalResult
 
 # Report JSON layout version: bump when a key is renamed or its meaning changes.
 REPORT_FORMAT_VERSION = 1

@@ -3,29 +3,17 @@ text deltas while it runs (`recall serve`'s SSE answers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from transformers.generation.streamers import BaseStreamer
 
 from recall.lm.decoding import decodable, decode_packed
+from recall.lm.decoding_config import GenerationConfig as GenerationConfig  # re-exported
+from recall.lm.decoding_config import TextSink
 from recall.lm.loading import LanguageModel
 from recall.lm.scoring import embed_right, stop_ids
-
-TextSink = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationConfig:
-    """Greedy decoding settings for a backend's `generate`."""
-
-    max_new_tokens: int = 32
-    min_new_tokens: int = 0  # > 0 forces a length (benchmarks compare equal-length answers)
-    # Called with each new piece of the answer as it is decoded; the pieces join to exactly the text
-    # `generate` returns (stripped of leading and trailing whitespace).
-    on_text: TextSink | None = None
 
 
 class TextStream(BaseStreamer):

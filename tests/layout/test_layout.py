@@ -4,6 +4,8 @@ imports included), and each module under the size the style guide sets."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +91,13 @@ def test_no_module_is_far_over_the_size_budget() -> None:
     sizes = {module_name(p): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")}
     assert sizes["recall.memory"] <= 250
     assert {name: n for name, n in sizes.items() if n > 420} == {}
+
+
+def test_building_the_command_line_loads_no_model_library() -> None:
+    """`recall --help` (every command's parser) must not import torch or transformers: they took ~6 s."""
+    script = (
+        "import sys; from recall.cli.main import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stderr
