@@ -22,11 +22,28 @@ from recall.lm.loading import LanguageModel
 from recall.lm.packing import Group, Prefill, Prefix, group_items, packed_prefill
 from recall.lm.scoring import head_logits, stop_ids
 
+# generate() settings that change a greedy answer, with their neutral values: a model whose generation
+# config sets another value is decoded by generate(), which applies it.
+_NEUTRAL: dict[str, tuple[object, ...]] = {
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "sequence_bias": (None,),
+    "min_length": (None, 0),
+}
+
 
 def decodable(lm: LanguageModel) -> bool:
-    """Whether `decode_packed` serves this model: one full-attention cache per layer (no sliding
-    windows, whose caches keep only a window) and no serving engine."""
-    return lm.engine is None and getattr(lm.model.config, "sliding_window", None) is None
+    """Whether `decode_packed` gives generate()'s answers for this model: one full-attention cache per
+    layer (no sliding windows, whose caches keep only a window), a generation config that changes no
+    greedy step, and no serving engine."""
+    config: Any = getattr(lm.model, "generation_config", None)
+    neutral = all(getattr(config, name, None) in values for name, values in _NEUTRAL.items())
+    return lm.engine is None and neutral and getattr(lm.model.config, "sliding_window", None) is None
 
 
 @torch.inference_mode()

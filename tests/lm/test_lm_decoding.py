@@ -33,3 +33,18 @@ def test_packed_answers_equal_one_by_one(deep_lm: LanguageModel, min_new_tokens:
         assert generate_batch(deep_lm, prompts, gens, prefixes, batch_size) == single
     plain = [generate_ids(deep_lm, p, g) for p, g in zip(prompts, gens, strict=True)]
     assert generate_batch(deep_lm, prompts, gens, None, 4) == plain
+
+
+def test_a_generation_config_that_changes_greedy_steps_goes_to_generate(deep_lm: LanguageModel) -> None:
+    config = deep_lm.model.generation_config
+    before = config.repetition_penalty
+    assert decodable(deep_lm)
+    config.repetition_penalty = 1.3
+    try:
+        assert not decodable(deep_lm)
+        prompts = _prompts(deep_lm)
+        gens = [GenerationConfig(max_new_tokens=6) for _ in prompts]
+        single = [generate_ids(deep_lm, p, g) for p, g in zip(prompts, gens, strict=True)]
+        assert generate_batch(deep_lm, prompts, gens, None, 4) == single
+    finally:
+        config.repetition_penalty = before
