@@ -108,11 +108,13 @@ def test_a_corrected_correction_in_other_words_answers_with_the_latest(backend: 
         assert "Bob Okafor" in mem.ask("Who runs Acme?").text
 
 
-def test_answers_decoded_together_are_the_answers_one_by_one() -> None:
-    """The eval asks with ask_many (rows decoded together, RECIPE prompts left padded): the greedy
-    answers must be those of `ask`, edited and unedited questions mixed, lengths differing."""
+@pytest.mark.parametrize("backend", ["recipe", "lte_aligned"])
+def test_answers_decoded_together_are_the_answers_one_by_one(backend: str) -> None:
+    """The eval asks with ask_many (one packed prefill of the shared prompts and prefixes, then greedy
+    steps together from a gathered cache): the greedy answers must be those of `ask`, edited and
+    unedited questions mixed, lengths differing."""
     records = json.loads(SAMPLE.read_text(encoding="utf-8"))[:6]
-    with EditMemory.temporary(load_config(backend="recipe"), lm=shared_lm("smollm2-135m")) as memory:
+    with EditMemory.temporary(load_config(backend=backend), lm=shared_lm("smollm2-135m")) as memory:
         for record in records:
             memory.add(record["src"], record["alt"], policy="keep_both")
         queries = [r["rephrase"] for r in records] + [UNRELATED, "Who wrote Hamlet?"]
