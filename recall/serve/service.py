@@ -2,6 +2,11 @@
 thread, reads (list, get, history, conflicts) on the event loop's pool, so an edit never waits behind a
 long answer.
 
+Whole (non-streamed) answers that wait together are decoded together: the answer thread takes every
+question waiting when it comes free (up to MAX_BATCH) and asks them in one `ask_many` per namespace, so
+twenty clients pay for about one batched answer each round instead of twenty answers one after another.
+A question whose request was cancelled before its turn is not answered. Streamed answers go one by one.
+
 The store is thread-safe (memory_store/store.py) and EditWriter serializes writes. A retrieval backend
 reads an edit only after the store holds it, so its answers and edits run side by side. An in-model
 backend (GRACE, ROME, MEMIT, ...) changes the weights or modules an answer runs through: there an edit
@@ -14,8 +19,8 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from memory_store.locks import ReadWriteLock
@@ -25,6 +30,8 @@ from recall.serve.errors import ApiError
 from recall.serve.metrics import Metrics
 
 T = TypeVar("T")
+# Whole answers decoded together at most: the decoding batch of the backends (recall/lm/decoding.py).
+MAX_BATCH = 16
 
 
 class StreamClosedError(Exception):
@@ -39,6 +46,17 @@ class Reply:
     prompt_tokens: int  # the question's tokens (edits injected by the backend are not counted)
     completion_tokens: int
     finish_reason: str  # "length": the answer used its whole budget; "stop": it ended on its own
+
+
+@dataclass(slots=True)
+class QueuedQuestion:
+    """A whole answer waiting for the answer thread; `reply` is settled there."""
+
+    text: str
+    namespace: str
+    max_new_tokens: int | None
+    use_memory: bool
+    reply: Future[Reply] = field(default_factory=Future)
 
 
 def service_of(app_state: object) -> MemoryService:
@@ -59,6 +77,8 @@ class MemoryService:
         self._answering = ThreadPoolExecutor(1, thread_name_prefix="recall-answer")
         self._writing = ThreadPoolExecutor(1, thread_name_prefix="recall-edit")
         self._model_lock = ReadWriteLock() if memory.backend.capabilities.in_model else None
+        self._waiting_questions: list[QueuedQuestion] = []
+        self._questions_lock = threading.Lock()
         self.closed = False
 
     @property
@@ -86,6 +106,9 @@ class MemoryService:
             answer = self.memory.ask(
                 question, namespace, max_new_tokens=max_new_tokens, use_memory=use_memory, on_text=on_text
             )
+        return self._reply(question, answer, max_new_tokens)
+
+    def _reply(self, question: str, answer: Answer, max_new_tokens: int | None) -> Reply:
         tokens = self.memory.lm.tokenizer
         completion = len(tokens(answer.text, add_special_tokens=False).input_ids)
         budget = self.memory.check.answer_length(
@@ -94,6 +117,35 @@ class MemoryService:
         prompt = len(tokens(question, add_special_tokens=False).input_ids)
         self.metrics.answer(answer.used_memory)
         return Reply(answer, prompt, completion, "length" if completion >= budget else "stop")
+
+    def _answer_waiting(self) -> None:
+        """On the answer thread: the whole answers waiting now (MAX_BATCH at most), one ask_many per
+        namespace and memory switch. A question whose client has left is skipped."""
+        with self._questions_lock:
+            taken = self._waiting_questions[:MAX_BATCH]
+            del self._waiting_questions[:MAX_BATCH]
+        groups: dict[tuple[str, bool], list[QueuedQuestion]] = {}
+        for question in taken:
+            if question.reply.set_running_or_notify_cancel():  # False: cancelled, the client left
+                groups.setdefault((question.namespace, question.use_memory), []).append(question)
+        for (namespace, use_memory), group in groups.items():
+            try:
+                with self._model(writing=False):
+                    answers = self.memory.ask_many(
+                        [q.text for q in group],
+                        namespace,
+                        max_new_tokens=[q.max_new_tokens for q in group],
+                        use_memory=use_memory,
+                    )
+            except Exception as error:
+                if len(group) == 1:
+                    group[0].reply.set_exception(error)
+                    continue
+                for q in group:  # one bad question must not fail the others: each alone
+                    _settle(q, self._answer, q.text, namespace, q.max_new_tokens, use_memory, None)
+                continue
+            for q, answer in zip(group, answers, strict=True):
+                _settle(q, self._reply, q.text, answer, q.max_new_tokens)
 
     def check_room(self) -> None:
         """503 when max_waiting answers are queued or running (the event loop is one thread: the count
@@ -115,11 +167,14 @@ class MemoryService:
     async def answer(
         self, question: str, namespace: str, max_new_tokens: int | None, use_memory: bool
     ) -> Reply:
-        loop = asyncio.get_running_loop()
+        waiting = QueuedQuestion(question, namespace, max_new_tokens, use_memory)
         with self._queued():
-            return await loop.run_in_executor(
-                self._answering, self._answer, question, namespace, max_new_tokens, use_memory, None
-            )
+            with self._questions_lock:
+                self._waiting_questions.append(waiting)
+            # one turn of the answer thread per question: a turn finds its question taken by an earlier
+            # turn, or takes it with every other question waiting
+            self._answering.submit(self._answer_waiting)
+            return await asyncio.wrap_future(waiting.reply)
 
     async def stream(
         self, question: str, namespace: str, max_new_tokens: int | None, use_memory: bool
@@ -185,3 +240,11 @@ class MemoryService:
         self._writing.shutdown(wait=True)
         self._answering.shutdown(wait=True)
         self.memory.close()
+
+
+def _settle(question: QueuedQuestion, call: Callable[..., Reply], *args: Any) -> None:
+    """Set the question's reply to what call(*args) returns or raises."""
+    try:
+        question.reply.set_result(call(*args))
+    except Exception as raised:
+        question.reply.set_exception(raised)

@@ -13,8 +13,10 @@ import pytest
 from conftest import StartServer
 from live_server import LiveServer
 
+from recall.errors import InvalidQueryError
 from recall.memory import EditMemory
 from recall.serve.openai_routes import StopCut
+from recall.serve.service import QueuedQuestion
 from recall.serve.tenants import Tenants
 
 QUESTION = "who is the ceo of acme ?"
@@ -44,14 +46,15 @@ def hold_answers(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, thre
     """(answering, release): every answer sets `answering`, then waits (30 s at most, else it fails) until
     the test sets `release`, then runs as usual."""
     answering, release = threading.Event(), threading.Event()
-    real_ask = EditMemory.ask
+    for name in ("ask", "ask_many"):  # streamed answers ask, whole ones ask_many
+        real = getattr(EditMemory, name)
 
-    def held_ask(self: EditMemory, *args: Any, **kwargs: Any) -> Any:
-        answering.set()
-        assert release.wait(30), "the answer was never released (an edit waited behind it?)"
-        return real_ask(self, *args, **kwargs)
+        def held(self: EditMemory, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            answering.set()
+            assert release.wait(30), "the answer was never released (an edit waited behind it?)"
+            return _real(self, *args, **kwargs)
 
-    monkeypatch.setattr(EditMemory, "ask", held_ask)
+        monkeypatch.setattr(EditMemory, name, held)
     return answering, release
 
 
@@ -289,6 +292,65 @@ def test_an_edit_is_not_blocked_behind_an_answer(
     assert result
     assert memory.count() == 1
     assert recall_of(result[0])["used"], "the answer, finished after the edit, used it"
+
+
+def test_whole_answers_waiting_together_are_decoded_together(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five clients ask while the answer thread is busy: when it comes free it answers every waiting
+    question in one ask_many per namespace and memory switch, with the answers each would get alone."""
+    server = start_server()
+    memory = server.service.memory
+    server.call("POST", "memory/edits", {"prompt": QUESTION, "target": "jane doe"})
+    questions = [QUESTION, "who wrote book 1 ?", "what is the capital of france ?", QUESTION]
+    alone = [memory.ask(q, max_new_tokens=6).text for q in questions]
+    base = memory.ask(QUESTION, max_new_tokens=6, use_memory=False).text
+    batches: list[int] = []
+    real_many = EditMemory.ask_many
+
+    def counted(self: EditMemory, queries: Any, *args: Any, **kwargs: Any) -> Any:
+        batches.append(len(queries))
+        return real_many(self, queries, *args, **kwargs)
+
+    monkeypatch.setattr(EditMemory, "ask_many", counted)
+    answering, release = hold_answers(monkeypatch)  # holds the first turn while the others queue
+    results: dict[str, Any] = {}
+
+    def ask(name: str, question: str, **extra: Any) -> None:
+        try:
+            results[name] = chat(server, question, **extra)
+        except openai.APIStatusError as error:
+            results[name] = error
+
+    first = threading.Thread(target=ask, args=("first", QUESTION))
+    first.start()
+    assert answering.wait(30)
+    askers = [threading.Thread(target=ask, args=(f"q{i}", q)) for i, q in enumerate(questions)]
+    askers.append(threading.Thread(target=ask, args=("base", QUESTION), kwargs={"use_memory": False}))
+    for asker in askers:
+        asker.start()
+    deadline = time.monotonic() + 30
+    while len(server.service._waiting_questions) < len(askers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in [first, *askers]:
+        thread.join(60)
+    assert [results[f"q{i}"].choices[0].message.content for i in range(len(questions))] == alone
+    assert results["base"].choices[0].message.content == base
+    assert max(batches) >= len(questions)  # the waiting questions of one namespace and switch together
+
+
+def test_a_bad_question_among_waiting_ones_fails_alone(start_server: StartServer) -> None:
+    """The routes check a question before it waits; should ask_many still refuse one, the others are
+    answered one by one and only that one gets the error."""
+    service = start_server().service
+    good = QueuedQuestion(QUESTION, "default", 6, True)
+    bad = QueuedQuestion("who\x00 is", "default", 6, True)
+    service._waiting_questions += [good, bad]
+    service._answer_waiting()
+    assert good.reply.result().answer.text == service.memory.ask(QUESTION, max_new_tokens=6).text
+    with pytest.raises(InvalidQueryError):
+        bad.reply.result()
 
 
 def test_shutdown_keeps_every_acknowledged_edit(
