@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from recall.eval.peers import PEER_METRICS, PeerRow, Peers
+from recall.eval.report import reads_hits
 
 # Comparison JSON layout version: bump when a key is renamed or its meaning changes.
 COMPARISON_FORMAT_VERSION = 1
@@ -41,20 +42,9 @@ _OPTIONAL = (
 GATE_KEYS = ("gate_false_accept_loc", "gate_false_reject_rephrase")
 
 
-def reads_hits(document: Mapping[str, Any]) -> bool:
-    """Whether the cell's backend answers from retrieved hits (USES_RETRIEVAL): the gate's rates of an
-    in-model editor (rome, grace's ε-balls) describe a retrieval it never uses."""
-    from recall.backends import Capability, get_backend, registered_backends
-
-    name = str(document.get("stamp", {}).get("memory", {}).get("backend", ""))
-    if name not in registered_backends():
-        return True  # a memory recall does not know: show what it measured
-    return Capability.USES_RETRIEVAL in get_backend(name).capabilities
-
-
 def shown_value(document: Mapping[str, Any], key: str) -> Any:
     """The cell's summary value for `key`, or None for a gate rate of a backend that reads no hits."""
-    if key in GATE_KEYS and not reads_hits(document):
+    if key in GATE_KEYS and not reads_hits(document.get("stamp", {})):
         return None
     return document.get("summary", {}).get(key)
 

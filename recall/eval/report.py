@@ -131,6 +131,22 @@ def _memory_line(stamp: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
+# Summary keys about the memory's retrieval and gate: measured for every memory, meaningful only for a
+# backend that answers from retrieved edits.
+_RETRIEVAL_KEYS = ("retrieval_", "gate_", "review_")
+
+
+def reads_hits(stamp: Mapping[str, Any]) -> bool:
+    """Whether the run's backend answers from retrieved hits (USES_RETRIEVAL): the gate's rates of an
+    in-model editor (rome, ft, grace's ε-balls) describe a retrieval it never uses."""
+    from recall.backends import Capability, get_backend, registered_backends
+
+    name = str(stamp.get("memory", {}).get("backend", ""))
+    if name not in registered_backends():
+        return True  # a memory recall does not know: show what it measured
+    return Capability.USES_RETRIEVAL in get_backend(name).capabilities
+
+
 def format_markdown(result: EvalResult, stamp: Mapping[str, Any], *, brief: bool = False) -> str:
     """A headline table, then every summary metric with what it means (not when `brief`), then the
     provenance."""
@@ -148,10 +164,16 @@ def format_markdown(result: EvalResult, stamp: Mapping[str, Any], *, brief: bool
         "| " + " | ".join(_format_value(k, summary.get(k)) for k in headline) + " |",
     ]
     if not brief:
+        retrieval = reads_hits(stamp)
         lines += ["", "| metric | value | meaning |", "|---|---:|---|"]
         lines += [
-            f"| {k} | {_format_value(k, summary.get(k))} | {meaning} |" for k, meaning in SUMMARY_KEYS.items()
+            f"| {k} | {_format_value(k, summary.get(k))} | {meaning} |"
+            for k, meaning in SUMMARY_KEYS.items()
+            if retrieval or not k.startswith(_RETRIEVAL_KEYS)
         ]
+        if not retrieval:
+            name = stamp.get("memory", {}).get("backend", "?")
+            lines += ["", f"(retrieval and gate rates left out: {name} answers from the model it edited)"]
         lines += _subset_table(summary, result.subsets)
     records = data.get("records_used")
     lines += [

@@ -123,3 +123,16 @@ def test_an_adapter_shows_in_the_backend_label_and_file_name(
     assert "backend `lte+lte-smollm2-135m`" in format_markdown(result, adapted)
     json_path, _ = write_report(result, tmp_path, adapted)
     assert "-lte_lte-smollm2-135m-" in json_path.name  # "+" is not kept in file names
+
+
+def test_an_in_model_backend_shows_no_gate_rates(result: EvalResult, stamp: dict[str, object]) -> None:
+    """ROME answers from its edited weights: the store's gate rates describe a retrieval it never uses."""
+    memory = dict(stamp["memory"])  # type: ignore[call-overload]
+    shown = format_markdown(result, {**stamp, "memory": {**memory, "backend": "recipe"}})
+    hidden = format_markdown(result, {**stamp, "memory": {**memory, "backend": "rome"}})
+    assert "| gate_false_accept_loc |" in shown
+    assert "| retrieval_top1_prompt |" in shown
+    assert "| gate_false_accept_loc |" not in hidden
+    assert "| retrieval_top1_prompt |" not in hidden
+    assert "rome answers from the model it edited" in hidden
+    assert "| Rel |" in hidden
