@@ -53,10 +53,21 @@ POLICIES: tuple[str, ...] = get_args(ConflictPolicy)
 
 
 def prepare(
-    edit: Edit, encoder: Encoder, config: RecallConfig, lm: LanguageModel
-) -> tuple[EditRecord, np.ndarray]:
-    """The record an edit becomes (text stripped, statement built, validated, free of `lm`'s special
-    tokens) and its keys (n_keys, dim)."""
+    edits: Sequence[Edit], encoder: Encoder, config: RecallConfig, lm: LanguageModel
+) -> list[tuple[EditRecord, np.ndarray]]:
+    """The record each edit becomes (text stripped, statement built, validated, free of `lm`'s special
+    tokens; every edit checked before any is encoded) and its keys (n_keys, dim), all encoded in one
+    batch."""
+    records = [_record(edit, config, lm) for edit in edits]
+    if not records:
+        return []
+    texts = [key_texts(record, config.retrieval.keys) for record in records]
+    vectors = encoder.encode_keys([text for group in texts for text in group])  # (sum of n_keys, dim)
+    bounds = np.cumsum([0, *(len(group) for group in texts)])
+    return [(record, vectors[a:b]) for record, a, b in zip(records, bounds[:-1], bounds[1:], strict=True)]
+
+
+def _record(edit: Edit, config: RecallConfig, lm: LanguageModel) -> EditRecord:
     for name, value in (("prompt", edit.prompt), ("target", edit.target)):  # stripped below
         if not isinstance(value, str):
             raise InvalidEditError(f"{name} expected text, received {type(value).__name__} {value!r:.80}")
@@ -76,7 +87,7 @@ def prepare(
         token = find_special(lm, text)
         if token is not None:
             raise InvalidEditError(special_message(name, token))
-    return record, encoder.encode_keys(key_texts(record, config.retrieval.keys))
+    return record
 
 
 def find_edit(store: MemoryStore, id_prefix: str, namespace: str | None = None) -> EditRecord:
@@ -179,8 +190,9 @@ class EditWriter:
             return []
         prepared = [(kept_beside(record, policy), keys) for record, keys in prepared]
         with self.lock:
-            clash = self._first_clash(prepared)
-            if policy == "keep_both" or clash is None:
+            # keep_both adds side by side whatever meets what: no clash to look for
+            clash = None if policy == "keep_both" else self._first_clash(prepared)
+            if clash is None:
                 return self.add_batch(prepared)  # one batch (memit and alphaedit solve it together)
             if policy == "reject":
                 new, old = clash

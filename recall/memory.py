@@ -113,7 +113,9 @@ class EditMemory:
     ) -> EditResult:
         """Teach one fact; durable when this returns. An edit of an already-edited question supersedes it
         (policy 'supersede', the default), raises ConflictError ('reject') or sits beside it ('keep_both')."""
-        record, keys = prepare(Edit(prompt, target, subject, namespace), self.encoder, self.config, self.lm)
+        [(record, keys)] = prepare(
+            [Edit(prompt, target, subject, namespace)], self.encoder, self.config, self.lm
+        )
         return self.writer.add_with_policy(record, keys, policy)
 
     def add_many(
@@ -127,7 +129,7 @@ class EditMemory:
         nothing: one batch with 'keep_both' or when none meets an active edit of its question (nor another
         of the batch), else one by one under the policy (EditWriter.add_many)."""
         items = [Edit.of(item, index) for index, item in enumerate(edits)]  # all checked before any add
-        prepared = [prepare(e, self.encoder, self.config, self.lm) for e in items]
+        prepared = prepare(items, self.encoder, self.config, self.lm)  # keys encoded in one batch
         return self.writer.add_many(prepared, policy, progress)
 
     def forget(self, edit_id: str, namespace: str | None = None) -> EditRecord:

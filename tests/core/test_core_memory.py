@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -171,6 +172,28 @@ def test_add_many_keep_both_is_one_batch_and_matches_single_adds(make_memory: Ma
     results = memory.add_many(edits, policy="keep_both")
     assert [r.record.target for r in results] == ["jane doe", "lyon"]
     assert memory.retrieve("what is the capital of france ?").admitted[0].record.target == "lyon"
+
+
+def test_add_many_encodes_every_key_in_one_call_with_the_keys_add_makes(
+    make_memory: MakeMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    together, alone = make_memory(), make_memory("alone")
+    edits = [Edit(QUESTION, "jane doe", subject="acme"), Edit("what is the capital of france ?", "lyon")]
+    calls: list[int] = []
+    encode = type(together.encoder).encode_keys
+
+    def counted(self: Any, texts: Any) -> Any:
+        calls.append(len(texts))
+        return encode(self, texts)
+
+    monkeypatch.setattr(type(together.encoder), "encode_keys", counted)
+    results = together.add_many(edits, policy="keep_both")
+    assert len(calls) == 1
+    for edit, result in zip(edits, results, strict=True):
+        single = alone.add(edit.prompt, edit.target, subject=edit.subject)
+        assert together.store.vectors(result.edit_id) == pytest.approx(
+            alone.store.vectors(single.edit_id), abs=1e-6
+        )
 
 
 def test_add_many_takes_pairs_and_refuses_other_items_before_adding_any(make_memory: MakeMemory) -> None:
