@@ -101,28 +101,24 @@ def _decode(lm: LanguageModel, prefill: Prefill, budgets: Sequence[int], min_new
     logits = head_logits(lm, prefill.hidden)  # (n, V): each prompt's next-token logits
     positions = torch.tensor(lengths, device=lm.device)[:, None]  # (n, 1): where each answer starts
     tokens: list[list[int]] = [[] for _ in budgets]
-    running = [i for i, budget in enumerate(budgets) if budget > 0]  # prompt of each cache row
-    if len(running) < len(budgets):
-        mask, positions, logits = _select(cache, running, mask, positions, logits)
+    running = list(range(len(budgets)))  # the prompt of each cache row
     model: Any = lm.model
     for step in range(max(budgets, default=0)):
-        if not running:
-            break
         if step < min_new_tokens:  # generate()'s min_new_tokens: no end token before it
             logits[:, stops] = float("-inf")
         chosen = logits.argmax(-1)  # (rows,)
-        still = []
-        for i, token in zip(running, chosen.tolist(), strict=True):
-            if token not in stops:
-                tokens[i].append(token)
-                if len(tokens[i]) < budgets[i]:
-                    still.append(i)
-        if not still:
+        keep = []  # the cache rows whose answer goes on
+        for row, (i, token) in enumerate(zip(running, chosen.tolist(), strict=True)):
+            if token in stops or len(tokens[i]) >= budgets[i]:
+                continue
+            tokens[i].append(token)
+            if len(tokens[i]) < budgets[i]:
+                keep.append(row)
+        if not keep:
             break
-        if len(still) < len(running):
-            rows = [running.index(i) for i in still]
-            mask, positions, chosen = _select(cache, rows, mask, positions, chosen)
-            running = still
+        if len(keep) < len(running):
+            mask, positions, chosen = _select(cache, keep, mask, positions, chosen)
+            running = [running[row] for row in keep]
         mask = torch.cat([mask, mask.new_ones((len(running), 1))], dim=1)
         out = model(
             input_ids=chosen[:, None], attention_mask=mask, position_ids=positions + step, cache=cache

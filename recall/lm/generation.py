@@ -10,8 +10,7 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from recall.lm.decoding import decodable, decode_packed
-from recall.lm.decoding_config import GenerationConfig as GenerationConfig  # re-exported
-from recall.lm.decoding_config import TextSink
+from recall.lm.decoding_config import GenerationConfig, TextSink
 from recall.lm.loading import LanguageModel
 from recall.lm.scoring import embed_right, stop_ids
 
@@ -99,8 +98,8 @@ def generate_batch(
     Where the model allows (`decoding.decodable`), prompts that share a prefix and a stem are prefilled
     once (recall/lm/decoding.py). Otherwise rows are left padded (the attention mask hides the padding;
     generate() numbers positions from it), longest prompts first so a batch pads little, and decoded
-    together: each step reads the weights
-    once for `batch_size` rows instead of once per row, where a CPU spends most of a short answer.
+    together: each step reads the weights once for `batch_size` rows instead of once per row, where a
+    CPU spends most of a short answer.
     No streaming (`on_text`), no min_new_tokens difference between rows; a serving engine decodes one
     by one."""
     if any(g.on_text is not None for g in gens) or len({g.min_new_tokens for g in gens}) > 1:

@@ -92,8 +92,11 @@ def group_items(
         rows: list[Group] = []
         for ids, targets in prompts.items():
             branch = Branch(list(ids[stem:]), targets)
-            full = branches is not None and len(rows[-1].branches) >= branches if rows else False
-            if not rows or full or rows[-1].length + branch.length > width:
+            if (
+                not rows
+                or rows[-1].length + branch.length > width
+                or (branches is not None and len(rows[-1].branches) >= branches)
+            ):
                 rows.append(Group(prefix, list(ids[:stem])))
             rows[-1].branches.append(branch)
         groups += rows

@@ -8,8 +8,9 @@ import urllib.request
 
 from recall.backends import Capability
 from recall.errors import ConfigError
+from recall.lm.decoding_config import GenerationConfig
 from recall.lm.engine import CompletionEngine, EngineError, EngineKind
-from recall.lm.generation import GenerationConfig, generate_ids
+from recall.lm.generation import generate_ids
 from recall.lm.prompts import render
 from recall.lm.scoring import prompt_ids
 from recall.memory import EditMemory

@@ -120,7 +120,7 @@ class MemoryService:
 
     def _answer_waiting(self) -> None:
         """On the answer thread: the whole answers waiting now (MAX_BATCH at most), one ask_many per
-        namespace and memory switch. A question whose client has left is skipped."""
+        namespace and memory switch. A question whose request was cancelled is skipped."""
         with self._questions_lock:
             taken = self._waiting_questions[:MAX_BATCH]
             del self._waiting_questions[:MAX_BATCH]
@@ -140,9 +140,9 @@ class MemoryService:
             except Exception as error:
                 if len(group) == 1:
                     group[0].reply.set_exception(error)
-                    continue
-                for q in group:  # one bad question must not fail the others: each alone
-                    _settle(q, self._answer, q.text, namespace, q.max_new_tokens, use_memory, None)
+                else:  # one bad question must not fail the others: each alone
+                    for q in group:
+                        _settle(q, self._answer, q.text, namespace, q.max_new_tokens, use_memory, None)
                 continue
             for q, answer in zip(group, answers, strict=True):
                 _settle(q, self._reply, q.text, answer, q.max_new_tokens)

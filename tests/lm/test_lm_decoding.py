@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from recall.lm.decoding import decodable
-from recall.lm.generation import GenerationConfig, generate_batch, generate_ids
+from recall.lm.decoding_config import GenerationConfig
+from recall.lm.generation import generate_batch, generate_ids
 from recall.lm.loading import LanguageModel
 
 
