@@ -42,9 +42,13 @@ class TrainDataConfig:
         "../shared/data/knowedit/wiki_counterfact_train_cf.json",
         "../shared/data/knowedit/wiki_recent_train.json",
     )
+    # Long answers (issue #32): people of KnowEdit's WikiBio train split, each a ~90-word edit asked with
+    # question templates (training/longform_data.py); 0 leaves them out.
+    wikibio_train: str = "../shared/data/knowedit/wikibio-train-all.json"
     zsre_records: int = 1000
     counterfact_records: int = 800
     knowedit_records: int = 250  # per KnowEdit file
+    wikibio_records: int = 0
     val_fraction: float = 0.05
     # P(0, 1, 2 distractors) beside the relevant edit, as a top-k memory admits them (LTE's mix)
     distractor_mix: tuple[float, ...] = (0.5, 0.25, 0.25)
@@ -52,6 +56,9 @@ class TrainDataConfig:
     def __post_init__(self) -> None:
         if abs(sum(self.distractor_mix) - 1.0) > 1e-6 or any(p < 0 for p in self.distractor_mix):
             raise ConfigError(f"distractor_mix must be probabilities summing to 1, got {self.distractor_mix}")
+        for name in ("zsre_records", "counterfact_records", "knowedit_records", "wikibio_records"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)  # type: ignore[no-any-return]
@@ -137,6 +144,10 @@ class RecipeTrainConfig(TrainDataConfig):
     retrieval_batch: int = 64
     edit_batch: int = 8
     lr: float = 1e-3  # the prompt head MLP_P
+    # Start from this knowledge model's weights (a bundled name or an artifact folder) instead of
+    # MiniLM's untrained heads: a second stage adds data to a trained model. Its shape (encoder,
+    # knowledge_dim, prompt_tokens, sentinel_tokens, trainable_layers, statement_form) must be this one's.
+    init_from: str | None = None
     retriever_lr_scale: float = 0.2  # MLP_K, MLP_Q and the sentinel train at lr x this
     encoder_lr_scale: float = 0.05  # the encoder's top layers train at lr x this
     warmup_ratio: float = 0.03
@@ -161,6 +172,11 @@ class RecipeTrainConfig(TrainDataConfig):
         for name in ("conflict_rate", "sentinel_false_accept"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.retriever_lr_scale < 0 or self.encoder_lr_scale < 0:
+            raise ConfigError(
+                f"retriever_lr_scale and encoder_lr_scale must be >= 0 (0 keeps that part as it is), got "
+                f"{self.retriever_lr_scale} and {self.encoder_lr_scale}"
+            )
         if self.statement_tokens < 0:
             raise ConfigError(f"statement_tokens must be >= 0, got {self.statement_tokens}")
         if self.trainable_layers < 0:

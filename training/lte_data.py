@@ -25,6 +25,7 @@ from recall.datasets.loading import load_cases
 from recall.lm.prompts import Fact, statement
 from recall.retrieval.encoder import Encoder
 from training.config import LteTrainConfig, TrainDataConfig
+from training.longform_data import load_wikibio
 
 RowKind = Literal["in_scope", "portability", "out_of_scope"]
 
@@ -72,6 +73,8 @@ def load_train_cases(config: TrainDataConfig) -> tuple[dict[str, list[EvalCase]]
     }
     for path in config.knowedit_train:
         sources[f"knowedit:{Path(path).stem}"] = load_cases(path, "knowedit", config.knowedit_records)
+    if config.wikibio_records:
+        sources["wikibio"] = load_wikibio(config.wikibio_train, config.wikibio_records, config.seed)
     held_out = eval_prompts()
     kept = {
         name: [c for c in cases if not c.is_noop and c.prompt.strip().lower() not in held_out]

@@ -28,13 +28,23 @@ from typing import Any
 import torch
 from torch.nn.functional import cross_entropy, normalize
 
-from recall.artifacts import write_training_info
-from recall.backends.recipe.files import edit_prompts, fact_prompts, new_knowledge_model, save_knowledge
+from recall.artifacts import ArtifactError, write_training_info
+from recall.backends.recipe.files import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    edit_prompts,
+    fact_prompts,
+    load_weights,
+    new_knowledge_model,
+    resolve_knowledge,
+    save_knowledge,
+)
 from recall.backends.recipe.model import KnowledgeModel, KnowledgeSettings
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import Fact
 from recall.lm.scoring import target_logits
 from training.config import RecipeTrainConfig
+from training.errors import TrainingError
 from training.loop import LoopSettings, TrainLoop
 from training.losses import kl_from_base
 from training.recipe_data import RecipeExample, build_edits, tokenise
@@ -262,18 +272,19 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False, command: str = COMMAN
         trainable_layers=config.trainable_layers,
     )
     model = new_knowledge_model(settings, lm)
+    if config.init_from:
+        start_from(model, config.init_from)
+        print(f"starting from the knowledge model {config.init_from}")
     model.to(lm.device)
     model.train()
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    scales = [
-        config.encoder_lr_scale
-        if n.startswith("bert.")
-        else 1.0
-        if n.startswith("prompt_head.")
-        else config.retriever_lr_scale
-        for n, _ in named
-    ]
+    scaled = [
+        (p, config.encoder_lr_scale if n.startswith("bert.") else
+         1.0 if n.startswith("prompt_head.") else config.retriever_lr_scale)
+        for n, p in model.named_parameters() if p.requires_grad
+    ]  # fmt: skip
+    for p, scale in scaled:
+        p.requires_grad_(scale > 0)  # a part at learning rate 0 stays as it is, with no gradient kept
+    params, scales = [p for p, s in scaled if s > 0], [s for _, s in scaled if s > 0]
     loop_settings = LoopSettings.from_config(config, config.retrieval_batch, 1)
     loop: TrainLoop[RecipeExample] = TrainLoop(
         params,
@@ -319,6 +330,30 @@ def run(config: RecipeTrainConfig, *, fresh: bool = False, command: str = COMMAN
     size = (artifact / "recipe.safetensors").stat().st_size / 2**20
     print(f"knowledge model: {artifact} ({size:.1f} MB; {state.step} steps, {state.seconds / 60:.1f} min)")
     return artifact
+
+
+# What must agree between a knowledge model and the one a run starts from (`init_from`): the rest
+# (statement_tokens, the sentinel margin, the text limit) only changes how prompts are read or gated.
+_SHAPE = ("encoder", "model", "model_fingerprint", "llm_hidden", "knowledge_dim", "prompt_tokens",
+          "statement_form", "sentinel_tokens", "trainable_layers")  # fmt: skip
+
+
+def start_from(model: KnowledgeModel, name_or_path: str) -> None:
+    """Load a trained knowledge model's weights into `model` (the run's new one). Raises TrainingError
+    when its shape differs from the run's, naming the settings."""
+    path = resolve_knowledge(name_or_path)
+    try:
+        trained = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"cannot read {str(path / CONFIG_FILE)!r}: {exc}") from exc
+    own = model.settings.to_dict()
+    differ = [f"{k} {trained.get(k)!r} (this run: {own[k]!r})" for k in _SHAPE if trained.get(k) != own[k]]
+    if differ:
+        raise TrainingError(f"init_from {name_or_path!r} has another shape: " + "; ".join(differ))
+    try:
+        load_weights(model, path / WEIGHTS_FILE)
+    except ArtifactError as exc:
+        raise TrainingError(str(exc)) from exc
 
 
 def describe(artifact: Path, info: dict[str, Any]) -> None:

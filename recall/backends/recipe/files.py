@@ -136,6 +136,30 @@ def save_knowledge(model: KnowledgeModel, directory: Path) -> None:
     (directory / CONFIG_FILE).write_text(json.dumps(model.settings.to_dict(), indent=2) + "\n")
 
 
+def load_weights(model: KnowledgeModel, weights: Path) -> None:
+    """Copy an artifact's trained tensors into `model`, which must have their shape.
+
+    Raises:
+        ArtifactError: the file is unreadable, or its tensors are not `model`'s trainable ones.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    except (OSError, RuntimeError) as exc:  # safetensors reports a damaged header as a RuntimeError
+        raise ArtifactError(f"cannot read the RECIPE weights {str(weights)!r}: {exc}") from exc
+    own = model.state_dict()
+    missing = set(model.trainable_state()) - set(state)
+    unexpected = set(state) - set(own)
+    shapes = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if missing or unexpected or shapes:
+        raise ArtifactError(
+            f"{str(weights)!r} does not match this knowledge model: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}, other shapes {shapes[:3]}"
+        )
+    model.load_state_dict(state, strict=False)
+
+
 def load_knowledge(name_or_path: str, lm: LanguageModel | None = None, device: str = "cpu") -> KnowledgeModel:
     """The knowledge model of a bundled name or directory, in eval mode, on `lm`'s device (else on
     `device`); loaded once per process and device, so the encoder and the backend share one copy.
@@ -143,8 +167,6 @@ def load_knowledge(name_or_path: str, lm: LanguageModel | None = None, device: s
     Raises:
         ArtifactError: missing or unreadable files, or an artifact trained for another model than `lm`.
     """
-    from safetensors.torch import load_file
-
     path = resolve_artifact(name_or_path, CONFIG_FILE, "RECIPE knowledge model", _COMMAND)
     try:
         settings = KnowledgeSettings(**json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")))
@@ -161,15 +183,7 @@ def load_knowledge(name_or_path: str, lm: LanguageModel | None = None, device: s
         if key not in _CACHE:
             bert, tokenizer = load_base_encoder(settings.encoder)
             model = KnowledgeModel(settings, bert, tokenizer, 1.0)
-            state = {k: v.float() for k, v in load_file(str(weights)).items()}
-            missing = set(model.trainable_state()) - set(state)
-            unexpected = set(state) - set(model.state_dict())
-            if missing or unexpected:
-                raise ArtifactError(
-                    f"{str(weights)!r} does not match recipe_config.json: missing {sorted(missing)[:3]}, "
-                    f"unexpected {sorted(unexpected)[:3]}"
-                )
-            model.load_state_dict(state, strict=False)
+            load_weights(model, weights)
             model.eval()
             model.requires_grad_(False)
             _CACHE[key] = model.to(target)

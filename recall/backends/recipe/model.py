@@ -133,8 +133,10 @@ class KnowledgeModel(nn.Module):
         return layers[len(layers) - count :] if count > 0 else []
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Every trained tensor by name: what the artifact stores (the frozen encoder is not in it)."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        """Every trained tensor by name: the heads, the sentinel and the top encoder layers, what the
+        artifact stores (the frozen rest of the encoder is not in it), whatever trains at the moment."""
+        top = {id(p) for layer in self.trainable_encoder_layers() for p in layer.parameters()}
+        names = {n for n, p in self.named_parameters() if not n.startswith("bert.") or id(p) in top}
         return {n: t.detach().contiguous() for n, t in self.state_dict().items() if n in names}
 
     def pooled(self, texts: Sequence[str]) -> torch.Tensor:
