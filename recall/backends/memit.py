@@ -35,6 +35,7 @@ from recall.lm.split import StemCache
 from recall.locate.delta import Row
 from recall.locate.keys import group_mean, read_at
 from recall.locate.statistics import ridged
+from recall.locate.templates import with_prefix
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class MemitConfig(SubjectConfig):
     name: str = "memit"
     layers: tuple[int, ...] = (3, 4, 5, 6, 7)  # decoder layers whose MLP output projections are edited
     mom2_weight: float = 2000.0  # λ: how many keys' worth of weight the statistics C get in the solve
+    # A target longer than this many tokens is edited chunk by chunk (AnyEdit, METHODS.md §9): a z per
+    # chunk at the token before it, needing no subject. None: one z at the subject for every target.
+    chunk_tokens: int | None = 40
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +58,8 @@ class MemitConfig(SubjectConfig):
             raise ConfigError(f"backend.layers must name distinct layers, got {list(self.layers)}")
         if self.mom2_weight <= 0:
             raise ConfigError(f"backend.mom2_weight must be > 0, got {self.mom2_weight}")
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise ConfigError(f"backend.chunk_tokens must be >= 1 or null, got {self.chunk_tokens}")
 
 
 class MemitBackend(SubjectEditor):
@@ -106,28 +112,75 @@ class MemitBackend(SubjectEditor):
 
     # ----------------------------------------------------------------- one batch
     def compute(self, records: Sequence[EditRecord]) -> Change:
-        rows = [self.rows(record) for record in records]
-        zs = self._targets(records, rows)  # (n, d)
-        groups = len(rows[0][0])  # rows per record: the bare prompt and each prefix
-        key_rows = [(r.ids, r.subject) for rewrite, _ in rows for r in rewrite]
+        """Round c edits chunk c of every record that has one (a short target is one chunk), on the
+        weights rounds before it left: a later chunk's z is trained where the model already says the
+        earlier ones (AnyEdit's autoregressive order). Each round solves every job so far, the earlier
+        ones towards the z they already reach, so a round keeps what the rounds before it wrote."""
+        chunks = [self.jobs(record) for record in records]
+        jobs: list[tuple[list[Row], list[Row]]] = []
+        zs = torch.zeros(0, dtype=torch.float64)
         saved = {p: w.detach().clone() for p, w in self.weights.items()}
-        deltas = []
+        deltas: list[WeightDelta] = []
         try:
-            for i, path in enumerate(self.paths):
-                read = read_at(self.lm, key_rows, inputs_of=[path], outputs_of=[self.z_path])
-                keys = group_mean(read[path], groups).double()  # (n, d_in)
-                now = read[self.z_path][::groups].double()  # (n, d): z's layer now, at the bare prompts
-                residual = (zs - now) / (len(self.paths) - i)  # (n, d): this layer's share
-                delta = WeightDelta(path, residual.T.float().contiguous(), self.solve(i, keys).float())
-                with torch.no_grad():  # as the journal applies it, so the next layer sees it
-                    self.weights[path].add_(delta.matrix().to(self.weights[path]))
-                deltas.append(delta)
-            keys_after = self.keys_after(key_rows, groups)
+            for c in range(max(map(len, chunks))):
+                todo = [
+                    (record, parts[c])
+                    for record, parts in zip(records, chunks, strict=True)
+                    if c < len(parts)
+                ]
+                zs = torch.cat([zs, self._targets([r for r, _ in todo], [rows for _, rows in todo])])
+                jobs += [rows for _, rows in todo]
+                deltas += self._spread(jobs, zs)
+            groups = len(jobs[0][0])  # rows per job: the bare prompt and each prefix
+            keys_after = self.keys_after([(r.ids, r.subject) for rewrite, _ in jobs for r in rewrite], groups)
         finally:
             with torch.no_grad():
                 for path, weight in self.weights.items():
                     weight.copy_(saved[path])
-        return Change(deltas, keys_after)
+        return Change(merged(deltas), keys_after)
+
+    def _spread(self, jobs: list[tuple[list[Row], list[Row]]], zs: torch.Tensor) -> list[WeightDelta]:
+        """One MEMIT solve per layer, lowest first, moving each job's z layer towards zs (n, d); each
+        delta is applied to the weights, so the next layer (and round) sees it."""
+        groups = len(jobs[0][0])
+        key_rows = [(r.ids, r.subject) for rewrite, _ in jobs for r in rewrite]
+        deltas = []
+        for i, path in enumerate(self.paths):
+            read = read_at(self.lm, key_rows, inputs_of=[path], outputs_of=[self.z_path])
+            keys = group_mean(read[path], groups).double()  # (n, d_in)
+            now = read[self.z_path][::groups].double()  # (n, d): z's layer now, at the bare prompts
+            residual = (zs - now) / (len(self.paths) - i)  # (n, d): this layer's share
+            delta = WeightDelta(path, residual.T.float().contiguous(), self.solve(i, keys).float())
+            with torch.no_grad():  # as the journal applies it
+                self.weights[path].add_(delta.matrix().to(self.weights[path]))
+            deltas.append(delta)
+        return deltas
+
+    def chunked(self, record: EditRecord) -> bool:
+        size = self.config.chunk_tokens
+        return size is not None and len(self._item(record.prompt, record.target)[1]) > size
+
+    def needs_subject(self, record: EditRecord) -> bool:
+        return not self.chunked(record)
+
+    def jobs(self, record: EditRecord) -> list[tuple[list[Row], list[Row]]]:
+        """(rewrite rows, KL rows) per chunk of `record`'s target: one job at the subject for a short
+        target; for a long one, a job per `chunk_tokens` window, its rows the prompt (bare and after each
+        context prefix) and the target up to the window, δ at the token before the window, no KL rows
+        (AnyEdit has none: there is no subject to keep)."""
+        if not self.chunked(record):
+            return [self.rows(record)]
+        if self.prefixes is None:
+            self.prefixes = self._sample_prefixes()
+        size = self.config.chunk_tokens or 1
+        prompts = [self._item(with_prefix(p, record.prompt), record.target) for p in ["", *self.prefixes]]
+        target = prompts[0][1]
+        out: list[tuple[list[Row], list[Row]]] = []
+        for start in range(0, len(target), size):
+            window = target[start : start + size]
+            out.append(([Row(ids + target[: start + len(window) - 1], len(ids) + start - 1, tuple(window))
+                         for ids, _ in prompts], []))  # fmt: skip
+        return out
 
     def solve(self, index: int, keys: torch.Tensor) -> torch.Tensor:
         """X (n, d_in) with ΔW = Rᵀ X for keys K (n, d_in) at layer `index` of the edited ones: MEMIT's
@@ -147,9 +200,27 @@ class MemitBackend(SubjectEditor):
     ) -> torch.Tensor:
         """z (n, d): each record's residual at its subject token plus its trained δ, float64 on the CPU."""
         zs = []
-        stem = StemCache(self.lm, self.stem)  # every z is trained on the weights before the batch
+        stem = StemCache(self.lm, self.stem)  # every z of a round is trained on the weights before it
         bar = tqdm(rows, desc=f"{self.name} targets", unit="edit", disable=len(rows) < 2, leave=False)
         for record, record_rows in zip(records, bar, strict=True):
             trained = self.train(record, record_rows, self.z_path, self.z_layer, stem)
             zs.append((trained.output + trained.delta).double().cpu())
         return torch.stack(zs)
+
+
+def merged(deltas: Sequence[WeightDelta]) -> list[WeightDelta]:
+    """One delta per path: the rank factors of every delta to it side by side (left (d_out, r1 + r2),
+    right (r1 + r2, d_in)), as a journal file keeps one delta per path."""
+    paths = list(dict.fromkeys(d.path for d in deltas))
+    out = []
+    for path in paths:
+        parts = [d for d in deltas if d.path == path]
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        rights = [d.right for d in parts if d.right is not None]
+        if len(rights) < len(parts):  # a full matrix among them: add them up
+            out.append(WeightDelta(path, torch.stack([d.matrix() for d in parts]).sum(0)))
+        else:
+            out.append(WeightDelta(path, torch.cat([d.left for d in parts], dim=1), torch.cat(rights)))
+    return out

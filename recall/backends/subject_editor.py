@@ -95,12 +95,18 @@ class SubjectEditor(WeightEditor):
         return moment
 
     def check(self, records: Sequence[EditRecord]) -> None:
-        require_subjects(records, self.name)
+        located = [r for r in records if self.needs_subject(r)]
+        require_subjects(located, self.name)
         super().check(records)
-        for record in records:  # the subject's tokens can be found in the rendered prompt
+        for record in located:  # the subject's tokens can be found in the rendered prompt
             subject_prompt(
                 self.lm, record.prompt, record.subject or "", use_chat_template=self.use_chat_template
             )
+
+    def needs_subject(self, record: EditRecord) -> bool:
+        """Whether `record` is edited at its subject's last token (every edit, unless a subclass edits
+        some elsewhere: memit's long targets)."""
+        return True
 
     def load(self, path: Path) -> None:
         super().load(path)
