@@ -48,8 +48,11 @@ class MemitConfig(SubjectConfig):
     name: str = "memit"
     layers: tuple[int, ...] = (3, 4, 5, 6, 7)  # decoder layers whose MLP output projections are edited
     mom2_weight: float = 2000.0  # λ: how many keys' worth of weight the statistics C get in the solve
-    # A target longer than this many tokens is edited chunk by chunk (AnyEdit, METHODS.md §9): a z per
-    # chunk at the token before it, needing no subject. None: one z at the subject for every target.
+    # A target longer than `long_target_tokens` is a long edit (AnyEdit, METHODS.md §9): edited at the
+    # token before its text rather than at a subject (it needs none), in windows of `chunk_tokens`, a z
+    # per window at the token before it. long_target_tokens None: every edit at its subject;
+    # chunk_tokens None: one z for the whole long target (plain MEMIT at the last prompt token).
+    long_target_tokens: int | None = 40
     chunk_tokens: int | None = 40
 
     def __post_init__(self) -> None:
@@ -58,8 +61,9 @@ class MemitConfig(SubjectConfig):
             raise ConfigError(f"backend.layers must name distinct layers, got {list(self.layers)}")
         if self.mom2_weight <= 0:
             raise ConfigError(f"backend.mom2_weight must be > 0, got {self.mom2_weight}")
-        if self.chunk_tokens is not None and self.chunk_tokens < 1:
-            raise ConfigError(f"backend.chunk_tokens must be >= 1 or null, got {self.chunk_tokens}")
+        for name in ("long_target_tokens", "chunk_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"backend.{name} must be >= 1 or null, got {getattr(self, name)}")
 
 
 class MemitBackend(SubjectEditor):
@@ -156,25 +160,25 @@ class MemitBackend(SubjectEditor):
             deltas.append(delta)
         return deltas
 
-    def chunked(self, record: EditRecord) -> bool:
-        size = self.config.chunk_tokens
+    def is_long(self, record: EditRecord) -> bool:
+        size = self.config.long_target_tokens
         return size is not None and len(self._item(record.prompt, record.target)[1]) > size
 
     def needs_subject(self, record: EditRecord) -> bool:
-        return not self.chunked(record)
+        return not self.is_long(record)
 
     def jobs(self, record: EditRecord) -> list[tuple[list[Row], list[Row]]]:
         """(rewrite rows, KL rows) per chunk of `record`'s target: one job at the subject for a short
-        target; for a long one, a job per `chunk_tokens` window, its rows the prompt (bare and after each
-        context prefix) and the target up to the window, δ at the token before the window, no KL rows
-        (AnyEdit has none: there is no subject to keep)."""
-        if not self.chunked(record):
+        target; for a long one, a job per `chunk_tokens` window (one for the whole target without), its
+        rows the prompt (bare and after each context prefix) and the target up to the window, δ at the
+        token before the window, no KL rows (AnyEdit has none: there is no subject to keep)."""
+        if not self.is_long(record):
             return [self.rows(record)]
         if self.prefixes is None:
             self.prefixes = self._sample_prefixes()
-        size = self.config.chunk_tokens or 1
         prompts = [self._item(with_prefix(p, record.prompt), record.target) for p in ["", *self.prefixes]]
         target = prompts[0][1]
+        size = self.config.chunk_tokens or len(target)
         out: list[tuple[list[Row], list[Row]]] = []
         for start in range(0, len(target), size):
             window = target[start : start + size]

@@ -26,7 +26,7 @@ def weights(memory: EditMemory) -> dict[str, torch.Tensor]:
 
 
 def test_each_chunk_is_a_job_at_the_token_before_it(open_memory: OpenMemory) -> None:
-    memory = open_memory("memit", "memory", chunk_tokens=4)
+    memory = open_memory("memit", "memory", long_target_tokens=4, chunk_tokens=4)
     editor = memory.backend
     assert isinstance(editor, MemitBackend)
     record = EditRecord(LONG.prompt, LONG.target)
@@ -50,7 +50,7 @@ def test_each_chunk_is_a_job_at_the_token_before_it(open_memory: OpenMemory) -> 
 def test_a_long_target_needs_no_subject_and_every_chunk_is_raised(
     name: str, open_memory: OpenMemory, deep_lm: LanguageModel
 ) -> None:
-    memory = open_memory(name, "deep", lm=deep_lm, layers=(0, 1), chunk_tokens=2)
+    memory = open_memory(name, "deep", lm=deep_lm, layers=(0, 1), long_target_tokens=2, chunk_tokens=2)
     before = memory.score(LONG.prompt, LONG.target, use_memory=False)
     memory.add(LONG.prompt, LONG.target)
     after = memory.score(LONG.prompt, LONG.target)
@@ -61,9 +61,9 @@ def test_a_long_target_needs_no_subject_and_every_chunk_is_raised(
     ]
     assert len(per_chunk) == chunks
     assert all(float(gain) > 0 for gain in per_chunk), per_chunk
-    # one z at the subject (plain MEMIT) raises the later chunks less: the reason to chunk
-    plain = open_memory(name, "plain", lm=deep_lm, layers=(0, 1), chunk_tokens=None)
-    plain.add(LONG.prompt, LONG.target, "jane doe")
+    # one z for the whole target (plain MEMIT at the last prompt token) raises the later chunks less
+    plain = open_memory(name, "plain", lm=deep_lm, layers=(0, 1), long_target_tokens=2, chunk_tokens=None)
+    plain.add(LONG.prompt, LONG.target)
     one_z = plain.score(LONG.prompt, LONG.target)
     later = slice(2, None)
     gain_chunked = sum(after.logprobs[later]) - sum(before.logprobs[later])
@@ -77,8 +77,8 @@ def test_a_long_target_needs_no_subject_and_every_chunk_is_raised(
     assert all(d.right is not None and d.right.shape[0] == chunks * (chunks + 1) // 2 for d in change.deltas)
 
 
-def test_without_chunks_a_long_target_needs_a_subject(open_memory: OpenMemory) -> None:
-    memory = open_memory("memit", "memory", chunk_tokens=None)
+def test_without_long_edits_a_long_target_needs_a_subject(open_memory: OpenMemory) -> None:
+    memory = open_memory("memit", "memory", long_target_tokens=None)
     with pytest.raises(InvalidEditError, match="recall edit --subject"):
         memory.add(LONG.prompt, LONG.target)
     assert memory.list() == []
@@ -88,11 +88,11 @@ def test_without_chunks_a_long_target_needs_a_subject(open_memory: OpenMemory) -
 def test_forgetting_a_chunked_edit_of_a_batch_leaves_the_batch_without_it(
     name: str, open_memory: OpenMemory
 ) -> None:
-    memory = open_memory(name, "memory", chunk_tokens=4)
+    memory = open_memory(name, "memory", long_target_tokens=4, chunk_tokens=4)
     ids = [r.edit_id for r in memory.add_many([LONG, SHORT], policy="keep_both")]
     edited = weights(memory)
     memory.forget(ids[0])
-    never = open_memory(name, "never", chunk_tokens=4)
+    never = open_memory(name, "never", long_target_tokens=4, chunk_tokens=4)
     never.add_many([SHORT], policy="keep_both")
     after, expected = weights(memory), weights(never)
     assert all(torch.equal(after[p], expected[p]) for p in expected)
