@@ -9,6 +9,9 @@ For a batch (add_many; add is a batch of one), with L the last edited layer:
   current residual) / (layers left), and ΔW_l = Rᵀ X with X (n, d_in) from `solve`: MEMIT's
   X = ((λ C + KᵀK)⁻¹ Kᵀ)ᵀ, in float64 (C: recall/locate/statistics.py; λ counts C as that many keys).
 
+A long target (AnyEdit, METHODS.md §9) is several jobs, one per window of its text, each with z at the
+token before the window; `compute` takes the windows in rounds (see there).
+
 Each batch is one journal entry (recall/backends/weight_editor.py): forgetting one of its edits solves
 the batch again without it, and recomputes every batch after it.
 """
