@@ -56,6 +56,7 @@ def test_collect_scores_every_hit_near_the_cut_off(
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     encoder = RecipeEncoder(str(tiny_recipe_dir))
     base = [f"backend.checkpoint={tiny_recipe_dir}", f"encoder.name={tiny_recipe_dir}", "model.name=tiny"]
+    base += ["backend.long_checkpoint=null"]
     results = {}
     for name, bias in (("keep", 5.0), ("decline", -5.0)):
         probe = tmp_path / name  # a constant score, sigmoid(bias), for every pair

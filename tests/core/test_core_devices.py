@@ -98,6 +98,7 @@ def test_a_memory_on_the_gpu_answers_as_on_the_cpu(
     overrides = ["encoder.name=hashing", "model.name=tiny", "sentinel.min_cosine=0.5"]
     if backend == "recipe":
         recipe = [f"backend.checkpoint={tiny_recipe_dir}", "backend.relevance=null", "sentinel.margin=null"]
+        recipe += ["backend.long_checkpoint=null"]
         overrides = [*recipe, f"encoder.name={tiny_recipe_dir}", "model.name=tiny"]
     config = load_config(backend=backend, overrides=overrides)
     gpu_lm = on_gpu(tiny_lm)

@@ -32,7 +32,7 @@ RECORD = EditRecord(
 def _config(artifact: Path, *extra: str) -> Any:
     overrides = [f"backend.checkpoint={artifact}", f"encoder.name={artifact}", "model.name=tiny"]
     # the preset's probe and margin belong to the shipped SmolLM2 model
-    overrides += ["backend.relevance=null", "sentinel.margin=null", *extra]
+    overrides += ["backend.relevance=null", "backend.long_checkpoint=null", "sentinel.margin=null", *extra]
     return load_config(backend="recipe", overrides=overrides)
 
 
@@ -200,3 +200,38 @@ def test_the_trained_sentinel_margin_raises_the_memory_threshold(
     ) as loosened:
         looser = float(query @ encoder.sentinel_vector) - 0.2
         assert loosened.retrieve("who is the ceo of acme ?").threshold == pytest.approx(looser, abs=1e-5)
+
+
+def test_a_long_edit_gets_its_prompt_from_the_long_checkpoint(
+    tiny_lm: LanguageModel, tiny_recipe_dir: Path, tmp_path: Path
+) -> None:
+    from recall.backends.recipe.files import fact_prompts, save_knowledge
+
+    main = load_knowledge(str(tiny_recipe_dir), tiny_lm)
+    torch.manual_seed(7)  # another prompt head: the long model's prompts differ from the main one's
+    save_knowledge(new_knowledge_model(main.settings, tiny_lm), tmp_path / "long")
+    long = load_knowledge(str(tmp_path / "long"), tiny_lm)
+    short = EditRecord(prompt="jane", target="", statement="jane")  # one token: within statement_tokens 3
+    records = [RECORD, short]  # RECORD's statement has more than 3 tokens: long
+    config = RecipeConfig(checkpoint=str(tiny_recipe_dir), long_checkpoint=str(tmp_path / "long"))
+    backend = RecipeBackend(config, tiny_lm)
+    with torch.inference_mode():
+        made = backend._make_prompts(records)
+        expected = [fact_prompts(long, tiny_lm, [("who is the ceo of acme ?", "jane doe")], limit=None)[0]]
+        expected += [fact_prompts(main, tiny_lm, [("jane", "")], limit=None)[0]]
+        alone = RecipeBackend(dataclasses.replace(config, long_checkpoint=None), tiny_lm)._make_prompts(
+            records
+        )
+    assert all(torch.equal(m, e) for m, e in zip(made, expected, strict=True))
+    assert not torch.equal(alone[0], made[0])  # without it, the main model makes the long prompt too
+    assert torch.allclose(alone[1], made[1], atol=1e-5)  # encoded in another batch: rounding apart
+    # the cache binds a prompt to the model that made it: another long_checkpoint remakes it
+    assert backend._bound(RECORD) != RecipeBackend(
+        dataclasses.replace(config, long_checkpoint=None), tiny_lm
+    )._bound(RECORD)
+    prompt_only = tmp_path / "prompt-only"
+    save_knowledge(
+        new_knowledge_model(dataclasses.replace(main.settings, statement_tokens=0), tiny_lm), prompt_only
+    )
+    with pytest.raises(ConfigError, match="reads none"):
+        RecipeBackend(dataclasses.replace(config, checkpoint=str(prompt_only)), tiny_lm)

@@ -160,6 +160,7 @@ def test_the_recipe_backend_reviews_with_a_probe_of_the_frozen_model(
     probe = write_probe(tmp_path / "no", tiny_lm, bias=-5.0)
     overrides = [
         f"backend.checkpoint={tiny_recipe_dir}",
+        "backend.long_checkpoint=null",
         f"encoder.name={tiny_recipe_dir}",
         "model.name=tiny",
     ]

@@ -54,16 +54,21 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     assert config.bundle_as == "recipe-smollm2-135m"
 
 
-def test_shipped_model_was_trained_with_the_shipped_config() -> None:
+@pytest.mark.parametrize(
+    ("artifact", "config"),
+    [
+        ("recipe-smollm2-135m", "configs/train/recipe.yaml"),  # stage one
+        ("recipe-smollm2-135m-long", "configs/train/recipe_longform.yaml"),  # stage two, from stage one
+    ],
+)
+def test_shipped_model_was_trained_with_the_shipped_config(artifact: str, config: str) -> None:
     """The README's rebuild command must describe the bundled model: every setting but where it was
-    written matches configs/train/recipe.yaml (a changed recipe needs a retrained model)."""
+    written matches the bundled training config (a changed recipe needs a retrained model)."""
     from recall.artifacts import artifact_info, resolve_artifact
     from recall.backends.recipe.files import CONFIG_FILE
 
-    trained = artifact_info(
-        resolve_artifact("recipe-smollm2-135m", CONFIG_FILE, "RECIPE knowledge model", "")
-    )
-    shipped = load_train_config("configs/train/recipe.yaml", [], "recipe").to_dict()
+    trained = artifact_info(resolve_artifact(artifact, CONFIG_FILE, "RECIPE knowledge model", ""))
+    shipped = load_train_config(config, [], "recipe").to_dict()
     # settings added since the model was trained take their defaults, which must be what it ran with
     resolved = build_dataclass(RecipeTrainConfig, trained["config"], "").to_dict()
     where = {"output_dir", "bundle_as"}
@@ -111,6 +116,7 @@ def test_training_writes_a_model_the_recipe_backend_serves(
         memory_config,
         f"encoder.name={artifact}",
         "backend.relevance=null",
+        "backend.long_checkpoint=null",
     ]  # the probe is SmolLM2's
     cfg = load_config(backend="recipe", overrides=overrides)
     with EditMemory.temporary(cfg, lm=base) as memory:

@@ -100,16 +100,21 @@ def edit_prompts(
     if limit == 0:
         return list(learned)
     embed: Any = lm.model.get_input_embeddings()
+    out = []
+    for vectors, row in zip(learned, edit_token_ids(model, lm, facts), strict=True):
+        tokens = embed(torch.tensor(row[:limit], dtype=torch.long, device=lm.device))  # (n_i, d)
+        out.append(torch.cat([vectors.to(lm.device, tokens.dtype), tokens.detach()]))
+    return out
+
+
+def edit_token_ids(model: KnowledgeModel, lm: LanguageModel, facts: Sequence[Fact]) -> list[list[int]]:
+    """The LLM token ids of each edit as its prompt writes it (`statement_form`): the exchange in the
+    chat template, or the statement."""
     if model.settings.statement_form == "dialog":
         texts = [exchange_text(lm, prompt, target) for prompt, target in facts]
     else:
         texts = [statement(prompt, target) for prompt, target in facts]
-    ids = lm.tokenizer(texts, add_special_tokens=False).input_ids
-    out = []
-    for vectors, row in zip(learned, ids, strict=True):
-        tokens = embed(torch.tensor(row[:limit], dtype=torch.long, device=lm.device))  # (n_i, d)
-        out.append(torch.cat([vectors.to(lm.device, tokens.dtype), tokens.detach()]))
-    return out
+    return [list(row) for row in lm.tokenizer(texts, add_special_tokens=False).input_ids]
 
 
 def fact_prompts(
