@@ -226,9 +226,10 @@ def test_a_long_edit_gets_its_prompt_from_the_long_checkpoint(
     assert not torch.equal(alone[0], made[0])  # without it, the main model makes the long prompt too
     assert torch.allclose(alone[1], made[1], atol=1e-5)  # encoded in another batch: rounding apart
     # the cache binds a prompt to the model that made it: another long_checkpoint remakes it
-    assert backend._bound(RECORD) != RecipeBackend(
-        dataclasses.replace(config, long_checkpoint=None), tiny_lm
-    )._bound(RECORD)
+    single = RecipeBackend(dataclasses.replace(config, long_checkpoint=None), tiny_lm)
+    assert backend._bound(RECORD, *backend._makers([RECORD])) != single._bound(
+        RECORD, *single._makers([RECORD])
+    )
     prompt_only = tmp_path / "prompt-only"
     save_knowledge(
         new_knowledge_model(dataclasses.replace(main.settings, statement_tokens=0), tiny_lm), prompt_only

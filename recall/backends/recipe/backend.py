@@ -113,23 +113,19 @@ class RecipeBackend(RetrievalBackend):
         self.config = config
         self.lm = lm
         self.knowledge = load_knowledge(config.checkpoint, lm)
-        hidden = int(lm.model.config.hidden_size)
-        if self.knowledge.settings.llm_hidden != hidden:
-            raise ConfigError(
-                f"RECIPE model {config.checkpoint!r} makes prompts of width "
-                f"{self.knowledge.settings.llm_hidden}, but {lm.model_id} has hidden size {hidden}"
-            )
         self.long = load_knowledge(config.long_checkpoint, lm) if config.long_checkpoint else None
         if self.long is not None and not self.knowledge.settings.statement_tokens:
             raise ConfigError(
                 "backend.long_checkpoint needs a checkpoint that reads an edit's tokens; "
                 f"{config.checkpoint!r} reads none (statement_tokens 0): no edit is longer than its training"
             )
-        if self.long is not None and self.long.settings.llm_hidden != hidden:
-            raise ConfigError(
-                f"RECIPE model {config.long_checkpoint!r} makes prompts of width "
-                f"{self.long.settings.llm_hidden}, but {lm.model_id} has hidden size {hidden}"
-            )
+        hidden = int(lm.model.config.hidden_size)
+        for name, knowledge in ((config.checkpoint, self.knowledge), (config.long_checkpoint, self.long)):
+            if knowledge is not None and knowledge.settings.llm_hidden != hidden:
+                raise ConfigError(
+                    f"RECIPE model {name!r} makes prompts of width {knowledge.settings.llm_hidden}, but "
+                    f"{lm.model_id} has hidden size {hidden}"
+                )
         self._prompts: dict[str, torch.Tensor] = {}  # edit_id -> (L_p, d)
         self._digests: dict[str, str] = {}  # edit_id -> prompt_digest(statement, prompt)
         self.probe = load_probe(config.relevance, lm) if config.relevance else None
@@ -137,10 +133,11 @@ class RecipeBackend(RetrievalBackend):
     def edit(self, records: Sequence[EditRecord]) -> None:
         """One knowledge-model pass per batch: statement -> r_k -> MLP_P -> prompt."""
         if records:
-            prompts = self._make_prompts(records)
-            for record, prompt in zip(records, prompts, strict=True):
+            makers = self._makers(records)
+            prompts = self._make_prompts(records, makers)
+            for record, maker, prompt in zip(records, makers, prompts, strict=True):
                 self._prompts[record.edit_id] = prompt
-                self._digests[record.edit_id] = prompt_digest(self._bound(record), prompt)
+                self._digests[record.edit_id] = prompt_digest(self._bound(record, maker), prompt)
 
     def forget(self, edit_ids: Sequence[str]) -> None:
         for edit_id in edit_ids:
@@ -150,13 +147,13 @@ class RecipeBackend(RetrievalBackend):
     def sync(self, active: Sequence[EditRecord]) -> None:
         """Keep the cached prompts of the active edits whose digest still matches their statement, make
         the missing ones, drop the rest (an altered or swapped cache entry is remade, never used)."""
+        cached = [r for r in active if r.edit_id in self._prompts]
         kept = {
             r.edit_id
-            for r in active
-            if r.edit_id in self._prompts
-            and self._digests.get(r.edit_id) == prompt_digest(self._bound(r), self._prompts[r.edit_id])
+            for r, maker in zip(cached, self._makers(cached), strict=True)
+            if self._digests.get(r.edit_id) == prompt_digest(self._bound(r, maker), self._prompts[r.edit_id])
         }
-        if len(kept) < sum(r.edit_id in self._prompts for r in active):
+        if len(kept) < len(cached):
             logger.warning(
                 "the RECIPE prompt cache holds prompts that do not match their edits; remaking them"
             )
@@ -258,13 +255,11 @@ class RecipeBackend(RetrievalBackend):
     def _render(self, question: str) -> str:
         return render(self.lm, question, use_chat_template=self.config.use_chat_template)
 
-    @torch.inference_mode()
-    def _bound(self, record: EditRecord) -> str:
+    def _bound(self, record: EditRecord, maker: KnowledgeModel) -> str:
         """What a cached prompt is bound to: its edit's statement, how many of its tokens it holds and
         which model made it (a prompt made under another `text_tokens` or `long_checkpoint` is remade)."""
-        knowledge = self._maker(record)
-        maker = self.config.long_checkpoint if knowledge is self.long else self.config.checkpoint
-        return f"{self._text_limit(knowledge)}|{maker}|{record.statement}"
+        name = self.config.long_checkpoint if maker is self.long else self.config.checkpoint
+        return f"{self._text_limit(maker)}|{name}|{record.statement}"
 
     def _text_limit(self, knowledge: KnowledgeModel) -> int | None:
         """How many of an edit's tokens its prompt holds (None: all): an artifact that feeds none (0)
@@ -274,26 +269,25 @@ class RecipeBackend(RetrievalBackend):
             return trained
         return self.config.text_tokens
 
-    def _is_long(self, records: Sequence[EditRecord]) -> list[bool]:
-        """Whether each edit is longer than `checkpoint` read in training (always False without a
-        `long_checkpoint`)."""
+    def _makers(self, records: Sequence[EditRecord]) -> list[KnowledgeModel]:
+        """The knowledge model that makes each edit's prompt: `long_checkpoint`'s for an edit longer than
+        `checkpoint` read in training, else `checkpoint`'s (one tokenizer pass for all of them)."""
         if self.long is None:
-            return [False] * len(records)
+            return [self.knowledge] * len(records)
         cap = self.knowledge.settings.statement_tokens
-        facts = [(r.prompt, r.target) for r in records]
-        return [len(ids) > cap for ids in edit_token_ids(self.knowledge, self.lm, facts)]
+        ids = edit_token_ids(self.knowledge, self.lm, [(r.prompt, r.target) for r in records])
+        return [self.long if len(row) > cap else self.knowledge for row in ids]
 
-    def _maker(self, record: EditRecord) -> KnowledgeModel:
-        return self.long if self.long is not None and self._is_long([record])[0] else self.knowledge
-
-    def _make_prompts(self, records: Sequence[EditRecord]) -> list[torch.Tensor]:
-        """Each edit's prompt from its knowledge model (`long_checkpoint`'s for a long edit), in order."""
+    @torch.inference_mode()
+    def _make_prompts(
+        self, records: Sequence[EditRecord], makers: Sequence[KnowledgeModel] | None = None
+    ) -> list[torch.Tensor]:
+        """Each edit's prompt from its maker (`_makers`, unless given), in order, `_PROMPT_BATCH` edits a
+        pass."""
+        makers = self._makers(records) if makers is None else makers
         out: dict[int, torch.Tensor] = {}
-        long = self._is_long(records)
-        groups = [(self.knowledge, [i for i, is_long in enumerate(long) if not is_long])]
-        if self.long is not None:
-            groups.append((self.long, [i for i, is_long in enumerate(long) if is_long]))
-        for knowledge, chosen in groups:
+        for knowledge in dict.fromkeys(makers):
+            chosen = [i for i, maker in enumerate(makers) if maker is knowledge]
             for start in range(0, len(chosen), _PROMPT_BATCH):
                 part = chosen[start : start + _PROMPT_BATCH]
                 facts = [(records[i].prompt, records[i].target) for i in part]
