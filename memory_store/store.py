@@ -26,10 +26,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -70,6 +70,7 @@ __all__ = ["MemoryStore"]
 log = logging.getLogger(__name__)
 
 IndexMode = Literal["auto", "flat", "hnsw"]
+T = TypeVar("T")
 
 
 class MemoryStore:
@@ -275,9 +276,13 @@ class MemoryStore:
                 self._catalog.set_status(rid, status)
         return dataclasses.replace(record, status=status)
 
-    def _found(self, found: tuple[int, EditRecord] | None, edit_id: str) -> tuple[int, EditRecord]:
+    def _found(self, found: T | None, edit_id: object) -> T:
+        """`found`, unless it is None: then EditNotFoundError naming the id."""
         if found is None:
-            raise self._not_found(edit_id)
+            raise EditNotFoundError(
+                f"expected an edit_id stored in the memory at {str(self.path)!r}, received {edit_id!r}; "
+                "list() shows the stored edits"
+            )
         return found
 
     def _apply_insert(
@@ -310,12 +315,6 @@ class MemoryStore:
             with self._rw.write():
                 self._index = hnsw
 
-    def _not_found(self, edit_id: object) -> EditNotFoundError:
-        return EditNotFoundError(
-            f"expected an edit_id stored in the memory at {str(self.path)!r}, received {edit_id!r}; "
-            "list() shows the stored edits"
-        )
-
     # ------------------------------------------------------------------ reads
     def search(
         self, queries: np.ndarray, k: int = 1, namespace: str | Sequence[str] | None = "default"
@@ -343,30 +342,22 @@ class MemoryStore:
 
     def get(self, edit_id: str) -> EditRecord:
         """The record with this edit_id, whatever its status."""
-        with self._rw.read():
-            self._check_open("get")
-            record = self._db.get(edit_id) if is_edit_id(edit_id) else None
-        if record is None:
-            raise self._not_found(edit_id)
-        return record
+        return self._read_edit("get", edit_id, self._db.get)
 
     def vectors(self, edit_id: str) -> np.ndarray:
         """The edit's keys as stored, (n_keys, dim) float32."""
-        with self._rw.read():
-            self._check_open("vectors")
-            keys = self._db.vectors(edit_id, self.dim) if is_edit_id(edit_id) else None
-        if keys is None:
-            raise self._not_found(edit_id)
-        return keys
+        return self._read_edit("vectors", edit_id, lambda e: self._db.vectors(e, self.dim))
 
     def history(self, edit_id: str) -> list[HistoryEvent]:
         """Every add/supersede/retract/restore of this edit, oldest first."""
+        return self._read_edit("history", edit_id, self._db.history)
+
+    def _read_edit(self, operation: str, edit_id: str, read: Callable[[str], T | None]) -> T:
+        """`read(edit_id)` under the readers' lock; EditNotFoundError for an unknown or malformed id."""
         with self._rw.read():
-            self._check_open("history")
-            events = self._db.history(edit_id) if is_edit_id(edit_id) else None
-        if events is None:
-            raise self._not_found(edit_id)
-        return events
+            self._check_open(operation)
+            found = read(edit_id) if is_edit_id(edit_id) else None
+        return self._found(found, edit_id)
 
     def namespaces(self) -> list[str]:
         """Every namespace holding at least one record (of any status), sorted."""
