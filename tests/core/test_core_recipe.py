@@ -226,6 +226,10 @@ def test_a_long_edit_gets_its_prompt_from_the_long_checkpoint(
     assert not torch.equal(alone[0], made[0])  # without it, the main model makes the long prompt too
     assert torch.allclose(alone[1], made[1], atol=1e-5)  # encoded in another batch: rounding apart
     # the cache binds a prompt to the model that made it: another long_checkpoint remakes it
+    backend.sync([])  # opening a memory: nothing cached, nothing active
+    backend.sync(records)  # nothing cached yet: both made, each by its model
+    assert all(torch.equal(backend._prompts[r.edit_id], m) for r, m in zip(records, made, strict=True))
+    backend.sync(records)  # cached and bound to their makers: kept
     single = RecipeBackend(dataclasses.replace(config, long_checkpoint=None), tiny_lm)
     assert backend._bound(RECORD, *backend._makers([RECORD])) != single._bound(
         RECORD, *single._makers([RECORD])

@@ -110,6 +110,8 @@ def edit_prompts(
 def edit_token_ids(model: KnowledgeModel, lm: LanguageModel, facts: Sequence[Fact]) -> list[list[int]]:
     """The LLM token ids of each edit as its prompt writes it (`statement_form`): the exchange in the
     chat template, or the statement."""
+    if not facts:
+        return []  # the tokenizer fails on an empty batch
     if model.settings.statement_form == "dialog":
         texts = [exchange_text(lm, prompt, target) for prompt, target in facts]
     else:
