@@ -69,7 +69,9 @@ class ConflictPair:
 class Retrieval:
     """Search and gate for one query: `hits` are the top-k, `admitted` those the sentinel let through
     and the backend's review kept, `declined` those the review turned away (recall/backends/review.py),
-    `overridden` those a newer admitted edit of the same fact replaced (recall/retrieval/current.py)."""
+    `overridden` those a newer admitted edit of the same fact replaced (recall/retrieval/current.py).
+    `view` is the part of the query the gate read when it was not the whole (its last sentence:
+    recall/retrieval/views.py); hits, scores and threshold are that view's."""
 
     query: str
     hits: tuple[SearchHit, ...]
@@ -77,6 +79,7 @@ class Retrieval:
     threshold: float
     declined: tuple[SearchHit, ...] = ()
     overridden: tuple[SearchHit, ...] = ()
+    view: str | None = None
 
     @property
     def used_memory(self) -> bool:

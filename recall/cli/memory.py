@@ -32,6 +32,8 @@ def explain(answer: Answer) -> str:
         lines = [f"no retrieval ({answer.backend} backend: edits act inside the model, or memory was off)"]
     else:
         lines = [f"threshold {retrieval.threshold:.3f} ({answer.backend} backend)"]
+        if retrieval.view is not None:
+            lines.append(f"read as its last sentence: {retrieval.view!r}")
         for hit in retrieval.hits:
             mark = retrieval.verdict(hit)
             lines.append(

@@ -74,6 +74,10 @@ class RetrievalConfig:
     # beats the gate's cut-off by this much more: an alias can still get through on a high score, another
     # entity's edit of the same relation cannot. None: subjects are not checked.
     subject_margin: float | None = None
+    # A question that ends a longer text is also searched as its last sentence, and the gate reads it as
+    # whichever of the two admits an edit by the wider margin (recall/retrieval/views.py): sentences
+    # before the question (context, chatter) pull the query's vector away from the edit it asks about.
+    last_sentence: bool = True
 
     def __post_init__(self) -> None:
         if not self.keys:

@@ -1,7 +1,8 @@
-"""The gate: query -> the hits a retrieval backend gets (EditMemory's ask flow). The store is searched,
-the sentinel admits hits (those about a subject the query does not name need a higher score), an edit
-asked word for word is used alone, a newer edit of the same fact overrides an older one, only hits close
-to the best one are kept, and a backend with a review may decline what the gate was not sure of."""
+"""The gate: query -> the hits a retrieval backend gets (EditMemory's ask flow). The store is searched
+for the query and its last sentence (the view that admits an edit by more is read: views.py), the
+sentinel admits hits (those about a subject the query does not name need a higher score), an edit asked
+word for word is used alone, a newer edit of the same fact overrides an older one, only hits close to the
+best one are kept, and a backend with a review may decline what the gate was not sure of."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from recall.results import Retrieval
 from recall.retrieval.current import current_only
 from recall.retrieval.encoder import Encoder
 from recall.retrieval.subjects import names_edit_subject
+from recall.retrieval.views import query_views
 
 # (queries, their admitted hits) -> the hits kept: EditBackend.review
 Review = Callable[[Sequence[str], Sequence[Sequence[SearchHit]]], list[tuple[SearchHit, ...]]]
@@ -73,12 +75,11 @@ class Gate:
     def admit(self, queries: Sequence[str], namespace: str) -> list[Retrieval]:
         """One Retrieval per query: the top hits, those admitted, those overridden by a newer edit of the
         same fact and those the review declined."""
-        vectors = self.encoder.encode_queries(list(queries))  # (n, dim)
-        results = self.store.search(vectors, k=self.search_k, namespace=namespace)
+        views, vectors, results = self._read(queries, namespace)
         gated: list[tuple[SearchHit, ...]] = []
         asked_rows: list[tuple[SearchHit, ...]] = []
         open_rows: list[int] = []  # rows whose admitted hits go to review
-        for row, (query, vector, hits) in enumerate(zip(queries, vectors, results, strict=True)):
+        for row, (query, vector, hits) in enumerate(zip(views, vectors, results, strict=True)):
             asked = tuple(exact_question_hits(query, hits))
             passed = self.passing(query, vector, hits)
             asked_rows.append(asked)
@@ -90,7 +91,7 @@ class Gate:
                 open_rows.append(row)  # rivals must pass review before they override anything
         kept = list(gated)
         if open_rows and self.review is not None:
-            verdicts = self.review([queries[i] for i in open_rows], [gated[i] for i in open_rows])
+            verdicts = self.review([views[i] for i in open_rows], [gated[i] for i in open_rows])
             for i, verdict in zip(open_rows, verdicts, strict=True):
                 # an edit asked word for word is never declined: only its rivals are reviewed
                 kept[i] = (*asked_rows[i], *(h for h in verdict if h not in asked_rows[i]))
@@ -111,11 +112,39 @@ class Gate:
                 threshold=self.sentinel.threshold(vector),
                 declined=tuple(hit for hit in admitted if hit not in keep),
                 overridden=overridden,
+                view=view if view != query else None,
             )
-            for query, vector, hits, admitted, keep, overridden in zip(
-                queries, vectors, results, gated, kept, stale, strict=True
+            for query, view, vector, hits, admitted, keep, overridden in zip(
+                queries, views, vectors, results, gated, kept, stale, strict=True
             )
         ]
+
+    def _read(
+        self, queries: Sequence[str], namespace: str
+    ) -> tuple[list[str], np.ndarray, list[list[SearchHit]]]:
+        """Each query's view (recall/retrieval/views.py) the gate reads it as, that view's vector (n, dim)
+        and its search hits: of the query and its last sentence, the one whose best admitted hit beats its
+        cut-off by most (the query itself on a tie, or when no view has an admitted hit)."""
+        views = [query_views(q, self.config.last_sentence) for q in queries]
+        flat = [text for texts in views for text in texts]
+        vectors = self.encoder.encode_queries(flat)  # (sum of views, dim)
+        results = self.store.search(vectors, k=self.search_k, namespace=namespace)
+        chosen: list[int] = []  # index into flat of each query's view
+        first = 0
+        for texts in views:
+            rows = range(first, first + len(texts))
+            first += len(texts)
+            if len(rows) == 1:
+                chosen.append(rows[0])
+                continue
+            chosen.append(max(rows, key=lambda j: (self._lead(flat[j], vectors[j], results[j]), -j)))
+        return [flat[j] for j in chosen], vectors[chosen], [results[j] for j in chosen]
+
+    def _lead(self, view: str, vector: np.ndarray, hits: Sequence[SearchHit]) -> float:
+        """By how much the best hit the sentinel and subject test admit for `view` beats the cut-off
+        (-inf: none)."""
+        passed = self.passing(view, vector, hits)
+        return passed[0].score - self.sentinel.threshold(vector) if passed else -np.inf
 
     def _rivals(self, base: tuple[SearchHit, ...], passed: Sequence[SearchHit]) -> tuple[SearchHit, ...]:
         """The admitted hits outside `base` that would override one in it (recall/retrieval/current.py)."""

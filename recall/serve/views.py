@@ -67,6 +67,7 @@ def retrieval_json(retrieval: Retrieval, namespace: str) -> dict[str, Any]:
     return {
         "namespace": namespace,
         "threshold": _threshold(retrieval),
+        "read_as": retrieval.view,
         "hits": [hit_json(h, retrieval.verdict(h)) for h in retrieval.hits],
     }
 
@@ -86,6 +87,7 @@ def recall_json(answer: Answer, namespace: str, ignored_messages: int = 0) -> di
         "used": used,
         "used_count": len(answer.used),
         "threshold": _threshold(answer.retrieval),
+        "read_as": answer.retrieval.view,
         "admitted": len(answer.retrieval.admitted),
         "injected": answer.injected,
         "ignored_messages": ignored_messages,

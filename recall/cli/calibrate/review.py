@@ -9,7 +9,9 @@ each (question, edit) pair once. Every (cut-off, window, subject_margin) setting
 those numbers as the gate decides (recall/retrieval/gate.py): a hit is admitted when it beats the cut-off
 (cos(query, sentinel) + margin, or min_cosine), plus subject_margin when the question does not name its
 subject; a query whose best hit clears that by `window` or more is used unreviewed; the others keep the
-admitted hits the probe scores at or above its threshold. (A question asked word for word as an edit's
+admitted hits the probe scores at or above its threshold. A question with several sentences is read as
+the view (itself or its last sentence: recall/retrieval/views.py) the gate picks at the config's own
+cut-off and subject_margin; the replayed settings keep that view. (A question asked word for word as an edit's
 skips the gate; a sampled rephrase or locality question almost never is one. Newer edits overriding
 older ones play no part: every sampled edit is added with keep_both.)
 """
@@ -29,6 +31,7 @@ from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.retrieval.encoder import Encoder
 from recall.retrieval.subjects import names_edit_subject
+from recall.retrieval.views import query_views
 
 LOOSE = 0.3  # how far below the base cut-off hits are collected: the lowest shift replayed
 OPEN = -2.0  # the collecting memory's margin: below any cosine, so its own gate admits everything
@@ -102,13 +105,27 @@ def collect(
         base = trained if learned else config.sentinel.min_cosine
         edit_ids = [memory.add(c.prompt, c.target, c.subject, policy="keep_both").edit_id for c in cases]
         rows: list[tuple[bool, str, list[tuple[float, SearchHit]], str]] = []
+        subject_margin = config.retrieval.subject_margin
         for in_scope, sampled in ((True, rephrases[:sample]), (False, locality[:sample])):
-            vectors = memory.encoder.encode_queries([q for q, _ in sampled])  # (q, dim)
+            views = [query_views(q, config.retrieval.last_sentence) for q, _ in sampled]
+            read_as = [text for texts in views for text in texts]
+            vectors = memory.encoder.encode_queries(read_as)  # (sum of views, dim)
             found = memory.store.search(vectors, k=memory.gate.search_k, namespace="default")
-            for (question, case), vector, hits in zip(sampled, vectors, found, strict=True):
-                # the base cut-off: the open gate's own, moved back to the trained margin or min_cosine
-                cut = memory.sentinel.threshold(vector) - OPEN + base if learned else base
-                near = [(h.score - cut, h) for h in hits if h.score - cut > -LOOSE]
+            first = 0
+            for texts, (_, case) in zip(views, sampled, strict=True):
+                read: list[tuple[float, str, list[tuple[float, SearchHit]]]] = []
+                for j in range(first, first + len(texts)):
+                    # the base cut-off: the open gate's own, moved back to the trained margin or min_cosine
+                    cut = memory.sentinel.threshold(vectors[j]) - OPEN + base if learned else base
+                    near = [(h.score - cut, h) for h in found[j] if h.score - cut > -LOOSE]
+                    lead = max(
+                        (e for e, h in near if _passes(e, read_as[j], h, subject_margin)), default=-2.0
+                    )
+                    read.append((lead, read_as[j], near))
+                first += len(texts)
+                # the view the gate reads at the config's cut-off (recall/retrieval/gate.py `_read`); the
+                # replayed settings keep it
+                _, question, near = max(read, key=lambda r: r[0])
                 rows.append((in_scope, question, near, edit_ids[case] if case >= 0 else ""))
         # one (question, hit) at a time: the review keeps or declines each hit on its own
         flat = [(question, hit) for _, question, near, _ in rows for _, hit in near]
@@ -125,6 +142,13 @@ def collect(
             for in_scope, question, near, own in rows
         ]
     return queries, base
+
+
+def _passes(excess: float, question: str, hit: SearchHit, subject_margin: float | None) -> bool:
+    """Whether the gate admits `hit` at the base cut-off, subject test included."""
+    if subject_margin is None:
+        return excess > 0
+    return excess > 0 and (excess > subject_margin or names_edit_subject(question, hit.record))
 
 
 def replay(

@@ -1,0 +1,32 @@
+"""Query views: the texts a question is read as by the gate. A question that ends a longer text
+("Regarding vitamin supplements, research shows mixed results. Edwin of Northumbria is affiliated with the
+religion") is also read as its last sentence alone: the sentences before it pull a sentence encoder's
+vector away from the edit it asks about (CounterFact val, 1000 recipe edits: a rephrase's own edit is
+admitted for 90 of 174 such rephrases read whole, 161 read as their last sentence). The gate keeps the view
+whose best admitted edit beats its cut-off by most (recall/retrieval/gate.py), so a last sentence that
+says less than the whole ("Who is its CEO?") loses to it."""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at . ? ! (or a line break) followed by space, and the next one starts with a capital
+# letter, a digit or a quote: "Mr. smith" style breaks inside a sentence are rare in questions, and a
+# wrong break costs nothing but a view that loses to the whole question.
+_BREAK = re.compile(r"(?:(?<=[.?!])\s+|\s*\n\s*)(?=[\"'“‘(\[]?[^\W_a-z])")
+MIN_WORDS = 2  # a last "sentence" of one word ("Thanks.") is no question
+
+
+def last_sentence(query: str) -> str | None:
+    """The last sentence of `query` when it has several, else None."""
+    parts = [part for part in _BREAK.split(query.strip()) if part.strip()]
+    if len(parts) < 2 or len(parts[-1].split()) < MIN_WORDS:
+        return None
+    return parts[-1].strip()
+
+
+def query_views(query: str, last: bool) -> list[str]:
+    """The texts the gate reads `query` as: the query itself first, then (with `last`) its last sentence
+    when it has several."""
+    tail = last_sentence(query) if last else None
+    return [query] if tail is None else [query, tail]
