@@ -46,7 +46,9 @@ def test_a_question_behind_an_unrelated_sentence_is_read_as_its_last_sentence(
     make_memory: MakeMemory,
 ) -> None:
     views = make_memory("views", load_config(backend="lte", overrides=GATE))
-    whole = make_memory("whole", load_config(backend="lte", overrides=[*GATE, "retrieval.last_sentence=false"]))
+    whole = make_memory(
+        "whole", load_config(backend="lte", overrides=[*GATE, "retrieval.last_sentence=false"])
+    )
     for memory in (views, whole):
         memory.add(*EDIT, subject="Danielle Darrieux")
     assert not whole.retrieve(PREFIXED).admitted  # the prefix pulls the whole query under the cut-off
