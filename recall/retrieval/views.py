@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import re
 
-# A sentence ends at . ? ! (or a line break) followed by space, and the next one starts with a capital
-# letter, a digit or a quote: "Mr. smith" style breaks inside a sentence are rare in questions, and a
-# wrong break costs nothing but a view that loses to the whole question.
-_BREAK = re.compile(r"(?:(?<=[.?!])\s+|\s*\n\s*)(?=[\"'“‘(\[]?[^\W_a-z])")
+# A sentence ends at . or ! (or a line break) followed by space, and the next one starts with a capital
+# letter, a digit or a quote; a wrong break costs nothing but a view that loses to the whole question.
+# Not at ?: what follows a question is its answer's start ("Which position does X play? They play as"),
+# which says nothing without it.
+_BREAK = re.compile(r"(?:(?<=[.!])\s+|\s*\n\s*)(?=[\"'“‘(\[]?[^\W_a-z])")
+# ...but not after an initial or a title: "Carlos W. Colby", "Mr. Smith Carries On" (zsRE)
+_NOT_AN_END = re.compile(
+    r"(?:\b[^\W\d_]|\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Gen|Col|Capt|Lt|Sgt|Rev|Hon|No|vs|etc|Inc|Co|Ltd|Corp))\.$"
+)
 MIN_WORDS = 2  # a last "sentence" of one word ("Thanks.") is no question
 
 
 def last_sentence(query: str) -> str | None:
     """The last sentence of `query` when it has several, else None."""
-    parts = [part for part in _BREAK.split(query.strip()) if part.strip()]
-    if len(parts) < 2 or len(parts[-1].split()) < MIN_WORDS:
+    text = query.strip()
+    ends = [m for m in _BREAK.finditer(text) if not _NOT_AN_END.search(text[: m.start()])]
+    if not ends:
         return None
-    return parts[-1].strip()
+    tail = text[ends[-1].end() :].strip()
+    return tail if len(tail.split()) >= MIN_WORDS else None
 
 
 def query_views(query: str, last: bool) -> list[str]:

@@ -30,9 +30,14 @@ PREFIXED = (
         ("One person killed. Heath Brothers plays", "Heath Brothers plays"),
         ("Shanghalla is a planetoid in the 30th century . George V Coast is in", "George V Coast is in"),
         ("Some context first.\nWho runs Acme?", "Who runs Acme?"),
+        ("The weather was fine! Who runs Acme?", "Who runs Acme?"),
+        ("Context. Which position does X play? They play as", "Which position does X play? They play as"),
+        ("What war did Carlos W. Colby fight in?", None),  # an initial (zsRE)
+        ("Who was the star in the movie, Mr. Smith Carries On?", None),  # a title
+        ("Which position does Tarvaris Jackson play? They play as", None),  # a question's answer start
         ("The CEO of Acme is", None),  # one sentence
         ("What is 3.5 times 2?", None),  # a decimal point is no break
-        ("Who runs Acme? Thanks.", None),  # a one-word last sentence is no question
+        ("Who runs Acme. Thanks.", None),  # a one-word last sentence is no question
         ("Who runs acme? it is a company", None),  # no capital after the break
     ],
 )
