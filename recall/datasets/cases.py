@@ -85,6 +85,33 @@ def shared_subjects(cases: Sequence[EvalCase]) -> list[bool | None]:
     ]
 
 
+def _word_runs(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+def locality_names_edited(cases: Sequence[EvalCase]) -> list[bool | None]:
+    """Per case: whether one of its locality prompts names, word for word (case aside), the subject of
+    one of `cases` (edits in memory at the same time). None for a case without locality prompts.
+
+    Such a prompt asks about a subject the memory changes, often the very fact ("Bordeaux is a twin city
+    of" beside the edit "Bordeaux is a twin city of -> Seoul"; CounterFact repeats subjects): the memory
+    should answer it with the edit, and locality, agreement with the unedited model, counts that as a
+    failure. Reports show such cases apart."""
+    subjects = {" ".join(_word_runs(c.subject)) for c in cases if c.subject}
+    subjects.discard("")
+    longest = max((s.count(" ") + 1 for s in subjects), default=0)
+
+    def names(prompt: str) -> bool:
+        runs = _word_runs(prompt)
+        return any(
+            " ".join(runs[i : i + n]) in subjects
+            for n in range(1, longest + 1)
+            for i in range(len(runs) - n + 1)
+        )
+
+    return [any(names(q) for q, _ in c.locality) if c.locality else None for c in cases]
+
+
 class RecordReader:
     """Typed field access on one raw record; every failure names the file, the index and the key.
 

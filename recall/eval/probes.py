@@ -59,6 +59,8 @@ class CaseRow:
     loc_edited_subject: float | None = None
     # another case in memory at the same time edits this subject with another target (cases.shared_subjects)
     shared_subject: bool | None = None
+    # a locality prompt names the subject of an edit in memory (cases.locality_names_edited)
+    loc_names_edited: bool | None = None
     # the backend reports it applied this case's edit to the generated answer (Answer.used): the
     # provenance of what was generated, for in-model backends too (admitted_* describe the gate)
     # long-form scores of the generated answers (settings.long_form; recall/eval/longform.py), in [0, 1]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from recall.datasets.cases import EvalCase, shared_subjects
+from recall.datasets.cases import EvalCase, locality_names_edited, shared_subjects
 from recall.errors import ConfigError, RecallError
 from recall.eval.probes import CaseRow, probe_cases, score_pairs
 from recall.eval.settings import EvalSettings
@@ -74,11 +74,16 @@ class _Run:
         self.timings_s = {"base": 0.0, "edit": 0.0, "test": 0.0}
         # Per case: another case in memory beside it edits its subject with another target. Sequential
         # keeps every edit together; single and batch keep one chunk at a time.
-        self.shared: list[bool | None] = (
-            shared_subjects(cases)
-            if settings.protocol == "sequential"
-            else [flag for _, chunk in _chunks(cases, settings.batch_size) for flag in shared_subjects(chunk)]
-        )
+        self.shared = self._per_memory(shared_subjects)
+        # Per case: a locality prompt names the subject of an edit in memory beside it
+        self.loc_edited = self._per_memory(locality_names_edited)
+
+    def _per_memory(self, flags: Callable[[Sequence[EvalCase]], list[bool | None]]) -> list[bool | None]:
+        """`flags` of the cases over the edits in memory together: sequential keeps every edit together;
+        single and batch keep one chunk at a time."""
+        if self.settings.protocol == "sequential":
+            return flags(self.cases)
+        return [flag for _, chunk in _chunks(self.cases, self.settings.batch_size) for flag in flags(chunk)]
 
     def record_base_locality(self) -> None:
         """Teacher-forced use_memory=False scores of every locality pair, taken before the first edit."""
@@ -119,8 +124,11 @@ class _Run:
         start = time.perf_counter()
         base = self.base_locality[offset : offset + len(chunk)]
         rows = probe_cases(self.memory, chunk, edit_ids, latencies, base, self.settings)
-        shared = [self.shared[i] for i in self.tested[offset : offset + len(chunk)]]
-        self.rows.extend(dataclasses.replace(r, shared_subject=f) for r, f in zip(rows, shared, strict=True))
+        tested = self.tested[offset : offset + len(chunk)]
+        self.rows.extend(
+            dataclasses.replace(r, shared_subject=self.shared[i], loc_names_edited=self.loc_edited[i])
+            for r, i in zip(rows, tested, strict=True)
+        )
         self.timings_s["test"] += time.perf_counter() - start
 
     def bar(self, desc: str) -> tqdm[Any]:

@@ -123,14 +123,24 @@ SUBSETS: dict[str, str] = {
     "distinct_subject": "cases whose subject no other case in memory edits with another target",
     "shared_subject": "cases whose subject another case in memory edits with another target (on zsRE: "
     "mostly the same question in other words, so a rephrase cannot tell which edit it paraphrases)",
+    "locality_unedited": "cases whose locality prompts name no subject an edit in memory changes: their Loc "
+    "is the gate's and the model's alone",
+    "locality_edited": "cases with a locality prompt that names the subject of an edit in memory, often "
+    "asking that very fact (CounterFact repeats subjects): the memory should answer it with the edit, "
+    "which Loc counts as a failure",
 }
 
 
 def subset_summaries(rows: Sequence[CaseRow]) -> dict[str, Summary]:
-    """The summary of each subset in SUBSETS, or {} when no case shares its subject (the split would
-    only repeat the whole run)."""
-    shared = [r for r in rows if r.shared_subject]
-    if not shared:
-        return {}
-    distinct = [r for r in rows if r.shared_subject is False]
-    return {"distinct_subject": summarize(distinct), "shared_subject": summarize(shared)}
+    """The summary of each subset in SUBSETS, leaving out a split whose one side is empty (it would only
+    repeat the whole run)."""
+    splits = {
+        ("distinct_subject", "shared_subject"): [r.shared_subject for r in rows],
+        ("locality_unedited", "locality_edited"): [r.loc_names_edited for r in rows],
+    }
+    out: dict[str, Summary] = {}
+    for (no, yes), flags in splits.items():
+        if any(flags) and any(f is False for f in flags):
+            out[no] = summarize([r for r, f in zip(rows, flags, strict=True) if f is False])
+            out[yes] = summarize([r for r, f in zip(rows, flags, strict=True) if f])
+    return out

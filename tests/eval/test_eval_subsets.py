@@ -11,7 +11,7 @@ import pytest
 from eval_fakes import FakeMemory
 from eval_samples import BASE_ANSWERS, SIMPLE_CASES, TRICKY_CASES
 
-from recall.datasets.cases import EvalCase, shared_subjects
+from recall.datasets.cases import EvalCase, locality_names_edited, shared_subjects
 from recall.datasets.loading import load_dataset
 from recall.eval.protocols import EvalResult, run_protocol
 from recall.eval.report import build_stamp, format_markdown, load_report, write_report
@@ -74,6 +74,32 @@ def test_cases_without_subjects_have_no_subsets() -> None:
     result = evaluate(SIMPLE_CASES)
     assert {r.shared_subject for r in result.rows} == {None}
     assert result.subsets == {}
+
+
+def test_a_locality_prompt_names_an_edited_subject_word_for_word() -> None:
+    def case(case_id: str, subject: str | None, locality: str | None) -> EvalCase:
+        asked = ((locality, "x"),) if locality else ()
+        return EvalCase(case_id=case_id, prompt="q", target="t", subject=subject, locality=asked)
+
+    cases = [
+        case("a", "Bordeaux", "Bordeaux is a twin city of"),  # its own subject: the same fact, in memory
+        case("b", "Danielle Darrieux", "The mother tongue of Lyon is"),  # c's subject
+        case("c", "Lyon", "The mother tongue of danielle  darrieux, is"),  # a's? no: b's, case aside
+        case("d", "Rome", "Romeo was born in"),  # a word, not a prefix
+        case("e", None, None),
+    ]
+    assert locality_names_edited(cases) == [True, True, True, False, None]
+    assert locality_names_edited(cases[3:]) == [False, None]
+
+
+def test_sequential_reports_locality_prompts_about_edited_subjects_apart() -> None:
+    # "d" asks "What is the capital of France?" beside an edit whose subject is France
+    result = evaluate(_with_subjects(TRICKY_CASES, {"a": "France"}))
+    flags = [r.loc_names_edited for r in result.rows]
+    assert flags.count(True) == 1
+    unedited, edited = result.subsets["locality_unedited"], result.subsets["locality_edited"]
+    assert (unedited["n"], edited["n"]) == (len(flags) - 1, 1)
+    assert "distinct_subject" not in result.subsets  # no subject has two targets
 
 
 def test_report_shows_the_subsets(tmp_path: Path) -> None:
