@@ -61,7 +61,7 @@ def prepare(
     records = [_record(edit, config, lm) for edit in edits]
     if not records:
         return []
-    texts = [key_texts(record, config.retrieval.keys) for record in records]
+    texts = [key_texts(record, config.retrieval.keys, config.retrieval.last_sentence) for record in records]
     vectors = encoder.encode_keys([text for group in texts for text in group])  # (sum of n_keys, dim)
     bounds = np.cumsum([0, *(len(group) for group in texts)])
     return [(record, vectors[a:b]) for record, a, b in zip(records, bounds[:-1], bounds[1:], strict=True)]

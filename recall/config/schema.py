@@ -77,6 +77,7 @@ class RetrievalConfig:
     # A question that ends a longer text is also searched as its last sentence, and the gate reads it as
     # whichever of the two admits an edit by the wider margin (recall/retrieval/views.py): sentences
     # before the question (context, chatter) pull the query's vector away from the edit it asks about.
+    # Such an edit question is keyed as its last sentence first, then whole (retrieval/descriptors.py).
     last_sentence: bool = True
 
     def __post_init__(self) -> None:

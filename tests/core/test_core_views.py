@@ -76,3 +76,22 @@ def test_why_says_which_sentence_was_read(make_memory: MakeMemory) -> None:
     shown = explain(memory.ask(PREFIXED, max_new_tokens=2))
     assert f"read as its last sentence: {EDIT[0]!r}" in shown
     assert "read as" not in explain(memory.ask(EDIT[0], max_new_tokens=2))
+
+
+def test_an_edit_question_behind_a_sentence_is_keyed_as_its_last_sentence_first(
+    make_memory: MakeMemory,
+) -> None:
+    memory = make_memory(config=load_config(backend="lte", overrides=GATE))
+    first = memory.add(PREFIXED, "English", subject="Danielle Darrieux")
+    keys = memory.store.vectors(first.edit_id)  # (3, dim): last sentence, whole question, statement
+    assert keys.shape[0] == 3
+    assert memory.encoder.encode_keys([EDIT[0]])[0] == pytest.approx(keys[0])
+    # the same question without the sentence before it is the same question: it supersedes
+    second = memory.add(EDIT[0], "French", subject="Danielle Darrieux")
+    assert [r.edit_id for r in second.superseded] == [first.edit_id]
+    whole = make_memory(
+        "whole", load_config(backend="lte", overrides=[*GATE, "retrieval.last_sentence=false"])
+    )
+    kept = whole.add(PREFIXED, "English", subject="Danielle Darrieux")
+    assert whole.store.vectors(kept.edit_id).shape[0] == 2
+    assert not whole.add(EDIT[0], "French", subject="Danielle Darrieux").superseded

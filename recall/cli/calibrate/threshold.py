@@ -28,7 +28,7 @@ def calibration_scores(data: Path, n: int, device: str = "auto") -> tuple[np.nda
     records = [
         EditRecord(prompt=c.prompt, target=c.target, statement=statement(c.prompt, c.target)) for c in cases
     ]
-    texts = [key_texts(r, config.retrieval.keys) for r in records]
+    texts = [key_texts(r, config.retrieval.keys, config.retrieval.last_sentence) for r in records]
     flat = encoder.encode_keys([t for group in texts for t in group])
     keys, start = [], 0
     for group in texts:
