@@ -40,6 +40,10 @@ class MemoryInterface(Protocol):
 
     def retrieve(self, query: str, namespace: str = "default") -> Retrieval: ...
 
+    def retrieve_many(
+        self, queries: Sequence[str], namespace: str = "default"
+    ) -> builtins.list[Retrieval]: ...
+
     def ask(
         self,
         query: str,
@@ -82,8 +86,14 @@ class MemoryInterface(Protocol):
 
 
 class AsksOneByOne:
-    """`ask_many` as `ask` for each query in turn, for a memory (a test double) that decodes nothing
-    together; EditMemory decodes batches (recall/answering.py)."""
+    """`ask_many` and `retrieve_many` as `ask` and `retrieve` for each query in turn, for a memory (a test
+    double) that decodes nothing together; EditMemory decodes batches (recall/answering.py)."""
+
+    def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
+        raise NotImplementedError
+
+    def retrieve_many(self, queries: Sequence[str], namespace: str = "default") -> builtins.list[Retrieval]:
+        return [self.retrieve(q, namespace) for q in queries]
 
     def ask(
         self,

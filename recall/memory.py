@@ -157,7 +157,11 @@ class EditMemory:
     # ----------------------------------------------------------------- the ask flow
     def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
         """Search the namespace and gate the hits; `admitted` is what a retrieval backend would use."""
-        return self.gate.admit([self.check.query(query, namespace)], namespace)[0]
+        return self.retrieve_many([query], namespace)[0]
+
+    def retrieve_many(self, queries: Sequence[str], namespace: str = "default") -> builtins.list[Retrieval]:
+        """`retrieve` for each query, encoded, searched and reviewed together."""
+        return self.gate.admit([self.check.query(q, namespace) for q in queries], namespace)
 
     def ask(
         self,

@@ -268,15 +268,18 @@ def probe_cases(
     plans = [_plan(case, batch, settings) for case in cases]
     scores = score_pairs(memory, batch.pairs, settings.namespace, use_memory=True)
     generations = _generate(memory, cases, settings)
+    # the gate's verdicts on every case's questions, in one batch: rephrases, prompt, locality
+    asked = [q for case in cases for q in (*case.rephrases, case.prompt, *(q for q, _ in case.locality))]
+    retrievals = iter(memory.retrieve_many(asked, settings.namespace))
     rows = []
     for case, edit_id, latency, base, where, generation in zip(
         cases, edit_ids, latencies_ms, base_locality, plans, generations, strict=True
     ):
         es, ps, ns = _probability_scores(case, scores, where, settings)
         post_loc = scores[where.loc]
-        rephrase_hits = [memory.retrieve(q, settings.namespace) for q in case.rephrases]
-        prompt_hits = memory.retrieve(case.prompt, settings.namespace)
-        loc_hits = [memory.retrieve(q, settings.namespace) for q, _ in case.locality]
+        rephrase_hits = [next(retrievals) for _ in case.rephrases]
+        prompt_hits = next(retrievals)
+        loc_hits = [next(retrievals) for _ in case.locality]
         rows.append(
             CaseRow(
                 case_id=case.case_id,

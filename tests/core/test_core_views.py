@@ -95,3 +95,13 @@ def test_an_edit_question_behind_a_sentence_is_keyed_as_its_last_sentence_first(
     kept = whole.add(PREFIXED, "English", subject="Danielle Darrieux")
     assert whole.store.vectors(kept.edit_id).shape[0] == 2
     assert not whole.add(EDIT[0], "French", subject="Danielle Darrieux").superseded
+
+
+def test_retrieve_many_is_retrieve_for_each_question(make_memory: MakeMemory) -> None:
+    memory = make_memory(config=load_config(backend="lte", overrides=GATE))
+    memory.add(*EDIT, subject="Danielle Darrieux")
+    memory.add("Who runs Acme?", "Jane Doe")
+    asked = [PREFIXED, EDIT[0], "who runs acme ?", "The weather was fine. What is the largest planet?"]
+    together = memory.retrieve_many(asked)
+    assert together == [memory.retrieve(q) for q in asked]
+    assert [bool(r.admitted) for r in together] == [True, True, True, False]
