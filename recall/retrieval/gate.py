@@ -17,7 +17,7 @@ from recall.results import Retrieval
 from recall.retrieval.current import current_only
 from recall.retrieval.encoder import Encoder
 from recall.retrieval.subjects import names_edit_subject
-from recall.retrieval.views import query_views
+from recall.retrieval.views import all_views
 
 # (queries, their admitted hits) -> the hits kept: EditBackend.review
 Review = Callable[[Sequence[str], Sequence[Sequence[SearchHit]]], list[tuple[SearchHit, ...]]]
@@ -125,19 +125,15 @@ class Gate:
         """Each query's view (recall/retrieval/views.py) the gate reads it as, that view's vector (n, dim)
         and its search hits: of the query and its last sentence, the one whose best admitted hit beats its
         cut-off by most (the query itself on a tie, or when no view has an admitted hit)."""
-        views = [query_views(q, self.config.last_sentence) for q in queries]
-        flat = [text for texts in views for text in texts]
+        flat, spans = all_views(queries, self.config.last_sentence)
         vectors = self.encoder.encode_queries(flat)  # (sum of views, dim)
         results = self.store.search(vectors, k=self.search_k, namespace=namespace)
-        chosen: list[int] = []  # index into flat of each query's view
-        first = 0
-        for texts in views:
-            rows = range(first, first + len(texts))
-            first += len(texts)
-            if len(rows) == 1:
-                chosen.append(rows[0])
-                continue
-            chosen.append(max(rows, key=lambda j: (self._lead(flat[j], vectors[j], results[j]), -j)))
+        chosen = [  # index into flat of each query's view
+            rows[0]
+            if len(rows) == 1
+            else max(rows, key=lambda j: (self._lead(flat[j], vectors[j], results[j]), -j))
+            for rows in spans
+        ]
         return [flat[j] for j in chosen], vectors[chosen], [results[j] for j in chosen]
 
     def _lead(self, view: str, vector: np.ndarray, hits: Sequence[SearchHit]) -> float:

@@ -9,6 +9,7 @@ says less than the whole ("Who is its CEO?") loses to it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 # A sentence ends at . or ! (or a line break) followed by space, and the next one starts with a capital
 # letter, a digit or a quote; a wrong break costs nothing but a view that loses to the whole question.
@@ -37,3 +38,15 @@ def query_views(query: str, last: bool) -> list[str]:
     when it has several."""
     tail = last_sentence(query) if last else None
     return [query] if tail is None else [query, tail]
+
+
+def all_views(queries: Sequence[str], last: bool) -> tuple[list[str], list[range]]:
+    """Every view of every query in one list (encoded and searched as one batch), and the rows of each
+    query's views in it."""
+    texts: list[str] = []
+    rows: list[range] = []
+    for query in queries:
+        views = query_views(query, last)
+        rows.append(range(len(texts), len(texts) + len(views)))
+        texts += views
+    return texts, rows

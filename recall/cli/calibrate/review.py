@@ -31,7 +31,7 @@ from recall.lm.loading import LanguageModel
 from recall.memory import EditMemory
 from recall.retrieval.encoder import Encoder
 from recall.retrieval.subjects import names_edit_subject
-from recall.retrieval.views import query_views
+from recall.retrieval.views import all_views
 
 LOOSE = 0.3  # how far below the base cut-off hits are collected: the lowest shift replayed
 OPEN = -2.0  # the collecting memory's margin: below any cosine, so its own gate admits everything
@@ -107,14 +107,12 @@ def collect(
         rows: list[tuple[bool, str, list[tuple[float, SearchHit]], str]] = []
         subject_margin = config.retrieval.subject_margin
         for in_scope, sampled in ((True, rephrases[:sample]), (False, locality[:sample])):
-            views = [query_views(q, config.retrieval.last_sentence) for q, _ in sampled]
-            read_as = [text for texts in views for text in texts]
+            read_as, spans = all_views([q for q, _ in sampled], config.retrieval.last_sentence)
             vectors = memory.encoder.encode_queries(read_as)  # (sum of views, dim)
             found = memory.store.search(vectors, k=memory.gate.search_k, namespace="default")
-            first = 0
-            for texts, (_, case) in zip(views, sampled, strict=True):
+            for span, (_, case) in zip(spans, sampled, strict=True):
                 read: list[tuple[float, str, list[tuple[float, SearchHit]]]] = []
-                for j in range(first, first + len(texts)):
+                for j in span:
                     # the base cut-off: the open gate's own, moved back to the trained margin or min_cosine
                     cut = memory.sentinel.threshold(vectors[j]) - OPEN + base if learned else base
                     near = [(h.score - cut, h) for h in found[j] if h.score - cut > -LOOSE]
@@ -122,7 +120,6 @@ def collect(
                         (e for e, h in near if _passes(e, read_as[j], h, subject_margin)), default=-2.0
                     )
                     read.append((lead, read_as[j], near))
-                first += len(texts)
                 # the view the gate reads at the config's cut-off (recall/retrieval/gate.py `_read`); the
                 # replayed settings keep it
                 _, question, near = max(read, key=lambda r: r[0])
