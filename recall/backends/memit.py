@@ -35,7 +35,7 @@ from recall.lm.arch import arch_of
 from recall.lm.hooks import edited_module
 from recall.lm.loading import LanguageModel
 from recall.lm.split import StemCache
-from recall.locate.delta import Row
+from recall.locate.delta import Delta, Row
 from recall.locate.keys import group_mean, read_at
 from recall.locate.statistics import ridged
 from recall.locate.templates import with_prefix
@@ -128,6 +128,7 @@ class MemitBackend(SubjectEditor):
         zs = torch.zeros(0, dtype=torch.float64)
         saved = {p: w.detach().clone() for p, w in self.weights.items()}
         deltas: list[WeightDelta] = []
+        trained: dict[str, list[Delta]] = {r.edit_id: [] for r in records}  # each record's δ per window
         try:
             for c in range(max(map(len, chunks))):
                 todo = [
@@ -135,9 +136,11 @@ class MemitBackend(SubjectEditor):
                     for record, parts in zip(records, chunks, strict=True)
                     if c < len(parts)
                 ]
-                zs = torch.cat([zs, self._targets([r for r, _ in todo], [rows for _, rows in todo])])
+                zs = torch.cat([zs, self._targets([r for r, _ in todo], [rows for _, rows in todo], trained)])
                 jobs += [rows for _, rows in todo]
                 deltas += self._spread(jobs, zs)
+            for record in records:
+                self.warn_weak(record, trained[record.edit_id])
             groups = len(jobs[0][0])  # rows per job: the bare prompt and each prefix
             keys_after = self.keys_after([(r.ids, r.subject) for rewrite, _ in jobs for r in rewrite], groups)
         finally:
@@ -203,15 +206,20 @@ class MemitBackend(SubjectEditor):
         return {}
 
     def _targets(
-        self, records: Sequence[EditRecord], rows: list[tuple[list[Row], list[Row]]]
+        self,
+        records: Sequence[EditRecord],
+        rows: list[tuple[list[Row], list[Row]]],
+        trained: dict[str, list[Delta]],
     ) -> torch.Tensor:
-        """z (n, d): each record's residual at its subject token plus its trained δ, float64 on the CPU."""
+        """z (n, d): each record's residual at its subject token plus its trained δ, float64 on the CPU;
+        each δ is appended to `trained` under its record's id."""
         zs = []
         stem = StemCache(self.lm, self.stem)  # every z of a round is trained on the weights before it
         bar = tqdm(rows, desc=f"{self.name} targets", unit="edit", disable=len(rows) < 2, leave=False)
         for record, record_rows in zip(records, bar, strict=True):
-            trained = self.train(record, record_rows, self.z_path, self.z_layer, stem)
-            zs.append((trained.output + trained.delta).double().cpu())
+            delta = self.train(record, record_rows, self.z_path, self.z_layer, stem)
+            trained[record.edit_id].append(delta)
+            zs.append((delta.output + delta.delta).double().cpu())
         return torch.stack(zs)
 
 

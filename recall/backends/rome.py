@@ -67,6 +67,7 @@ class RomeBackend(SubjectEditor):
         (record,) = records
         # The stem's KV depends on the edited weights: a fresh cache for each edit.
         trained = self.train(record, self.rows(record), self.path, self.layer, StemCache(self.lm, self.stem))
+        self.warn_weak(record, [trained])
         # On the CPU in float64 (C⁻¹ lives there); the journal moves the factors to the weight's device.
         k = trained.mean_key.double().cpu()
         u = k if self.inverse is None else self.inverse @ k
