@@ -20,13 +20,18 @@ _BREAK = re.compile(r"(?:(?<=[.!])\s+|\s*\n\s*)(?=[\"'“‘(\[]?[^\W_a-z])")
 _NOT_AN_END = re.compile(
     r"(?:\b[^\W\d_]|\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Gen|Col|Capt|Lt|Sgt|Rev|Hon|No|vs|etc|Inc|Co|Ltd|Corp))\.$"
 )
+_LOOK_BACK = 12  # characters before a break that _NOT_AN_END reads (its longest word is 5)
 MIN_WORDS = 2  # a last "sentence" of one word ("Thanks.") is no question
 
 
 def last_sentence(query: str) -> str | None:
     """The last sentence of `query` when it has several, else None."""
     text = query.strip()
-    ends = [m for m in _BREAK.finditer(text) if not _NOT_AN_END.search(text[: m.start()])]
+    ends = [
+        m
+        for m in _BREAK.finditer(text)
+        if not _NOT_AN_END.search(text[max(0, m.start() - _LOOK_BACK) : m.start()])
+    ]
     if not ends:
         return None
     tail = text[ends[-1].end() :].strip()
