@@ -72,8 +72,7 @@ class _Run:
         self.base_locality: list[tuple[TargetScore, ...]] = []  # per tested case
         self.rows: list[CaseRow] = []
         self.timings_s = {"base": 0.0, "edit": 0.0, "test": 0.0}
-        # Per case: another case in memory beside it edits its subject with another target. Sequential
-        # keeps every edit together; single and batch keep one chunk at a time.
+        # Per case: another case in memory beside it edits its subject with another target
         self.shared = self._per_memory(shared_subjects)
         # Per case: a locality prompt names the subject of an edit in memory beside it
         self.loc_edited = self._per_memory(locality_names_edited)
