@@ -75,13 +75,14 @@ class Gate:
     def admit(self, queries: Sequence[str], namespace: str) -> list[Retrieval]:
         """One Retrieval per query: the top hits, those admitted, those overridden by a newer edit of the
         same fact and those the review declined."""
-        views, vectors, results = self._read(queries, namespace)
+        views, vectors, results, passing = self._read(queries, namespace)
         gated: list[tuple[SearchHit, ...]] = []
         asked_rows: list[tuple[SearchHit, ...]] = []
         open_rows: list[int] = []  # rows whose admitted hits go to review
-        for row, (query, vector, hits) in enumerate(zip(views, vectors, results, strict=True)):
+        for row, (query, vector, hits, passed) in enumerate(
+            zip(views, vectors, results, passing, strict=True)
+        ):
             asked = tuple(exact_question_hits(query, hits))
-            passed = self.passing(query, vector, hits)
             asked_rows.append(asked)
             # the edit asked word for word alone, else the best admitted hits
             base = asked or tuple(close_to_best(passed, self.config.max_gap)[: self.config.top_k])
@@ -121,26 +122,26 @@ class Gate:
 
     def _read(
         self, queries: Sequence[str], namespace: str
-    ) -> tuple[list[str], np.ndarray, list[list[SearchHit]]]:
-        """Each query's view (recall/retrieval/views.py) the gate reads it as, that view's vector (n, dim)
-        and its search hits: of the query and its last sentence, the one whose best admitted hit beats its
-        cut-off by most (the query itself on a tie, or when no view has an admitted hit)."""
+    ) -> tuple[list[str], np.ndarray, list[list[SearchHit]], list[list[SearchHit]]]:
+        """Each query's view (recall/retrieval/views.py) the gate reads it as, that view's vector (n, dim),
+        its search hits and those the sentinel and subject test admit (`passing`): of the query and its
+        last sentence, the one whose best admitted hit beats its cut-off by most (the query itself on a
+        tie, or when no view has an admitted hit)."""
         flat, spans = all_views(queries, self.config.last_sentence)
         vectors = self.encoder.encode_queries(flat)  # (sum of views, dim)
         results = self.store.search(vectors, k=self.search_k, namespace=namespace)
-        chosen = [  # index into flat of each query's view
-            rows[0]
-            if len(rows) == 1
-            else max(rows, key=lambda j: (self._lead(flat[j], vectors[j], results[j]), -j))
-            for rows in spans
-        ]
-        return [flat[j] for j in chosen], vectors[chosen], [results[j] for j in chosen]
+        passed = [self.passing(*row) for row in zip(flat, vectors, results, strict=True)]
 
-    def _lead(self, view: str, vector: np.ndarray, hits: Sequence[SearchHit]) -> float:
-        """By how much the best hit the sentinel and subject test admit for `view` beats the cut-off
-        (-inf: none)."""
-        passed = self.passing(view, vector, hits)
-        return passed[0].score - self.sentinel.threshold(vector) if passed else -np.inf
+        def lead(j: int) -> float:  # by how much row j's best admitted hit beats its cut-off
+            return passed[j][0].score - self.sentinel.threshold(vectors[j]) if passed[j] else -np.inf
+
+        chosen = [max(rows, key=lambda j: (lead(j), -j)) if len(rows) > 1 else rows[0] for rows in spans]
+        return (
+            [flat[j] for j in chosen],
+            vectors[chosen],
+            [results[j] for j in chosen],
+            [passed[j] for j in chosen],
+        )
 
     def _rivals(self, base: tuple[SearchHit, ...], passed: Sequence[SearchHit]) -> tuple[SearchHit, ...]:
         """The admitted hits outside `base` that would override one in it (recall/retrieval/current.py)."""
