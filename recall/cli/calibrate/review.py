@@ -117,7 +117,12 @@ def collect(
                     cut = memory.sentinel.threshold(vectors[j]) - OPEN + base if learned else base
                     near = [(h.score - cut, h) for h in found[j] if h.score - cut > -LOOSE]
                     lead = max(
-                        (e for e, h in near if _passes(e, read_as[j], h, subject_margin)), default=-2.0
+                        (
+                            e
+                            for e, h in near
+                            if admits(e, names_edit_subject(read_as[j], h.record), subject_margin)
+                        ),
+                        default=-2.0,
                     )
                     read.append((lead, read_as[j], near))
                 # the view the gate reads at the config's cut-off (recall/retrieval/gate.py `_read`); the
@@ -141,11 +146,10 @@ def collect(
     return queries, base
 
 
-def _passes(excess: float, question: str, hit: SearchHit, subject_margin: float | None) -> bool:
-    """Whether the gate admits `hit` at the base cut-off, subject test included."""
-    if subject_margin is None:
-        return excess > 0
-    return excess > 0 and (excess > subject_margin or names_edit_subject(question, hit.record))
+def admits(excess: float, named: bool, subject_margin: float | None) -> bool:
+    """The gate's rule for a hit beating its cut-off by `excess`: past it, and by subject_margin more
+    unless the question names the hit's subject."""
+    return excess > 0 and (named or subject_margin is None or excess > subject_margin)
 
 
 def replay(
@@ -164,7 +168,7 @@ def replay(
         admitted = [
             (e, kept, mine)
             for e, kept, name, mine in zip(query.excess, query.kept, named, own, strict=True)
-            if e > shift and (name or subject_margin is None or e > shift + subject_margin)
+            if admits(e - shift, name, subject_margin)
         ]
         if not admitted:
             continue
