@@ -8,6 +8,10 @@ them), then each prompt's keys and values, gathered from its row at the position
 left-padded cache (n, heads, W, head_dim) from which the answers decode together, one token a step,
 at the positions a row of their own would give them. Greedy answers equal generate()'s (the packed
 matmuls round differently, ~1e-5 in the logits).
+
+An evaluation also scores targets after the very questions it asks (the edit prompt and its rephrase,
+each under its RECIPE prompt): `score_and_decode` runs both in the same packed rows, the questions to
+answer as branches with an empty target, so their prefill is the scoring pass itself.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import torch
 from transformers import DynamicCache
 
 from recall.lm.loading import LanguageModel
-from recall.lm.packing import Group, Prefill, Prefix, group_items, packed_prefill
-from recall.lm.scoring import head_logits, stop_ids
+from recall.lm.packing import Group, Prefill, Prefix, group_items, packed_pass
+from recall.lm.scoring import head_logits, stop_ids, target_scores
+from recall.results import TargetScore
 
 # generate() settings that change a greedy answer, with their neutral values: a model whose generation
 # config sets another value is decoded by generate(), which applies it.
@@ -63,13 +68,56 @@ def decode_packed(
     batch: list[Group] = []
     for group in [*groups, None]:
         if batch and (group is None or sum(len(g.items) for g in batch) + len(group.items) > batch_size):
-            prefill = packed_prefill(lm, batch)
+            prefill = packed_pass(lm, batch, keep_cache=True).prefill
             answers = _decode(lm, prefill, [budgets[i] for i in prefill.order], min_new_tokens)
             texts.update(zip(prefill.order, answers, strict=True))
             batch = []
         if group is not None:
             batch.append(group)
     return [texts[i] for i in range(len(prompts))]
+
+
+@torch.inference_mode()
+def score_and_decode(
+    lm: LanguageModel,
+    items: Sequence[tuple[list[int], list[int]]],
+    prompts: Sequence[list[int]],
+    budgets: Sequence[int],
+    batch_size: int,
+    prefixes: tuple[Sequence[Prefix], Sequence[Prefix]] | None = None,
+    min_new_tokens: int = 0,
+) -> tuple[list[TargetScore], list[str]]:
+    """`score_ids(items)` and `decode_packed(prompts)` in one packed pass, for a `decodable` model: rows
+    of `batch_size` groups, longest first, each scoring its targets and prefilling its prompts to answer;
+    those prompts then decode from its cache, `4 * batch_size` at a time (a CPU reads the weights once a
+    step for all of them). `prefixes`: (one per item, one per prompt). The same scores and answers as
+    the two calls (packed matmuls round differently)."""
+    everything = [*items, *((list(p), []) for p in prompts)]
+    every_prefix = None if prefixes is None else [*prefixes[0], *prefixes[1]]
+    groups = sorted(group_items(everything, every_prefix), key=lambda g: -g.length)
+    scores: dict[int, TargetScore] = {}
+    texts: dict[int, str] = {}
+    for start in range(0, len(groups), batch_size):
+        batch = groups[start : start + batch_size]
+        asks = any(index >= len(items) for g in batch for index in g.items)
+        packed = packed_pass(lm, batch, keep_cache=asks)
+        if packed.scored:
+            targets = [everything[i][1] for i in packed.scored]
+            found = target_scores(targets, head_logits(lm, packed.states))
+            scores.update(zip(packed.scored, found, strict=True))
+        prefill = packed.prefill
+        # an item with an empty target is scored as empty, not answered
+        asked = [k for k, i in enumerate(prefill.order) if i >= len(items)]
+        for first in range(0, len(asked), 4 * batch_size):
+            part = prefill.part(asked[first : first + 4 * batch_size])
+            answers = _decode(lm, part, [budgets[i - len(items)] for i in part.order], min_new_tokens)
+            texts.update(zip(part.order, answers, strict=True))
+        del packed, prefill  # the rows' cache, before the next batch's
+    empty = TargetScore((), ())
+    return (
+        [scores.get(i, empty) for i in range(len(items))],
+        [texts[len(items) + j] for j in range(len(prompts))],
+    )
 
 
 def _cache(lm: LanguageModel, prefill: Prefill) -> tuple[DynamicCache, torch.Tensor, list[int]]:

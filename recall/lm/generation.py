@@ -9,10 +9,12 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from recall.lm.decoding import decodable, decode_packed
+from recall.lm.decoding import decodable, decode_packed, score_and_decode
 from recall.lm.decoding_config import GenerationConfig, TextSink
 from recall.lm.loading import LanguageModel
-from recall.lm.scoring import embed_right, stop_ids
+from recall.lm.packing import Prefix
+from recall.lm.scoring import embed_right, score_ids, stop_ids
+from recall.results import TargetScore
 
 
 class TextStream(BaseStreamer):
@@ -121,6 +123,31 @@ def generate_batch(
         answers = _decode_rows(lm, [prompts[i] for i in rows], [gens[i] for i in rows], row_prefixes)
         texts.update(zip(rows, answers, strict=True))
     return [texts[i] for i in range(len(prompts))]
+
+
+def score_and_generate(
+    lm: LanguageModel,
+    items: Sequence[tuple[list[int], list[int]]],
+    prompts: Sequence[list[int]],
+    gens: Sequence[GenerationConfig],
+    batch_size: int = 16,
+    prefixes: tuple[Sequence[Prefix], Sequence[Prefix]] | None = None,
+) -> tuple[list[TargetScore], list[str]]:
+    """`score_ids(items)` and `generate_batch(prompts)` together: where the model is `decodable`, one
+    packed pass scores the items and prefills the prompts (recall/lm/decoding.py `score_and_decode`:
+    an evaluation asks the questions it scores, so their prefill comes free); otherwise the two calls.
+    `prefixes`: (one per item, one per prompt), or None for none."""
+    if not items or not prompts or lm.engine is not None or not decodable(lm):
+        return (
+            score_ids(lm, items, batch_size, None if prefixes is None else prefixes[0]) if items else [],
+            generate_batch(lm, prompts, gens, None if prefixes is None else prefixes[1], batch_size)
+            if prompts
+            else [],
+        )
+    if any(g.on_text is not None for g in gens) or len({g.min_new_tokens for g in gens}) > 1:
+        raise ValueError("score_and_generate streams nothing and needs one min_new_tokens for every row")
+    budgets = [g.max_new_tokens for g in gens]
+    return score_and_decode(lm, items, prompts, budgets, batch_size, prefixes, gens[0].min_new_tokens)
 
 
 def _decode_rows(

@@ -125,7 +125,8 @@ def packable(lm: LanguageModel, width: int) -> bool:
 class _Layout:
     """Per position of a row: its branch (0: shared), its target within the branch (0: the branch's
     prompt), its position id; the positions whose logits predict each target token, in row order; and
-    per target the positions of the prompt it follows (prefix, stem and its branch's prompt)."""
+    per target the positions of the prompt it follows (prefix, stem and its branch's prompt). An empty
+    target (a prompt to answer, not to score) predicts nothing: it only names its prompt's context."""
 
     branch: list[int]
     target: list[int]
@@ -150,7 +151,8 @@ def _layout(group: Group) -> _Layout:
             out.branch += [b] * len(target)
             out.target += [k] * len(target)
             out.positions += range(after, after + len(target))
-            out.predicting += [last, *range(start, start + len(target) - 1)]
+            if target:
+                out.predicting += [last, *range(start, start + len(target) - 1)]
             out.contexts.append(context)
     return out
 
@@ -175,21 +177,11 @@ def _mask(layouts: Sequence[_Layout], width: int) -> tuple[torch.Tensor, torch.T
     return mask, positions
 
 
-def packed_states(lm: LanguageModel, groups: Sequence[Group]) -> tuple[torch.Tensor, list[int]]:
-    """(final hidden states (sum of target lengths, d) at the positions predicting each target token, the
-    item index of each target in that order); the caller applies the LM head."""
-    layouts = [_layout(g) for g in groups]
-    hidden, _ = _forward(lm, groups, layouts, use_cache=False)
-    rows_index = [row for row, layout in enumerate(layouts) for _ in layout.predicting]
-    cols_index = [col for layout in layouts for col in layout.predicting]
-    return hidden[rows_index, cols_index], [index for g in groups for index in g.items]
-
-
 @dataclass(frozen=True, slots=True)
 class Prefill:
-    """The packed forward of prompts with no target (items (prompt, [])), for decoding: per item (in
-    `order`) the final hidden state at its last prompt position (n, d), its row, and the row positions
-    of its prompt; the model's cache over the packed rows."""
+    """What decoding needs of the prompts to answer (items with an empty target) after a packed forward:
+    per item (in `order`) the final hidden state at its last prompt position (n, d), its row, and the row
+    positions of its prompt; the model's cache over the packed rows."""
 
     hidden: torch.Tensor
     order: list[int]
@@ -197,15 +189,47 @@ class Prefill:
     contexts: list[list[int]]
     cache: Any
 
+    def part(self, members: Sequence[int]) -> Prefill:
+        """The prompts at `members` (indices into `order`), over the same cache."""
+        index = list(members)
+        return Prefill(
+            self.hidden[index],
+            [self.order[i] for i in index],
+            [self.rows[i] for i in index],
+            [self.contexts[i] for i in index],
+            self.cache,
+        )
 
-def packed_prefill(lm: LanguageModel, groups: Sequence[Group]) -> Prefill:
-    """One forward over `groups` whose targets are all empty, keeping the model's cache."""
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One packed forward: final hidden states (sum of target lengths, d) at the positions predicting
+    each scored target's tokens and the item index of each scored target in that order; and the prompts
+    to answer (items with an empty target: none, with no cache, when the cache was not kept)."""
+
+    states: torch.Tensor
+    scored: list[int]
+    prefill: Prefill
+
+
+def packed_pass(lm: LanguageModel, groups: Sequence[Group], keep_cache: bool = False) -> Pass:
+    """One forward over `groups`: the states that score their non-empty targets (the caller applies
+    the LM head) and, with `keep_cache`, the Prefill from which their empty targets' prompts decode."""
     layouts = [_layout(g) for g in groups]
-    hidden, cache = _forward(lm, groups, layouts, use_cache=True)
-    rows = [row for row, layout in enumerate(layouts) for _ in layout.contexts]
+    hidden, cache = _forward(lm, groups, layouts, use_cache=keep_cache)
+    rows_index = [row for row, layout in enumerate(layouts) for _ in layout.predicting]
+    cols_index = [col for layout in layouts for col in layout.predicting]
+    states = hidden[rows_index, cols_index]
+    targets = [(row, t) for row, g in enumerate(groups) for b in g.branches for t in b.targets]
     contexts = [context for layout in layouts for context in layout.contexts]
-    last = hidden[rows, [context[-1] for context in contexts]]  # (n, d)
-    return Prefill(last, [index for g in groups for index in g.items], rows, contexts, cache)
+    scored = [index for _, (index, target) in targets if target]
+    # the prompts to answer: only with the cache they decode from
+    asked = [k for k, (_, (_, target)) in enumerate(targets) if keep_cache and not target]
+    rows = [targets[k][0] for k in asked]
+    asked_contexts = [contexts[k] for k in asked]
+    last = hidden[rows, [context[-1] for context in asked_contexts]]  # (n, d)
+    prefill = Prefill(last, [targets[k][1][0] for k in asked], rows, asked_contexts, cache)
+    return Pass(states, scored, prefill)
 
 
 def _forward(

@@ -13,7 +13,7 @@ import torch
 
 from recall.lm.arch import ARCHS, arch_of
 from recall.lm.loading import LanguageModel
-from recall.lm.packing import group_items, packable, packed_states
+from recall.lm.packing import group_items, packable, packed_pass
 from recall.lm.prompts import render
 from recall.results import TargetScore
 
@@ -130,7 +130,7 @@ def head_logits(lm: LanguageModel, hidden: torch.Tensor, ids: torch.Tensor | Non
     return logits
 
 
-def _target_scores(targets: Sequence[list[int]], logits: torch.Tensor) -> list[TargetScore]:
+def target_scores(targets: Sequence[list[int]], logits: torch.Tensor) -> list[TargetScore]:
     """TargetScores of `targets` from the logits (sum of their lengths, V) predicting their tokens."""
     logprobs = torch.log_softmax(logits, dim=-1)
     labels = torch.tensor([tok for t in targets for tok in t], device=logprobs.device)
@@ -168,21 +168,22 @@ def score_ids(
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             chunk_prefixes = None if prefixes is None else prefixes[start : start + batch_size]
-            scores += _target_scores([t for _, t in chunk], target_logits(lm, chunk, chunk_prefixes))
+            scores += target_scores([t for _, t in chunk], target_logits(lm, chunk, chunk_prefixes))
         return scores
     groups = sorted(group_items(items, prefixes), key=lambda g: -g.length)
     by_item: dict[int, TargetScore] = {}
     for start in range(0, len(groups), batch_size):
         batch = groups[start : start + batch_size]
         if packable(lm, batch[0].length):
-            states, order = packed_states(lm, batch)
-            logits = head_logits(lm, states)
+            packed = packed_pass(lm, batch)
+            order, logits = packed.scored, head_logits(lm, packed.states)
         else:  # wider than a sliding window: each item in a row of its own
             order = [index for g in batch for index in g.items]
             batch_prefixes = None if prefixes is None else [prefixes[i] for i in order]
             logits = target_logits(lm, [items[i] for i in order], batch_prefixes)
-        by_item.update(zip(order, _target_scores([items[i][1] for i in order], logits), strict=True))
-    return [by_item[index] for index in range(len(items))]
+        by_item.update(zip(order, target_scores([items[i][1] for i in order], logits), strict=True))
+    # an empty target has no token to score (packed rows predict nothing for it)
+    return [by_item.get(index, TargetScore((), ())) for index in range(len(items))]
 
 
 def end_of_turn_id(lm: LanguageModel) -> int | None:
