@@ -72,6 +72,44 @@ class Answering:
         with self.model(use):
             return self.backend.score_many(requests)
 
+    def score_and_answer(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        queries: Sequence[str],
+        namespace: str,
+        lengths: Sequence[int | None],
+    ) -> tuple[list[TargetScore], list[Answer]]:
+        """`score_many(pairs)` and `answer(queries)` on the edited model, each distinct question
+        retrieved once for both, in one backend pass where it can (the questions asked are usually
+        among those scored: their answers decode from the scoring rows). Each Answer's latency is the
+        pass's time split evenly over the pairs and the questions."""
+        if isinstance(queries, str) or len(lengths) != len(queries):
+            raise InvalidQueryError(
+                "score_and_ask expected a list of questions and, when given, one max_new_tokens per "
+                f"question (received {type(queries).__name__} of {len(queries)} and {len(lengths)} lengths)"
+            )
+        start = time.perf_counter()
+        scored = self.check.pairs(pairs, namespace)
+        checked = [self.check.ask(q, namespace, n) for q, n in zip(queries, lengths, strict=True)]
+        questions = list(dict.fromkeys([*(q for q, _ in scored), *(q for q, _ in checked)]))
+        found = dict(zip(questions, self.gate.for_backend(questions, namespace, True), strict=True))
+        requests = [ScoreRequest(q, t.strip(), found[q].admitted) for q, t in scored]
+        asked = [found[q] for q, _ in checked]
+        gens = [
+            GenerationConfig(self.check.answer_length(q, n, r.admitted))
+            for (q, n), r in zip(checked, asked, strict=True)
+        ]
+        prompts = [q for q, _ in checked]
+        scores, outs = self.backend.score_and_generate_many(
+            requests, prompts, [r.admitted for r in asked], gens
+        )
+        each = (time.perf_counter() - start) / max(1, len(pairs) + len(queries))
+        answers = [
+            Answer(o.text, r, self.backend.name, o.injected, each, used=o.used)
+            for o, r in zip(outs, asked, strict=True)
+        ]
+        return scores, answers
+
     def model(self, use_memory: bool) -> contextlib.AbstractContextManager[None]:
         """Where generate/score run: the edited model, or the untouched base model for any backend."""
         return contextlib.nullcontext() if use_memory else self.backend.disabled()

@@ -66,6 +66,15 @@ class MemoryInterface(Protocol):
         self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
     ) -> builtins.list[TargetScore]: ...
 
+    def score_and_ask(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+    ) -> tuple[builtins.list[TargetScore], builtins.list[Answer]]: ...
+
     def list(
         self, namespace: str | None = "default", status: Status | None = "active"
     ) -> builtins.list[EditRecord]: ...
@@ -86,8 +95,9 @@ class MemoryInterface(Protocol):
 
 
 class AsksOneByOne:
-    """`ask_many` and `retrieve_many` as `ask` and `retrieve` for each query in turn, for a memory (a test
-    double) that decodes nothing together; EditMemory decodes batches (recall/answering.py)."""
+    """`ask_many` and `retrieve_many` as `ask` and `retrieve` for each query in turn, and `score_and_ask`
+    as `score_many` then `ask_many`, for a memory (a test double) that decodes nothing together;
+    EditMemory decodes batches (recall/answering.py)."""
 
     def retrieve(self, query: str, namespace: str = "default") -> Retrieval:
         raise NotImplementedError
@@ -118,3 +128,19 @@ class AsksOneByOne:
             self.ask(q, namespace, max_new_tokens=n, use_memory=use_memory)
             for q, n in zip(queries, lengths, strict=True)
         ]
+
+    def score_many(
+        self, pairs: Sequence[tuple[str, str]], namespace: str = "default", *, use_memory: bool = True
+    ) -> builtins.list[TargetScore]:
+        raise NotImplementedError
+
+    def score_and_ask(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+    ) -> tuple[builtins.list[TargetScore], builtins.list[Answer]]:
+        scores = self.score_many(pairs, namespace) if pairs else []
+        return scores, self.ask_many(queries, namespace, max_new_tokens=max_new_tokens)

@@ -200,6 +200,21 @@ class EditMemory:
     ) -> builtins.list[TargetScore]:
         return self.answering.score_many(pairs, namespace, use_memory)
 
+    def score_and_ask(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        queries: Sequence[str],
+        namespace: str = "default",
+        *,
+        max_new_tokens: Sequence[int | None] | None = None,
+    ) -> tuple[builtins.list[TargetScore], builtins.list[Answer]]:
+        """`score_many(pairs)` and `ask_many(queries)` with memory, together: the same scores and
+        answers, each question retrieved once, and where the backend can one pass over the model (an
+        evaluation asks the questions it scores). Latency: the call's time split evenly over the pairs
+        and the questions."""
+        lengths = max_new_tokens or [None] * len(queries)
+        return self.answering.score_and_answer(pairs, queries, namespace, lengths)
+
     # ----------------------------------------------------------------- inspection
     def get(self, edit_id: str, namespace: str | None = None) -> EditRecord:
         """The edit `edit_id`; EditNotFoundError unless it is in `namespace` (when given)."""

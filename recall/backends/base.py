@@ -117,6 +117,16 @@ class EditBackend(Protocol):
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]: ...
 
+    def score_and_generate_many(
+        self,
+        requests: Sequence[ScoreRequest],
+        prompts: Sequence[str],
+        hits: Sequence[Sequence[SearchHit]],
+        gens: Sequence[GenerationConfig],
+    ) -> tuple[list[TargetScore], list[Generation]]:
+        """`score_many(requests)` and `generate_many(prompts, hits, gens)`: the same scores and answers,
+        in one pass where the backend can (an evaluation asks the questions it scores)."""
+
     def disabled(self) -> contextlib.AbstractContextManager[None]:
         """Inside: generate and score_many run the unedited base model (peft's disable_adapter)."""
 
@@ -155,6 +165,20 @@ class BackendSwitch:
     ) -> list[Generation]:
         """One by one; backends whose rows can share a decoding loop override it (lm.generate_batch)."""
         return [self.generate(p, h, g) for p, h, g in zip(prompts, hits, gens, strict=True)]
+
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
+        raise NotImplementedError  # every backend scores its own way
+
+    def score_and_generate_many(
+        self,
+        requests: Sequence[ScoreRequest],
+        prompts: Sequence[str],
+        hits: Sequence[Sequence[SearchHit]],
+        gens: Sequence[GenerationConfig],
+    ) -> tuple[list[TargetScore], list[Generation]]:
+        """The two calls; backends whose scoring rows can prefill their answers override it
+        (lm.score_and_generate)."""
+        return self.score_many(requests), self.generate_many(prompts, hits, gens)
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:
@@ -209,6 +233,29 @@ class RetrievalBackend(BackendSwitch):
     def _live(self, hits: Sequence[SearchHit]) -> Sequence[SearchHit]:
         """The hits to inject: none inside `disabled()`."""
         return () if self._disabled else hits
+
+
+# Scores and answers of one route (the requests' row indices, the questions' indices, whether they
+# carry hits): recall/lm/generation.py score_and_generate over what that route injects.
+ScoreAndGenerate = Callable[[list[int], list[int], bool], tuple[list[TargetScore], list[str]]]
+
+
+def score_and_generate_by_hits(
+    scored: Sequence[bool], asked: Sequence[bool], route: ScoreAndGenerate
+) -> tuple[list[TargetScore], list[str]]:
+    """`score_by_hits` for scoring and answering together: requests and questions that carry hits
+    (`scored`, `asked`) go by one route, the rest by the other (exactly the base model's path), and
+    the scores and answers come back in their orders."""
+    scores: dict[int, TargetScore] = {}
+    texts: dict[int, str] = {}
+    for hit in (True, False):
+        rows = [i for i, h in enumerate(scored) if h == hit]
+        asks = [j for j, h in enumerate(asked) if h == hit]
+        if rows or asks:
+            found, answers = route(rows, asks, hit)
+            scores.update(zip(rows, found, strict=True))
+            texts.update(zip(asks, answers, strict=True))
+    return [scores[i] for i in range(len(scored))], [texts[j] for j in range(len(asked))]
 
 
 def score_by_hits(

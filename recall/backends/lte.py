@@ -17,11 +17,12 @@ from recall.backends.base import (
     GenerationConfig,
     RetrievalBackend,
     ScoreRequest,
+    score_and_generate_by_hits,
     score_by_hits,
 )
 from recall.backends.review import load_probe, probe_digest, review_hits
 from recall.errors import ConfigError
-from recall.lm.generation import generate_batch, generate_ids
+from recall.lm.generation import generate_batch, generate_ids, score_and_generate
 from recall.lm.loading import LanguageModel
 from recall.lm.lora import adapter_template, load_adapted
 from recall.lm.prompts import Fact, TemplateName, prompt_text, statement
@@ -142,14 +143,7 @@ class LteBackend(RetrievalBackend):
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]
-        raw = not (self.config.use_chat_template and self.lm.has_chat_template)
-        items = [
-            (
-                prompt_ids(self.lm, self.prompt_text(r.prompt, r.hits)),
-                target_ids(self.lm, r.target, leading_space=raw),
-            )
-            for r in requests
-        ]
+        items = self._items(requests)
         if self.adapted_lm is self.lm:
             return score_ids(self.lm, items, self.config.batch_size)
         # With an adapter, prompts with edits and prompts without go to different weights.
@@ -158,6 +152,43 @@ class LteBackend(RetrievalBackend):
             lambda rows: score_ids(self.adapted_lm, [items[i] for i in rows], self.config.batch_size),
             lambda rows: score_ids(self.lm, [items[i] for i in rows], self.config.batch_size),
         )
+
+    def score_and_generate_many(
+        self,
+        requests: Sequence[ScoreRequest],
+        prompts: Sequence[str],
+        hits: Sequence[Sequence[SearchHit]],
+        gens: Sequence[GenerationConfig],
+    ) -> tuple[list[TargetScore], list[Generation]]:
+        requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]
+        used = [self._live(h)[: self.config.max_facts] for h in hits]
+        items = self._items(requests)
+        ids = [prompt_ids(self.lm, self.prompt_text(p, u)) for p, u in zip(prompts, used, strict=True)]
+
+        def route(rows: list[int], asks: list[int], with_hits: bool) -> tuple[list[TargetScore], list[str]]:
+            # with edits, the adapted model (as score_many and generate do); without, the base model
+            lm = self.adapted_lm if with_hits else self.lm
+            picked, asked = [items[i] for i in rows], [ids[j] for j in asks]
+            return score_and_generate(lm, picked, asked, [gens[j] for j in asks], self.config.batch_size)
+
+        scores, texts = score_and_generate_by_hits(
+            [bool(r.hits) for r in requests], [bool(u) for u in used], route
+        )
+        return scores, [
+            Generation(text, self.injected(u), tuple(h.record.edit_id for h in u))
+            for text, u in zip(texts, used, strict=True)
+        ]
+
+    def _items(self, requests: Sequence[ScoreRequest]) -> list[tuple[list[int], list[int]]]:
+        """(prompt ids with the hits' facts, target ids) of each request, as score_many scores them."""
+        raw = not (self.config.use_chat_template and self.lm.has_chat_template)
+        return [
+            (
+                prompt_ids(self.lm, self.prompt_text(r.prompt, r.hits)),
+                target_ids(self.lm, r.target, leading_space=raw),
+            )
+            for r in requests
+        ]
 
     def _facts(self, hits: Sequence[SearchHit]) -> list[Fact]:
         return [(hit.record.prompt, hit.record.target) for hit in hits[: self.config.max_facts]]

@@ -198,26 +198,41 @@ def _budget(case: EvalCase, settings: EvalSettings) -> int | None:
     return settings.max_new_tokens
 
 
-def _generate(
-    memory: MemoryInterface, cases: Sequence[EvalCase], settings: EvalSettings
-) -> list[_Generation]:
-    """Each case's answers to its prompt and its first rephrase, all asked in one ask_many (the memory
-    decodes them together where its backend can: the same answers as one by one)."""
-    if not settings.generation:
-        return [_Generation() for _ in cases]
+def _asked(cases: Sequence[EvalCase], settings: EvalSettings) -> tuple[list[str], list[int | None]]:
+    """The questions answered for each case (its prompt and its first rephrase), with their budgets."""
     queries: list[str] = []
     budgets: list[int | None] = []
     for case in cases:
         asked = [case.prompt, *case.rephrases[:1]]
         queries += asked
         budgets += [_budget(case, settings)] * len(asked)
-    answers = iter(memory.ask_many(queries, settings.namespace, max_new_tokens=budgets))
+    return queries, budgets
+
+
+def _score_and_answer(
+    memory: MemoryInterface,
+    pairs: Sequence[tuple[str, str]],
+    cases: Sequence[EvalCase],
+    settings: EvalSettings,
+) -> tuple[list[TargetScore], list[_Generation]]:
+    """Every pair's score and, with generation on, each case's answers: one score_and_ask (the memory
+    decodes the answers from its scoring pass where its backend can: the same answers as one by one)."""
+    if not settings.generation:
+        return score_pairs(memory, pairs, settings.namespace, use_memory=True), [_Generation() for _ in cases]
+    queries, budgets = _asked(cases, settings)
+    scores, answered = memory.score_and_ask(pairs, queries, settings.namespace, max_new_tokens=budgets)
+    if len(scores) != len(pairs) or len(answered) != len(queries):
+        raise RecallError(
+            f"score_and_ask returned {len(scores)} scores for {len(pairs)} pairs and {len(answered)} "
+            f"answers for {len(queries)} questions"
+        )
+    answers = iter(answered)
     out = []
     for case in cases:
         answer = next(answers)
         rephrase = next(answers) if case.rephrases else None
         out.append(_scored(case, answer, rephrase, settings))
-    return out
+    return scores, out
 
 
 def _scored(case: EvalCase, answer: Answer, rephrase: Answer | None, settings: EvalSettings) -> _Generation:
@@ -259,15 +274,14 @@ def probe_cases(
     base_locality: Sequence[Sequence[TargetScore]],
     settings: EvalSettings,
 ) -> list[CaseRow]:
-    """Score already-edited cases: one score_many for all their pairs, then retrieval and generation.
+    """Score already-edited cases: one score_and_ask for all their pairs and answers, then retrieval.
 
     `base_locality[i]` holds the pre-edit (use_memory=False) scores of `cases[i].locality`, taken before
     any edit was made; locality is agreement with those, not with the locality answers.
     """
     batch = _PairBatch()
     plans = [_plan(case, batch, settings) for case in cases]
-    scores = score_pairs(memory, batch.pairs, settings.namespace, use_memory=True)
-    generations = _generate(memory, cases, settings)
+    scores, generations = _score_and_answer(memory, batch.pairs, cases, settings)
     # the gate's verdicts on every case's questions, in one batch: rephrases, prompt, locality
     asked = [q for case in cases for q in (*case.rephrases, case.prompt, *(q for q, _ in case.locality))]
     retrievals = iter(memory.retrieve_many(asked, settings.namespace))

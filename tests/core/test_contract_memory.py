@@ -107,6 +107,27 @@ def test_answers_asked_together_are_the_answers_asked_one_by_one(
     assert memory.ask_many([]) == []
 
 
+def test_scoring_and_asking_together_equal_the_two_calls(backend_name: str, open_memory: MakeMemory) -> None:
+    """The eval's one pass (score_and_ask): the scores of score_many and the answers of ask_many, the
+    questions asked among those scored (their answers decode from the scoring rows) and apart."""
+    memory = open_memory(backend_name)
+    memory.add(*CEO)
+    memory.add(*CAPITAL)
+    pairs = [*QUESTIONS, (CEO[0], "john smith"), ("who runs acme ?", CEO[1])]
+    queries = [CEO[0], "who runs acme ?", "what is the capital of france ?", QUESTIONS[2][0]]
+    lengths = [4, 6, 3, 5]
+    scores, answers = memory.score_and_ask(pairs, queries, max_new_tokens=lengths)
+    alone = memory.score_many(pairs)
+    assert [s.predicted_ids for s in scores] == [s.predicted_ids for s in alone]
+    for together, apart in zip(scores, alone, strict=True):
+        assert together.logprobs == pytest.approx(apart.logprobs, abs=1e-4)
+    asked = memory.ask_many(queries, max_new_tokens=lengths)
+    assert [a.text for a in answers] == [a.text for a in asked]
+    assert [a.used for a in answers] == [a.used for a in asked]
+    assert [a.injected for a in answers] == [a.injected for a in asked]
+    assert memory.score_and_ask([], []) == ([], [])
+
+
 @pytest.mark.parametrize("name", backends_with(Capability.FORGET))
 def test_forget_equals_never_having_made_the_edit(name: str, open_memory: MakeMemory) -> None:
     memory = open_memory(name)

@@ -124,3 +124,25 @@ def test_answers_decoded_together_are_the_answers_one_by_one(backend: str) -> No
     assert [a.text for a in together] == [a.text for a in alone]
     assert [a.used for a in together] == [a.used for a in alone]
     assert sum(bool(a.used) for a in together) >= 5  # most rephrases use their edit
+
+
+@pytest.mark.parametrize("backend", ["recipe", "lte_aligned"])
+def test_scores_and_answers_of_one_pass_are_those_of_the_two_calls(backend: str) -> None:
+    """The eval scores and answers in one pass (score_and_ask: the answers decode from the scoring rows'
+    cache): the greedy answers must be ask_many's and the scores score_many's, on the real model."""
+    records = json.loads(SAMPLE.read_text(encoding="utf-8"))[:6]
+    with EditMemory.temporary(load_config(backend=backend), lm=shared_lm("smollm2-135m")) as memory:
+        for record in records:
+            memory.add(record["src"], record["alt"], policy="keep_both")
+        pairs = [(q, r["alt"]) for r in records for q in (r["src"], r["rephrase"])] + [(UNRELATED, "Paris")]
+        queries = [r["src"] for r in records[:3]] + [r["rephrase"] for r in records] + [UNRELATED]
+        lengths = [8, 16, 12, 8, 24, 8, 16, 10, 12, 8]
+        scores, answers = memory.score_and_ask(pairs, queries, max_new_tokens=lengths)
+        alone = memory.score_many(pairs)
+        asked = memory.ask_many(queries, max_new_tokens=lengths)
+    assert [a.text for a in answers] == [a.text for a in asked]
+    assert [a.used for a in answers] == [a.used for a in asked]
+    assert [s.predicted_ids for s in scores] == [s.predicted_ids for s in alone]
+    for together, apart in zip(scores, alone, strict=True):
+        assert together.logprobs == pytest.approx(apart.logprobs, abs=1e-3)
+    assert sum(bool(a.used) for a in answers) >= 7

@@ -23,6 +23,7 @@ from recall.backends.base import (
     GenerationConfig,
     RetrievalBackend,
     ScoreRequest,
+    score_and_generate_by_hits,
     score_by_hits,
 )
 from recall.backends.recipe.encoder import load_recipe_encoder
@@ -38,7 +39,7 @@ from recall.backends.review import load_probe, probe_digest, review_hits
 from recall.backends.state_files import read_state, tensors_sha256, write_state
 from recall.digests import file_sha256
 from recall.errors import ConfigError
-from recall.lm.generation import generate_batch, generate_ids
+from recall.lm.generation import generate_batch, generate_ids, score_and_generate
 from recall.lm.loading import LanguageModel
 from recall.lm.prompts import render
 from recall.lm.scoring import prompt_ids, score_ids, target_ids
@@ -237,11 +238,7 @@ class RecipeBackend(RetrievalBackend):
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]
-        raw = not (self.config.use_chat_template and self.lm.has_chat_template)
-        items = [
-            (prompt_ids(self.lm, self._render(r.prompt)), target_ids(self.lm, r.target, leading_space=raw))
-            for r in requests
-        ]
+        items = self._items(requests)
         size = self.config.batch_size
         return score_by_hits(
             requests,
@@ -251,6 +248,46 @@ class RecipeBackend(RetrievalBackend):
             # Prompts without hits take the plain token path: exactly the base model's scores.
             lambda rows: score_ids(self.lm, [items[i] for i in rows], size),
         )
+
+    def score_and_generate_many(
+        self,
+        requests: Sequence[ScoreRequest],
+        prompts: Sequence[str],
+        hits: Sequence[Sequence[SearchHit]],
+        gens: Sequence[GenerationConfig],
+    ) -> tuple[list[TargetScore], list[Generation]]:
+        requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]
+        used = [self._live(h)[: self.config.max_prompts] for h in hits]
+        items = self._items(requests)
+        ids = [prompt_ids(self.lm, self._render(p)) for p in prompts]
+
+        def route(rows: list[int], asks: list[int], with_hits: bool) -> tuple[list[TargetScore], list[str]]:
+            prefixes = (
+                ([self.prefix(requests[i].hits) for i in rows], [self.prefix(used[j]) for j in asks])
+                if with_hits
+                else None  # the plain token path, as score_many
+            )
+            picked = [items[i] for i in rows]
+            asked = [ids[j] for j in asks]
+            return score_and_generate(
+                self.lm, picked, asked, [gens[j] for j in asks], self.config.batch_size, prefixes
+            )
+
+        scores, texts = score_and_generate_by_hits(
+            [bool(r.hits) for r in requests], [bool(u) for u in used], route
+        )
+        return scores, [
+            Generation(text, self.injected(u), tuple(h.record.edit_id for h in u))
+            for text, u in zip(texts, used, strict=True)
+        ]
+
+    def _items(self, requests: Sequence[ScoreRequest]) -> list[tuple[list[int], list[int]]]:
+        """(prompt ids, target ids) of each request, as score_many scores them."""
+        raw = not (self.config.use_chat_template and self.lm.has_chat_template)
+        return [
+            (prompt_ids(self.lm, self._render(r.prompt)), target_ids(self.lm, r.target, leading_space=raw))
+            for r in requests
+        ]
 
     def _render(self, question: str) -> str:
         return render(self.lm, question, use_chat_template=self.config.use_chat_template)
