@@ -53,8 +53,9 @@ SUMMARY_KEYS: dict[str, str] = {
     "(a subject another edit in memory changes, which that edit may rightly answer), %",
     "edit_latency_p50_ms": "median time per edit (a batch's time split evenly over its edits), ms",
     "edit_latency_p99_ms": "99th percentile time per edit, ms",
-    "ask_latency_mean_ms": "mean time per question of answering the edit prompts and first rephrases "
-    "(memory.ask_many: a batch's time split evenly over its questions), ms",
+    "ask_latency_mean_ms": "mean time per question of the pass that answers the edit prompts and first "
+    "rephrases and scores every pair (memory.score_and_ask: its time split evenly over its questions and "
+    "pairs), ms",
 }
 
 
