@@ -30,7 +30,8 @@ REPORT_DESCRIPTION = """\
 Runs `recall eval` for every backend at every T (the first T records, a fresh memory each) on one data
 file and writes one folder: report.md and report.json (every cell side by side), accuracy.png,
 speed.png and gate.png (against T, one line per backend), and cells/<backend>-n<T>.json/.md (each
-cell's full eval report, with the `recall eval` command that makes it alone).
+cell's eval report, with the `recall eval` command that makes it alone; its per-case rows in
+cells/<backend>-n<T>.rows.json).
 It resumes: a cell is saved when it finishes, and a rerun with the same options keeps every finished
 cell and runs only the rest (a cell saved with other options is refused; --redo runs all again).
 EasyEdit's editors measured on SmolLM2-135M and the first 10 / 100 zsRE eval records

@@ -5,6 +5,9 @@ would make with the same options (its report says which command), and it is writ
 `<out>/cells/<backend>-n<T>.json` (+ .md) atomically when it ends: an interrupted comparison resumes at
 the first unfinished cell, and a finished cell is never recomputed. A cell file made with other
 options (data bytes, settings, overrides) is refused rather than mixed in or silently overwritten.
+The cell file holds what the comparison reads (summary, subsets, timings, stamp: a few KB, small
+enough to keep in version control, as docs/report does); the per-case rows of the eval report go
+beside it, to `<backend>-n<T>.rows.json` (~120 KB at T=100), which nothing reruns from.
 """
 
 from __future__ import annotations
@@ -128,6 +131,11 @@ def cell_path(out_dir: Path, cell: Cell) -> Path:
     return out_dir / CELLS_DIR / f"{cell.name}.json"
 
 
+def rows_path(path: Path) -> Path:
+    """Where a cell's per-case rows go, beside its cell file."""
+    return path.with_name(path.stem + ".rows.json")
+
+
 def _write_atomically(path: Path, text: str) -> None:
     # A crash mid-write leaves the old file or none, never half a cell that a resume would trust.
     temporary = path.with_name(path.name + ".tmp")
@@ -136,6 +144,10 @@ def _write_atomically(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def _json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
 
 
 def _saved_cell(path: Path, identity: dict[str, Any], redo: bool) -> dict[str, Any] | None:
@@ -200,7 +212,8 @@ def run_grid(
     log: Callable[[str], object] = lambda line: sys.stderr.write(line + "\n"),
 ) -> list[dict[str, Any]]:
     """Run (or reuse) every cell of `plan` under `out_dir`; returns each cell's report document, in plan
-    order. Each document is the `recall eval` report JSON plus a "cell" key (cell_identity). With
+    order. Each document is the `recall eval` report JSON less its per-case rows (in `rows_file`), plus a
+    "cell" key (cell_identity). With
     `run` False, only the finished cells: a comparison of what is there while another process runs."""
     out = Path(out_dir)
     (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
@@ -228,10 +241,12 @@ def run_grid(
             continue
         log(f"[{index}/{len(cells)}] {cell.name}: running `{shlex.join(plan.eval_command(cell))}`")
         result, stamp = run_cell(plan, cell, dataset, make_memory, progress)
-        document = dict(report_dict(result, stamp), cell=identity)
-        text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+        report = report_dict(result, stamp)
+        rows = {"cell": identity, "rows": report.pop("rows")}
+        document = dict(report, cell=identity, rows_file=rows_path(path).name)
+        _write_atomically(rows_path(path), _json(rows))
         _write_atomically(path.with_suffix(".md"), format_markdown(result, stamp))
-        _write_atomically(path, text)  # last: its presence is what marks the cell finished
+        _write_atomically(path, _json(document))  # last: its presence is what marks the cell finished
         headline = " ".join(f"{k} {_number(result.summary.get(k))}" for k in ("Rel", "Gen", "Loc"))
         log(f"[{index}/{len(cells)}] {cell.name}: {headline} in {result.timings_s.get('total', 0.0):.0f} s")
         documents.append(document)

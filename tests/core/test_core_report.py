@@ -117,6 +117,12 @@ def test_report_folder_resume_and_refusal(
     assert cell["stamp"]["command_line"].startswith("recall eval --data")
     assert "--backend grace" in cell["stamp"]["command_line"]
     assert (out / "cells" / "grace-n3.md").is_file()
+    # the cell file is small (what the comparison reads); the per-case rows go beside it
+    assert "rows" not in cell
+    rows = json.loads((out / "cells" / cell["rows_file"]).read_text(encoding="utf-8"))
+    assert rows["cell"] == cell["cell"]
+    assert len(rows["rows"]) == 3
+    assert all(row["case_id"] for row in rows["rows"])
     # grace answers from its ε-balls, not from retrieved hits: the gate's rates are not its own
     lte_cell = json.loads((out / "cells" / "lte-n3.json").read_text(encoding="utf-8"))
     assert shown_value(cell, "gate_false_accept_loc") is None
@@ -130,8 +136,10 @@ def test_report_folder_resume_and_refusal(
     assert run_report_command(parse(*argv), again) == 0
     assert [backend for backend, _ in again.calls] == ["lte"]
     kept = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir() if p.name != "lte-n3.json"}
-    assert kept == {name: t for name, t in stamps.items() if name not in ("lte-n3.json", "lte-n3.md")} | {
-        "lte-n3.md": kept["lte-n3.md"]
+    rerun = ("lte-n3.json", "lte-n3.md", "lte-n3.rows.json")
+    assert kept == {name: t for name, t in stamps.items() if name not in rerun} | {
+        "lte-n3.md": kept["lte-n3.md"],
+        "lte-n3.rows.json": kept["lte-n3.rows.json"],
     }
     assert "done before, kept" in capsys.readouterr().err
 
