@@ -77,12 +77,14 @@ class Answering:
         pairs: Sequence[tuple[str, str]],
         queries: Sequence[str],
         namespace: str,
-        lengths: Sequence[int | None],
+        max_new_tokens: Sequence[int | None] | None,
     ) -> tuple[list[TargetScore], list[Answer]]:
         """`score_many(pairs)` and `answer(queries)` on the edited model, each distinct question
         retrieved once for both, in one backend pass where it can (the questions asked are usually
         among those scored: their answers decode from the scoring rows). Each Answer's latency is the
         pass's time split evenly over the pairs and the questions."""
+        lengths = [None] * len(queries) if max_new_tokens is None else max_new_tokens
+        lengths = [None] * len(queries) if max_new_tokens is None else max_new_tokens
         if isinstance(queries, str) or len(lengths) != len(queries):
             raise InvalidQueryError(
                 "score_and_ask expected a list of questions and, when given, one max_new_tokens per "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,19 @@ class MemoryParts:
     sentinel: Sentinel
     backend: EditBackend
     config: RecallConfig
+
+
+def temporary_parts(
+    config: RecallConfig, *, lm: LanguageModel | None, encoder: Encoder | None, device: str | None
+) -> MemoryParts:
+    """`create_parts` in a new temporary directory (its memory folder is parts.store.path); a failed
+    create leaves nothing behind."""
+    path = Path(tempfile.mkdtemp(prefix="recall-")) / "memory"
+    try:
+        return create_parts(path, config, lm=lm, encoder=encoder, device=device)
+    except BaseException:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
 
 
 def create_parts(

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import builtins
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from memory_store import EditRecord, HistoryEvent, Status
 from recall.answering import Answering
-from recall.build import MemoryParts, create_parts, memory_info, open_parts
+from recall.build import MemoryParts, create_parts, memory_info, open_parts, temporary_parts
 from recall.config import ConflictPolicy, RecallConfig, load_config
 from recall.edits import EditWriter, find_edit, in_namespace, prepare
 from recall.lm.loading import LanguageModel
@@ -93,13 +92,8 @@ class EditMemory:
         device: str | None = None,
     ) -> EditMemory:
         """A throw-away memory in a temporary directory, deleted by `close`."""
-        path = Path(tempfile.mkdtemp(prefix="recall-")) / "memory"
-        try:
-            parts = create_parts(path, config or load_config(), lm=lm, encoder=encoder, device=device)
-            return cls(parts, owned_dir=path)
-        except BaseException:
-            shutil.rmtree(path.parent, ignore_errors=True)  # a failed create leaves nothing behind
-            raise
+        parts = temporary_parts(config or load_config(), lm=lm, encoder=encoder, device=device)
+        return cls(parts, owned_dir=parts.store.path)
 
     # ----------------------------------------------------------------- the edit flow
     def add(
@@ -184,10 +178,8 @@ class EditMemory:
         max_new_tokens: Sequence[int | None] | None = None,
         use_memory: bool = True,
     ) -> builtins.list[Answer]:
-        """`ask` for each query (its own max_new_tokens, or None for all), the answers decoded together
-        where the backend can; each Answer's latency is the call's time split evenly over the queries."""
-        lengths = max_new_tokens or [None] * len(queries)
-        return self.answering.answer(queries, namespace, lengths, use_memory)
+        """`ask` for each query (its own max_new_tokens), decoded together where the backend can."""
+        return self.answering.answer(queries, namespace, max_new_tokens or [None] * len(queries), use_memory)
 
     def score(
         self, query: str, target: str, namespace: str = "default", *, use_memory: bool = True
@@ -208,12 +200,8 @@ class EditMemory:
         *,
         max_new_tokens: Sequence[int | None] | None = None,
     ) -> tuple[builtins.list[TargetScore], builtins.list[Answer]]:
-        """`score_many(pairs)` and `ask_many(queries)` with memory, together: the same scores and
-        answers, each question retrieved once, and where the backend can one pass over the model (an
-        evaluation asks the questions it scores). Latency: the call's time split evenly over the pairs
-        and the questions."""
-        lengths = max_new_tokens or [None] * len(queries)
-        return self.answering.score_and_answer(pairs, queries, namespace, lengths)
+        """`score_many(pairs)` and `ask_many(queries)` with memory, in one pass where the backend can."""
+        return self.answering.score_and_answer(pairs, queries, namespace, max_new_tokens)
 
     # ----------------------------------------------------------------- inspection
     def get(self, edit_id: str, namespace: str | None = None) -> EditRecord:
@@ -244,9 +232,7 @@ class EditMemory:
 
     def info(self) -> dict[str, Any]:
         """What a report stamps: path, model, encoder, backend (and its describe()), sentinel, config."""
-        return memory_info(
-            MemoryParts(self.store, self.lm, self.encoder, self.sentinel, self.backend, self.config)
-        )
+        return memory_info(self.parts)
 
     def close(self) -> None:
         try:
