@@ -32,11 +32,7 @@ class Answering:
         """One Answer per query, each within its own length (None: the model's default, or what its
         admitted targets need). One query may stream (`on_text`); several are decoded together where
         the backend can, and each Answer's latency is the call's time split evenly over them."""
-        if isinstance(queries, str) or len(lengths) != len(queries):
-            raise InvalidQueryError(
-                "ask_many expected a list of questions and, when given, one max_new_tokens per question "
-                f"(received {type(queries).__name__} of {len(queries)} and {len(lengths)} lengths)"
-            )
+        _check_lengths("ask_many", queries, lengths)
         if not queries:
             return []
         start = time.perf_counter()
@@ -84,12 +80,7 @@ class Answering:
         among those scored: their answers decode from the scoring rows). Each Answer's latency is the
         pass's time split evenly over the pairs and the questions."""
         lengths = [None] * len(queries) if max_new_tokens is None else max_new_tokens
-        lengths = [None] * len(queries) if max_new_tokens is None else max_new_tokens
-        if isinstance(queries, str) or len(lengths) != len(queries):
-            raise InvalidQueryError(
-                "score_and_ask expected a list of questions and, when given, one max_new_tokens per "
-                f"question (received {type(queries).__name__} of {len(queries)} and {len(lengths)} lengths)"
-            )
+        _check_lengths("score_and_ask", queries, lengths)
         start = time.perf_counter()
         scored = self.check.pairs(pairs, namespace)
         checked = [self.check.ask(q, namespace, n) for q, n in zip(queries, lengths, strict=True)]
@@ -115,3 +106,12 @@ class Answering:
     def model(self, use_memory: bool) -> contextlib.AbstractContextManager[None]:
         """Where generate/score run: the edited model, or the untouched base model for any backend."""
         return contextlib.nullcontext() if use_memory else self.backend.disabled()
+
+
+def _check_lengths(call: str, queries: Sequence[str], lengths: Sequence[int | None]) -> None:
+    """A list of questions (not one str) and one answer length per question."""
+    if isinstance(queries, str) or len(lengths) != len(queries):
+        raise InvalidQueryError(
+            f"{call} expected a list of questions and, when given, one max_new_tokens per question "
+            f"(received {type(queries).__name__} of {len(queries)} and {len(lengths)} lengths)"
+        )

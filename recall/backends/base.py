@@ -234,6 +234,16 @@ class RetrievalBackend(BackendSwitch):
         """The hits to inject: none inside `disabled()`."""
         return () if self._disabled else hits
 
+    def _generations(self, texts: Sequence[str], used: Sequence[Sequence[SearchHit]]) -> list[Generation]:
+        """Each answer with what was injected for it and the ids of the edits it used."""
+        return [
+            Generation(text, self.injected(u), tuple(h.record.edit_id for h in u))
+            for text, u in zip(texts, used, strict=True)
+        ]
+
+    def injected(self, hits: Sequence[SearchHit]) -> str:
+        raise NotImplementedError  # what each backend puts before a question, in words
+
 
 # Scores and answers of one route (the requests' row indices, the questions' indices, whether they
 # carry hits): recall/lm/generation.py score_and_generate over what that route injects.
@@ -266,9 +276,8 @@ def score_by_hits(
     """Score the requests that carry hits and those that do not by two routes (each given the row
     indices it serves), and return the scores in request order. Backends use it so that prompts
     without hits take exactly the base model's path."""
-    scores: dict[int, TargetScore] = {}
-    for route, hit in ((with_hits, True), (without_hits, False)):
-        rows = [i for i, r in enumerate(requests) if bool(r.hits) == hit]
-        if rows:
-            scores.update(zip(rows, route(rows), strict=True))
-    return [scores[i] for i in range(len(requests))]
+
+    def route(rows: list[int], _: list[int], hit: bool) -> tuple[list[TargetScore], list[str]]:
+        return (with_hits if hit else without_hits)(rows), []
+
+    return score_and_generate_by_hits([bool(r.hits) for r in requests], [], route)[0]

@@ -118,7 +118,7 @@ class LteBackend(RetrievalBackend):
         ids = prompt_ids(self.lm, self.prompt_text(prompt, used))
         lm = self.adapted_lm if used else self.lm
         text = generate_ids(lm, ids, gen)
-        return Generation(text, self.injected(used), tuple(h.record.edit_id for h in used))
+        return self._generations([text], [used])[0]
 
     def generate_many(
         self, prompts: Sequence[str], hits: Sequence[Sequence[SearchHit]], gens: Sequence[GenerationConfig]
@@ -136,10 +136,7 @@ class LteBackend(RetrievalBackend):
                     lm, [ids[i] for i in rows], [gens[i] for i in rows], None, self.config.batch_size
                 )
                 texts.update(zip(rows, answers, strict=True))
-        return [
-            Generation(texts[i], self.injected(u), tuple(h.record.edit_id for h in u))
-            for i, u in enumerate(used)
-        ]
+        return self._generations([texts[i] for i in range(len(used))], used)
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]
@@ -174,10 +171,7 @@ class LteBackend(RetrievalBackend):
         scores, texts = score_and_generate_by_hits(
             [bool(r.hits) for r in requests], [bool(u) for u in used], route
         )
-        return scores, [
-            Generation(text, self.injected(u), tuple(h.record.edit_id for h in u))
-            for text, u in zip(texts, used, strict=True)
-        ]
+        return scores, self._generations(texts, used)
 
     def _items(self, requests: Sequence[ScoreRequest]) -> list[tuple[list[int], list[int]]]:
         """(prompt ids with the hits' facts, target ids) of each request, as score_many scores them."""

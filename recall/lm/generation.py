@@ -104,8 +104,7 @@ def generate_batch(
     CPU spends most of a short answer.
     No streaming (`on_text`), no min_new_tokens difference between rows; a serving engine decodes one
     by one."""
-    if any(g.on_text is not None for g in gens) or len({g.min_new_tokens for g in gens}) > 1:
-        raise ValueError("generate_batch streams nothing and needs one min_new_tokens for every row")
+    _check_batchable("generate_batch", gens)
     each: Sequence[torch.Tensor | None] = prefixes or [None] * len(prompts)
     if lm.engine is not None:
         return [generate_ids(lm, p, g, x) for p, g, x in zip(prompts, gens, each, strict=True)]
@@ -137,6 +136,7 @@ def score_and_generate(
     packed pass scores the items and prefills the prompts (recall/lm/decoding.py `score_and_decode`:
     an evaluation asks the questions it scores, so their prefill comes free); otherwise the two calls.
     `prefixes`: (one per item, one per prompt), or None for none."""
+    _check_batchable("score_and_generate", gens)
     if not items or not prompts or lm.engine is not None or not decodable(lm):
         return (
             score_ids(lm, items, batch_size, None if prefixes is None else prefixes[0]) if items else [],
@@ -144,10 +144,14 @@ def score_and_generate(
             if prompts
             else [],
         )
-    if any(g.on_text is not None for g in gens) or len({g.min_new_tokens for g in gens}) > 1:
-        raise ValueError("score_and_generate streams nothing and needs one min_new_tokens for every row")
     budgets = [g.max_new_tokens for g in gens]
     return score_and_decode(lm, items, prompts, budgets, batch_size, prefixes, gens[0].min_new_tokens)
+
+
+def _check_batchable(call: str, gens: Sequence[GenerationConfig]) -> None:
+    """Rows decoded together stream nothing and share one min_new_tokens."""
+    if any(g.on_text is not None for g in gens) or len({g.min_new_tokens for g in gens}) > 1:
+        raise ValueError(f"{call} streams nothing and needs one min_new_tokens for every row")
 
 
 def _decode_rows(

@@ -222,7 +222,7 @@ class RecipeBackend(RetrievalBackend):
         used = self._live(hits)[: self.config.max_prompts]
         ids = prompt_ids(self.lm, self._render(prompt))
         text = generate_ids(self.lm, ids, gen, self.prefix(used))
-        return Generation(text, self.injected(used), tuple(h.record.edit_id for h in used))
+        return self._generations([text], [used])[0]
 
     def generate_many(
         self, prompts: Sequence[str], hits: Sequence[Sequence[SearchHit]], gens: Sequence[GenerationConfig]
@@ -231,10 +231,7 @@ class RecipeBackend(RetrievalBackend):
         ids = [prompt_ids(self.lm, self._render(p)) for p in prompts]
         prefixes = [self.prefix(u) for u in used]
         texts = generate_batch(self.lm, ids, gens, prefixes, self.config.batch_size)
-        return [
-            Generation(text, self.injected(u), tuple(h.record.edit_id for h in u))
-            for text, u in zip(texts, used, strict=True)
-        ]
+        return self._generations(texts, used)
 
     def score_many(self, requests: Sequence[ScoreRequest]) -> list[TargetScore]:
         requests = [ScoreRequest(r.prompt, r.target, self._live(r.hits)) for r in requests]
@@ -276,10 +273,7 @@ class RecipeBackend(RetrievalBackend):
         scores, texts = score_and_generate_by_hits(
             [bool(r.hits) for r in requests], [bool(u) for u in used], route
         )
-        return scores, [
-            Generation(text, self.injected(u), tuple(h.record.edit_id for h in u))
-            for text, u in zip(texts, used, strict=True)
-        ]
+        return scores, self._generations(texts, used)
 
     def _items(self, requests: Sequence[ScoreRequest]) -> list[tuple[list[int], list[int]]]:
         """(prompt ids, target ids) of each request, as score_many scores them."""
